@@ -1,0 +1,149 @@
+"""The runtime seam: what the agent asks of a backend that runs tasks.
+
+A backend is a pair, mirroring SwarmKit's executor/controller split:
+
+- ``Runtime`` (one per agent) describes what the backend can do, lists what it
+  already runs (so that a restarted agent adopts tasks instead of starting
+  duplicates) and makes a ``TaskController`` for each assigned task;
+- ``TaskController`` (one per task) moves that task through its life:
+  prepare -> start -> wait -> shutdown -> remove.
+
+The agent's worker drives controllers; backends never report to the manager
+themselves. Errors a backend raises are ``TaskRejected`` (the task can never
+start here: bad command, missing image) or ``TaskFailed`` (it started and then
+broke); anything else is a bug and fails the task with its message.
+
+Optional abilities (health checks, logs) are separate small Protocols so that a
+backend states what it supports by what it implements.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from shoal.protos import objects_pb2 as pb
+
+
+class TaskRuntimeError(Exception):
+    """Base of the errors a backend raises about one task."""
+
+
+class TaskRejected(TaskRuntimeError):
+    """The task cannot run here (command not found, image missing, ...)."""
+
+
+class TaskFailed(TaskRuntimeError):
+    """The task ran, or tried to, and broke."""
+
+
+class Health(enum.IntEnum):
+    NONE = pb.HEALTH_NONE
+    STARTING = pb.HEALTH_STARTING
+    HEALTHY = pb.HEALTH_HEALTHY
+    UNHEALTHY = pb.HEALTH_UNHEALTHY
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    """How a task's main process ended."""
+
+    exit_code: int
+    # Set when the backend cannot know the real code (e.g. a signal); shown
+    # to the user as the task's error.
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class RuntimeState:
+    """What the backend sees of a task right now (for adoption)."""
+
+    exists: bool
+    running: bool
+    pid: int = 0
+    exit: ExitStatus | None = None
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """Everything a backend needs to run one task, resolved by the agent."""
+
+    task: pb.Task
+    node_id: str
+    # SHOAL_* variables plus the service's env, in order; later wins.
+    env: dict[str, str] = field(default_factory=dict)
+
+
+class TaskController(Protocol):
+    """Runs one task. Every method may be called again after an agent
+    restart; each must be idempotent."""
+
+    async def inspect(self) -> RuntimeState:
+        """Report whether the task exists and runs (adoption after restart)."""
+        ...
+
+    async def prepare(self) -> None:
+        """Make everything ready to start (workdir, image); raise TaskRejected
+        when the task can never start here."""
+        ...
+
+    async def start(self) -> None:
+        """Start the task's main process; raise TaskRejected if it cannot."""
+        ...
+
+    async def wait(self) -> ExitStatus:
+        """Return once the main process has ended, with how it ended."""
+        ...
+
+    async def shutdown(self, grace_period: float, stop_signal: str) -> None:
+        """Send the stop signal, then kill after grace_period seconds; return
+        once nothing of the task runs."""
+        ...
+
+    async def remove(self) -> None:
+        """Forget the task: delete its files or container. Idempotent."""
+        ...
+
+
+@runtime_checkable
+class HealthReporting(Protocol):
+    """A controller that can tell whether its task is healthy."""
+
+    async def health(self) -> Health:
+        """The task's current health as its health check last reported."""
+        ...
+
+
+@runtime_checkable
+class LogReading(Protocol):
+    """A controller that can return the task's output."""
+
+    def logs(self, follow: bool, tail: int | None) -> AsyncIterator[tuple[str, bytes]]:
+        """Yield (stream, line) pairs: stream is "stdout" or "stderr"."""
+        ...
+
+
+class Runtime(Protocol):
+    """A backend as the agent sees it."""
+
+    name: str
+
+    def controller(self, ctx: TaskContext) -> TaskController:
+        """Make the controller of one task (cheap: no I/O)."""
+        ...
+
+    async def known_task_ids(self) -> set[str]:
+        """Tasks this backend holds anything of (running or not), so that the
+        agent can adopt or clean them up after a restart."""
+        ...
+
+    async def discard(self, task_id: str) -> None:
+        """Stop (with SIGKILL after a short grace) and remove a task the agent
+        holds no assignment for any more, knowing only its ID."""
+        ...
+
+    async def close(self) -> None:
+        """Release the backend's own resources; tasks keep running."""
+        ...

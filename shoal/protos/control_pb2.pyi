@@ -1,0 +1,216 @@
+from shoal.protos import objects_pb2 as _objects_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ObjectRef(_message.Message):
+    __slots__ = ("ref",)
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    def __init__(self, ref: _Optional[str] = ...) -> None: ...
+
+class ManagerInfo(_message.Message):
+    __slots__ = ("id", "addr", "leader")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ADDR_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    addr: str
+    leader: bool
+    def __init__(self, id: _Optional[str] = ..., addr: _Optional[str] = ..., leader: _Optional[bool] = ...) -> None: ...
+
+class GetClusterInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ClusterInfo(_message.Message):
+    __slots__ = ("cluster_id", "managers", "spec", "nodes", "nodes_ready", "services", "tasks", "tasks_running", "created_at")
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    MANAGERS_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    NODES_READY_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    TASKS_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    cluster_id: str
+    managers: _containers.RepeatedCompositeFieldContainer[ManagerInfo]
+    spec: _objects_pb2.ClusterSpec
+    nodes: int
+    nodes_ready: int
+    services: int
+    tasks: int
+    tasks_running: int
+    created_at: int
+    def __init__(self, cluster_id: _Optional[str] = ..., managers: _Optional[_Iterable[_Union[ManagerInfo, _Mapping]]] = ..., spec: _Optional[_Union[_objects_pb2.ClusterSpec, _Mapping]] = ..., nodes: _Optional[int] = ..., nodes_ready: _Optional[int] = ..., services: _Optional[int] = ..., tasks: _Optional[int] = ..., tasks_running: _Optional[int] = ..., created_at: _Optional[int] = ...) -> None: ...
+
+class UpdateClusterRequest(_message.Message):
+    __slots__ = ("heartbeat_period", "task_history_limit", "cert_expiry")
+    HEARTBEAT_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    TASK_HISTORY_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CERT_EXPIRY_FIELD_NUMBER: _ClassVar[int]
+    heartbeat_period: int
+    task_history_limit: int
+    cert_expiry: int
+    def __init__(self, heartbeat_period: _Optional[int] = ..., task_history_limit: _Optional[int] = ..., cert_expiry: _Optional[int] = ...) -> None: ...
+
+class GetJoinTokenRequest(_message.Message):
+    __slots__ = ("role", "rotate")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    ROTATE_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    rotate: bool
+    def __init__(self, role: _Optional[str] = ..., rotate: _Optional[bool] = ...) -> None: ...
+
+class JoinTokenResponse(_message.Message):
+    __slots__ = ("token", "manager_addrs")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    MANAGER_ADDRS_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    manager_addrs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, token: _Optional[str] = ..., manager_addrs: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class IssueAdminBundleRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class AdminBundle(_message.Message):
+    __slots__ = ("ca_pem", "cert_pem", "key_pem")
+    CA_PEM_FIELD_NUMBER: _ClassVar[int]
+    CERT_PEM_FIELD_NUMBER: _ClassVar[int]
+    KEY_PEM_FIELD_NUMBER: _ClassVar[int]
+    ca_pem: bytes
+    cert_pem: bytes
+    key_pem: bytes
+    def __init__(self, ca_pem: _Optional[bytes] = ..., cert_pem: _Optional[bytes] = ..., key_pem: _Optional[bytes] = ...) -> None: ...
+
+class ListNodesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListNodesResponse(_message.Message):
+    __slots__ = ("nodes",)
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Node]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[_objects_pb2.Node, _Mapping]]] = ...) -> None: ...
+
+class UpdateNodeRequest(_message.Message):
+    __slots__ = ("ref", "availability", "label_add", "label_rm")
+    class LabelAddEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    REF_FIELD_NUMBER: _ClassVar[int]
+    AVAILABILITY_FIELD_NUMBER: _ClassVar[int]
+    LABEL_ADD_FIELD_NUMBER: _ClassVar[int]
+    LABEL_RM_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    availability: str
+    label_add: _containers.ScalarMap[str, str]
+    label_rm: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, ref: _Optional[str] = ..., availability: _Optional[str] = ..., label_add: _Optional[_Mapping[str, str]] = ..., label_rm: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RemoveNodeRequest(_message.Message):
+    __slots__ = ("ref", "force")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    force: bool
+    def __init__(self, ref: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class RemoveNodeResponse(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class CreateServiceRequest(_message.Message):
+    __slots__ = ("spec",)
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    spec: _objects_pb2.ServiceSpec
+    def __init__(self, spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ...) -> None: ...
+
+class UpdateServiceRequest(_message.Message):
+    __slots__ = ("ref", "version", "spec", "rollback", "force")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    ROLLBACK_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    version: int
+    spec: _objects_pb2.ServiceSpec
+    rollback: bool
+    force: bool
+    def __init__(self, ref: _Optional[str] = ..., version: _Optional[int] = ..., spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ..., rollback: _Optional[bool] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class ScaleServiceRequest(_message.Message):
+    __slots__ = ("ref", "replicas")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    replicas: int
+    def __init__(self, ref: _Optional[str] = ..., replicas: _Optional[int] = ...) -> None: ...
+
+class RemoveServiceResponse(_message.Message):
+    __slots__ = ("id", "name")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class ListServicesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ServiceSummary(_message.Message):
+    __slots__ = ("service", "replicas_desired", "replicas_running", "completed")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_DESIRED_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    service: _objects_pb2.Service
+    replicas_desired: int
+    replicas_running: int
+    completed: int
+    def __init__(self, service: _Optional[_Union[_objects_pb2.Service, _Mapping]] = ..., replicas_desired: _Optional[int] = ..., replicas_running: _Optional[int] = ..., completed: _Optional[int] = ...) -> None: ...
+
+class ListServicesResponse(_message.Message):
+    __slots__ = ("services",)
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    services: _containers.RepeatedCompositeFieldContainer[ServiceSummary]
+    def __init__(self, services: _Optional[_Iterable[_Union[ServiceSummary, _Mapping]]] = ...) -> None: ...
+
+class ListTasksRequest(_message.Message):
+    __slots__ = ("service", "node", "desired_state")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    DESIRED_STATE_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    node: str
+    desired_state: str
+    def __init__(self, service: _Optional[str] = ..., node: _Optional[str] = ..., desired_state: _Optional[str] = ...) -> None: ...
+
+class ListTasksResponse(_message.Message):
+    __slots__ = ("tasks", "node_hostnames")
+    class NodeHostnamesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    NODE_HOSTNAMES_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Task]
+    node_hostnames: _containers.ScalarMap[str, str]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[_objects_pb2.Task, _Mapping]]] = ..., node_hostnames: _Optional[_Mapping[str, str]] = ...) -> None: ...

@@ -1,0 +1,35 @@
+"""etcd-backed object store: typed objects, revisions, watch, batches, view."""
+
+from shoal.manager.store.errors import (
+    AlreadyExists,
+    Compacted,
+    LeadershipLost,
+    NotFound,
+    StoreError,
+    StoreUnavailable,
+    VersionConflict,
+)
+from shoal.manager.store.etcd import Etcd, EtcdTLS
+from shoal.manager.store.store import Batch, BatchResult, Store, clone, kind_of, now_ns
+from shoal.manager.store.view import Event, Subscription, View
+
+__all__ = [
+    "AlreadyExists",
+    "Batch",
+    "BatchResult",
+    "Compacted",
+    "Etcd",
+    "EtcdTLS",
+    "Event",
+    "LeadershipLost",
+    "NotFound",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "Subscription",
+    "VersionConflict",
+    "View",
+    "clone",
+    "kind_of",
+    "now_ns",
+]

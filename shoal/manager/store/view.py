@@ -1,0 +1,299 @@
+"""The manager's in-memory view of etcd, kept current by a watch.
+
+Start: list every object under the prefix at one revision R, then watch from
+R+1 (as Kubernetes informers do). A watch that fails is restarted from the last
+revision seen; when etcd answers that this revision is compacted, the view
+lists everything again and tells subscribers what changed in between.
+
+Writes made through the Store are applied here as soon as etcd acknowledges
+them (write-through), so a component never acts twice on a state it already
+changed just because the watch has not caught up. Each object carries its
+mod_revision; an event older than what the view holds is dropped, and deleted
+keys leave a tombstone until the watch passes the delete.
+
+Indexes kept up to date on every change, so no one scans all tasks per event:
+tasks by service, tasks by node, services by name, nodes by hostname.
+
+Objects handed out are shared: clone before modifying (``store.clone``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from shoal.manager.store import etcd as e
+from shoal.manager.store.errors import Compacted
+from shoal.manager.store.store import KINDS, Committed, Store, decode, parse_key
+from shoal.protos import objects_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+RETRY_DELAY = 0.5
+
+
+@dataclass(frozen=True)
+class Event:
+    """One change seen by the view: old is None for a create, new for a delete."""
+
+    kind: str
+    id: str
+    old: Any | None
+    new: Any | None
+
+
+class Subscription:
+    """A queue of events for one component; drain it with ``get_batch``."""
+
+    def __init__(self, view: View, kinds: set[str] | None) -> None:
+        self._view = view
+        self.kinds = kinds
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+
+    def put(self, event: Event) -> None:
+        if self.kinds is None or event.kind in self.kinds:
+            self._queue.put_nowait(event)
+
+    async def get_batch(self, timeout: float | None = None) -> list[Event]:
+        """Wait for at least one event (or the timeout), then take all queued."""
+        out: list[Event] = []
+        try:
+            if timeout is None:
+                out.append(await self._queue.get())
+            else:
+                out.append(await asyncio.wait_for(self._queue.get(), timeout))
+        except TimeoutError:
+            return out
+        while not self._queue.empty():
+            out.append(self._queue.get_nowait())
+        return out
+
+    def close(self) -> None:
+        self._view._subscribers.discard(self)
+
+
+class View:
+    """Every cluster object in memory, fed by one etcd watch."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.objects: dict[str, dict[str, Any]] = {k: {} for k in KINDS}
+        self.tasks_by_service: dict[str, dict[str, pb.Task]] = defaultdict(dict)
+        self.tasks_by_node: dict[str, dict[str, pb.Task]] = defaultdict(dict)
+        self.revision = 0
+        self._tombstones: dict[tuple[str, str], int] = {}
+        self._subscribers: set[Subscription] = set()
+        self._cancel_watch: Any = None
+        self._ready = asyncio.Event()
+        self._stopped = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._restart: asyncio.Task[None] | None = None
+        self._revision_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self.relists = 0
+        store.add_listener(self._on_committed)
+
+    # -------------------------------------------------------------- queries
+
+    @property
+    def nodes(self) -> dict[str, pb.Node]:
+        return self.objects["nodes"]
+
+    @property
+    def services(self) -> dict[str, pb.Service]:
+        return self.objects["services"]
+
+    @property
+    def tasks(self) -> dict[str, pb.Task]:
+        return self.objects["tasks"]
+
+    def cluster(self) -> pb.Cluster | None:
+        return next(iter(self.objects["clusters"].values()), None)
+
+    def service_by_name(self, name: str) -> pb.Service | None:
+        for svc in self.services.values():
+            if svc.spec.name == name:
+                return svc
+        return None
+
+    def subscribe(self, kinds: Iterable[str] | None = None) -> Subscription:
+        sub = Subscription(self, set(kinds) if kinds is not None else None)
+        self._subscribers.add(sub)
+        return sub
+
+    # -------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """List everything and start watching; returns once the view is full."""
+        self._loop = asyncio.get_running_loop()
+        await self._relist()
+        self._ready.set()
+
+    async def stop(self) -> None:
+        self._stopped = True
+        if self._cancel_watch:
+            self._cancel_watch()
+        if self._restart:
+            self._restart.cancel()
+
+    async def wait_for_revision(self, revision: int) -> None:
+        """Return once the view has seen every change up to revision."""
+        if self.revision >= revision:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._revision_waiters.append((revision, fut))
+        await fut
+
+    async def _relist(self) -> None:
+        kvs, revision = await self.store.etcd.list_prefix(self.store.prefix)
+        fresh: dict[str, dict[str, Any]] = {k: {} for k in KINDS}
+        for kv in kvs:
+            parsed = parse_key(self.store.prefix, kv.key)
+            if parsed is None:
+                continue
+            kind, obj_id = parsed
+            fresh[kind][obj_id] = decode(kind, kv.value, kv.mod_revision)
+        changes: list[tuple[str, str, Any | None, int]] = []
+        for kind in KINDS:
+            old, new = self.objects[kind], fresh[kind]
+            for obj_id, obj in new.items():
+                if obj_id not in old or old[obj_id].meta.version < obj.meta.version:
+                    changes.append((kind, obj_id, obj, obj.meta.version))
+            for obj_id, obj in list(old.items()):
+                # Keep what we wrote after the list's revision.
+                if obj_id not in new and obj.meta.version <= revision:
+                    changes.append((kind, obj_id, None, revision))
+        self._apply(changes)
+        self._set_revision(revision)
+        self._watch(revision + 1)
+        self.relists += 1
+
+    def _watch(self, start_revision: int) -> None:
+        loop = self._loop
+        assert loop is not None
+
+        def on_events(events: list[e.WatchEvent], revision: int) -> None:
+            loop.call_soon_threadsafe(self._on_watch, events, revision)
+
+        def on_error(err: Exception) -> None:
+            loop.call_soon_threadsafe(self._on_watch_error, err)
+
+        self._cancel_watch = self.store.etcd.watch_prefix(
+            self.store.prefix, start_revision, on_events, on_error
+        )
+
+    def _on_watch_error(self, err: Exception) -> None:
+        if self._stopped:
+            return
+        if self._cancel_watch:
+            self._cancel_watch()
+        if isinstance(err, Compacted):
+            log.info("watch fell behind a compaction; listing everything again")
+        else:
+            log.warning("watch failed (%s); restarting from revision %d", err, self.revision + 1)
+        self._restart = asyncio.ensure_future(self._restart_watch(isinstance(err, Compacted)))
+
+    async def _restart_watch(self, relist: bool) -> None:
+        while not self._stopped:
+            try:
+                if relist:
+                    await self._relist()
+                else:
+                    self._watch(self.revision + 1)
+                return
+            except Exception as err:
+                log.warning("cannot restart the watch yet: %s", err)
+                await asyncio.sleep(RETRY_DELAY)
+                relist = True
+
+    def restart_watch_from(self, revision: int) -> None:
+        """Drop the current watch and watch again from revision (tests use it
+        to simulate a watch that fell behind)."""
+        if self._cancel_watch:
+            self._cancel_watch()
+        self._watch(revision)
+
+    # -------------------------------------------------------------- applying
+
+    def _on_watch(self, events: list[e.WatchEvent], revision: int) -> None:
+        if self._stopped:
+            return
+        changes: list[tuple[str, str, Any | None, int]] = []
+        for ev in events:
+            parsed = parse_key(self.store.prefix, ev.key)
+            if parsed is None:
+                continue
+            kind, obj_id = parsed
+            obj = None if ev.deleted else decode(kind, ev.value, ev.mod_revision)
+            changes.append((kind, obj_id, obj, ev.mod_revision))
+        self._apply(changes)
+        self._set_revision(revision)
+
+    def _on_committed(self, committed: list[Committed]) -> None:
+        self._apply(committed)
+
+    def _set_revision(self, revision: int) -> None:
+        if revision <= self.revision:
+            return
+        self.revision = revision
+        if self._tombstones:
+            self._tombstones = {k: r for k, r in self._tombstones.items() if r > revision}
+        if self._revision_waiters:
+            still = []
+            for want, fut in self._revision_waiters:
+                if want <= revision:
+                    if not fut.done():
+                        fut.set_result(None)
+                else:
+                    still.append((want, fut))
+            self._revision_waiters = still
+
+    def _apply(self, changes: Iterable[tuple[str, str, Any | None, int]]) -> None:
+        events: list[Event] = []
+        for kind, obj_id, obj, revision in changes:
+            table = self.objects[kind]
+            old = table.get(obj_id)
+            if old is not None and old.meta.version >= revision:
+                continue  # already have this or newer (write-through)
+            if obj is None:
+                if old is None:
+                    continue
+                del table[obj_id]
+                self._tombstones[(kind, obj_id)] = revision
+                self._unindex(kind, old)
+            else:
+                tomb = self._tombstones.get((kind, obj_id))
+                if tomb is not None and tomb >= revision:
+                    continue  # an echo of a put we already saw deleted
+                table[obj_id] = obj
+                if old is not None:
+                    self._unindex(kind, old)
+                self._index(kind, obj)
+            events.append(Event(kind, obj_id, old, obj))
+        if events:
+            for sub in list(self._subscribers):
+                for ev in events:
+                    sub.put(ev)
+
+    def _index(self, kind: str, obj: Any) -> None:
+        if kind == "tasks":
+            self.tasks_by_service[obj.service_id][obj.meta.id] = obj
+            if obj.node_id:
+                self.tasks_by_node[obj.node_id][obj.meta.id] = obj
+
+    def _unindex(self, kind: str, obj: Any) -> None:
+        if kind == "tasks":
+            by_svc = self.tasks_by_service.get(obj.service_id)
+            if by_svc is not None:
+                by_svc.pop(obj.meta.id, None)
+                if not by_svc:
+                    del self.tasks_by_service[obj.service_id]
+            if obj.node_id:
+                by_node = self.tasks_by_node.get(obj.node_id)
+                if by_node is not None:
+                    by_node.pop(obj.meta.id, None)
+                    if not by_node:
+                        del self.tasks_by_node[obj.node_id]

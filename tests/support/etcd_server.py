@@ -1,0 +1,73 @@
+"""One real etcd server for a whole test session (or a benchmark run)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class EtcdServer:
+    def __init__(self, data_dir: Path, extra_args: tuple[str, ...] = ()) -> None:
+        binary = shutil.which("etcd")
+        if binary is None:
+            raise RuntimeError("etcd is not installed: apt-get install -y etcd-server")
+        self.client_port = free_port()
+        self.peer_port = free_port()
+        self.url = f"http://127.0.0.1:{self.client_port}"
+        self.log_path = data_dir / "etcd.log"
+        args = [
+            binary,
+            "--name", "test",
+            "--data-dir", str(data_dir / "data"),
+            "--listen-client-urls", self.url,
+            "--advertise-client-urls", self.url,
+            "--listen-peer-urls", f"http://127.0.0.1:{self.peer_port}",
+            "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_port}",
+            "--initial-cluster", f"test=http://127.0.0.1:{self.peer_port}",
+            # Tests and benchmarks write a lot; no fsync wait would hide
+            # nothing we assert, but keep etcd's defaults to measure honestly.
+            "--quota-backend-bytes", str(8 * 1024 * 1024 * 1024),
+            *extra_args,
+        ]
+        env = dict(os.environ, ETCD_UNSUPPORTED_ARCH=os.environ.get("ETCD_UNSUPPORTED_ARCH", ""))
+        self._log = open(self.log_path, "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"etcd exited: see {self.log_path}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.client_port), timeout=0.2):
+                    pass
+                import urllib.request
+
+                with urllib.request.urlopen(f"{self.url}/health", timeout=1) as resp:
+                    if b"true" in resp.read():
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"etcd did not become ready: see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()

@@ -264,7 +264,10 @@ class Etcd:
         is gone, StoreUnavailable otherwise). Returns a cancel function."""
         requests: queue.Queue[Any] = queue.Queue()
         create = etcdrpc.WatchCreateRequest(
-            key=prefix, range_end=prefix_end(prefix), start_revision=start_revision, progress_notify=True
+            key=prefix,
+            range_end=prefix_end(prefix),
+            start_revision=start_revision,
+            progress_notify=True,
         )
         requests.put(etcdrpc.WatchRequest(create_request=create))
         stopped = threading.Event()
@@ -320,6 +323,7 @@ _watch_ids = itertools.count(1)
 
 # -------------------------------------------------------------- txn pieces
 
+
 def cmp_absent(key: bytes) -> Any:
     """The key does not exist (its create revision is 0)."""
     return etcdrpc.Compare(
@@ -335,7 +339,10 @@ def cmp_mod(key: bytes, revision: int) -> Any:
 
 def cmp_created(key: bytes, revision: int) -> Any:
     return etcdrpc.Compare(
-        key=key, result=etcdrpc.Compare.EQUAL, target=etcdrpc.Compare.CREATE, create_revision=revision
+        key=key,
+        result=etcdrpc.Compare.EQUAL,
+        target=etcdrpc.Compare.CREATE,
+        create_revision=revision,
     )
 
 

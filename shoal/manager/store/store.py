@@ -220,8 +220,10 @@ class Store:
             retry: list[_Op] = []
             for op in pending:
                 kv = current.get(op.key)
-                ok = kv is None if op.action == "create" else (
-                    kv is not None and kv.mod_revision == op.obj.meta.version
+                ok = (
+                    kv is None
+                    if op.action == "create"
+                    else (kv is not None and kv.mod_revision == op.obj.meta.version)
                 )
                 if ok:
                     retry.append(op)

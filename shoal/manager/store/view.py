@@ -119,6 +119,11 @@ class View:
                 return svc
         return None
 
+    def observe(self, kind: str, obj: Any) -> None:
+        """Take in an object read straight from etcd (e.g. the current value
+        returned with a version conflict), if it is newer than ours."""
+        self._apply([(kind, obj.meta.id, obj, obj.meta.version)])
+
     def subscribe(self, kinds: Iterable[str] | None = None) -> Subscription:
         sub = Subscription(self, set(kinds) if kinds is not None else None)
         self._subscribers.add(sub)

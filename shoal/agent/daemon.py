@@ -1,0 +1,96 @@
+"""``shoal agent``: join (once), then keep a session and run assigned tasks.
+
+SIGTERM/SIGINT stop the agent but leave its tasks running: a restart with the
+same state dir adopts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import platform
+import signal
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from shoal.agent.identity import join, load_identity
+from shoal.agent.runtime.base import Runtime
+from shoal.agent.session import Session
+from shoal.agent.worker import Worker
+from shoal.protos import objects_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    managers: list[str]
+    token: str
+    state_dir: Path
+    runtime: str = "process"
+    hostname: str = ""
+    advertise_addr: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    cpus: float = 0.0
+    memory: int = 0
+
+
+def describe(settings: AgentSettings, runtime_name: str) -> pb.NodeDescription:
+    desc = pb.NodeDescription(
+        hostname=settings.hostname or socket.gethostname(),
+        runtime=runtime_name,
+    )
+    desc.platform.os = platform.system().lower()
+    desc.platform.arch = _ARCH.get(platform.machine(), platform.machine())
+    desc.resources.nano_cpus = int((settings.cpus or os.cpu_count() or 1) * 1e9)
+    desc.resources.memory_bytes = settings.memory or psutil.virtual_memory().total
+    desc.labels.update(settings.labels)
+    return desc
+
+
+def make_runtime(name: str, state_dir: Path) -> Runtime:
+    if name == "process":
+        from shoal.agent.runtime.process import ProcessRuntime
+
+        return ProcessRuntime(state_dir / "runtime")
+    raise ValueError(f'runtime "{name}": not available (choose process)')
+
+
+async def run_agent(settings: AgentSettings, stop: asyncio.Event) -> None:
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    identity = load_identity(settings.state_dir)
+    if identity is None:
+        identity = await join(settings.state_dir, settings.managers, settings.token)
+        log.info("joined the cluster as node %s", identity.node_id)
+    runtime = make_runtime(settings.runtime, settings.state_dir)
+    session = Session(identity, settings.managers, describe(settings, runtime.name), settings.advertise_addr)
+    worker = Worker(runtime, identity.node_id, session.report)
+    log.info("agent %s starting (runtime %s)", identity.node_id, runtime.name)
+    task = asyncio.create_task(session.run(worker), name="session")
+    try:
+        await stop.wait()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await worker.close()
+        log.info("agent %s stopped; its tasks keep running", identity.node_id)
+
+
+def main(settings: AgentSettings) -> None:
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_agent(settings, stop)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(runner())

@@ -1,0 +1,152 @@
+"""The agent's session: one long-lived stream to a manager, and failover.
+
+Dial a manager (mutual TLS), send Register, receive SessionStarted (node ID,
+heartbeat period, the managers to fail over to) and the full set of
+assignments, then at once: heartbeat every period, send task statuses in
+batches (everything reported within ``STATUS_BATCH_DELAY`` goes in one
+message), and hand assignment changes to the worker. When the stream breaks,
+try the next manager with capped exponential backoff; tasks keep running
+meanwhile and statuses wait in the outbox (the newest per task wins).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator
+
+import grpc
+
+from shoal import pki
+from shoal.agent.identity import NodeIdentity
+from shoal.agent.worker import Worker
+from shoal.protos import dispatcher_pb2 as dpb
+from shoal.protos import dispatcher_pb2_grpc as dgrpc
+from shoal.protos import objects_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+STATUS_BATCH_DELAY = 0.05
+BACKOFF_START = 0.2
+BACKOFF_MAX = 5.0
+
+
+class Session:
+    def __init__(
+        self,
+        identity: NodeIdentity,
+        managers: list[str],
+        description: pb.NodeDescription,
+        addr: str,
+    ) -> None:
+        self.identity = identity
+        self.managers = list(managers)
+        self.description = description
+        self.addr = addr
+        self.worker: Worker | None = None
+        self.heartbeat_period = 5.0
+        self._outbox: dict[str, pb.TaskStatus] = {}
+        self._outbox_ready = asyncio.Event()
+        self.connected = asyncio.Event()
+
+    def report(self, task_id: str, status: pb.TaskStatus) -> None:
+        """Queue a task status for the manager (called by the worker)."""
+        self._outbox[task_id] = status
+        self._outbox_ready.set()
+
+    async def run(self, worker: Worker) -> None:
+        self.worker = worker
+        backoff = BACKOFF_START
+        index = 0
+        while True:
+            addr = self.managers[index % len(self.managers)]
+            try:
+                await self._session(addr)
+                backoff = BACKOFF_START
+            except grpc.aio.AioRpcError as err:
+                if err.code() == grpc.StatusCode.UNAUTHENTICATED:
+                    log.error("manager %s refused this node: %s", addr, err.details())
+                else:
+                    log.warning("session with %s ended: %s", addr, err.details() or err.code().name)
+            except (OSError, ConnectionError) as err:
+                log.warning("session with %s failed: %s", addr, err)
+            self.connected.clear()
+            index += 1
+            await asyncio.sleep(backoff * (0.5 + random.random()))
+            backoff = min(BACKOFF_MAX, backoff * 2)
+
+    async def _session(self, addr: str) -> None:
+        assert self.worker is not None
+        creds = self.identity.channel_credentials()
+        async with grpc.aio.secure_channel(addr, creds, options=pki.CHANNEL_OPTIONS) as channel:
+            stub = dgrpc.DispatcherStub(channel)
+            send_queue: asyncio.Queue[dpb.AgentMessage | None] = asyncio.Queue()
+            register = dpb.AgentMessage()
+            register.register.description.CopyFrom(self.description)
+            register.register.addr = self.addr
+            await send_queue.put(register)
+
+            async def outgoing() -> AsyncIterator[dpb.AgentMessage]:
+                while True:
+                    msg = await send_queue.get()
+                    if msg is None:
+                        return
+                    yield msg
+
+            call = stub.Session(outgoing())
+            helpers: list[asyncio.Task[None]] = []
+            try:
+                async for msg in call:
+                    kind = msg.WhichOneof("msg")
+                    if kind == "started":
+                        self._on_started(msg.started, addr)
+                        helpers = [
+                            asyncio.create_task(self._heartbeats(send_queue)),
+                            asyncio.create_task(self._send_statuses(send_queue)),
+                        ]
+                        self.connected.set()
+                    elif kind == "assignments":
+                        a = msg.assignments
+                        await self.worker.assign(list(a.tasks), list(a.removed), a.full)
+            finally:
+                for h in helpers:
+                    h.cancel()
+                for h in helpers:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await h
+                await send_queue.put(None)
+                call.cancel()
+
+    def _on_started(self, started: dpb.SessionStarted, addr: str) -> None:
+        if started.node_id != self.identity.node_id:
+            log.warning("manager calls this node %s, expected %s", started.node_id, self.identity.node_id)
+        if started.heartbeat_period:
+            self.heartbeat_period = started.heartbeat_period / 1e9
+        if started.managers:
+            # Keep the one that answered first so a reconnect tries it again.
+            self.managers = [addr] + [m for m in started.managers if m != addr]
+        log.info("session with manager %s (heartbeat %.3gs)", addr, self.heartbeat_period)
+        # Statuses queued while disconnected go out now.
+        if self._outbox:
+            self._outbox_ready.set()
+
+    async def _heartbeats(self, queue: asyncio.Queue[dpb.AgentMessage | None]) -> None:
+        beat = dpb.AgentMessage(heartbeat=dpb.Heartbeat())
+        while True:
+            await queue.put(beat)
+            await asyncio.sleep(self.heartbeat_period)
+
+    async def _send_statuses(self, queue: asyncio.Queue[dpb.AgentMessage | None]) -> None:
+        while True:
+            await self._outbox_ready.wait()
+            await asyncio.sleep(STATUS_BATCH_DELAY)
+            self._outbox_ready.clear()
+            batch, self._outbox = self._outbox, {}
+            if not batch:
+                continue
+            msg = dpb.AgentMessage()
+            for task_id, status in batch.items():
+                msg.statuses.updates.add(task_id=task_id, status=status)
+            await queue.put(msg)

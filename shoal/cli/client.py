@@ -1,0 +1,118 @@
+"""How the admin CLI reaches a manager: address, TLS bundle, context file.
+
+Order of precedence: ``--host``/``--tls-dir`` flags, then ``SHOAL_HOST`` /
+``SHOAL_TLS_DIR``, then the context written by ``shoal up`` (by default
+``~/.shoal/context.json``; ``SHOAL_CONTEXT`` names another file). The first
+manager that answers is used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from shoal import pki
+from shoal.protos import control_pb2_grpc as cgrpc
+
+
+class CLIError(Exception):
+    """A failure to report as one ``Error:`` line and exit status 1."""
+
+
+def context_path() -> Path:
+    env = os.environ.get("SHOAL_CONTEXT")
+    return Path(env) if env else Path.home() / ".shoal" / "context.json"
+
+
+def write_context(hosts: list[str], tls_dir: Path, extra: dict[str, Any] | None = None) -> Path:
+    path = context_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"hosts": hosts, "tls_dir": str(tls_dir), **(extra or {})}, indent=2) + "\n")
+    return path
+
+
+def read_context() -> dict[str, Any] | None:
+    path = context_path()
+    if not path.exists():
+        return None
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class Target:
+    hosts: list[str]
+    tls_dir: Path
+
+
+def resolve_target(host: str | None, tls_dir: str | None) -> Target:
+    host = host or os.environ.get("SHOAL_HOST")
+    tls = tls_dir or os.environ.get("SHOAL_TLS_DIR")
+    ctx = read_context() if not (host and tls) else None
+    if not host and ctx:
+        host = ",".join(ctx.get("hosts", []))
+    if not tls and ctx:
+        tls = ctx.get("tls_dir")
+    if not host:
+        raise CLIError(
+            "no manager to talk to: give --host HOST:PORT (or SHOAL_HOST), or start a cluster with `shoal up`"
+        )
+    if not tls:
+        raise CLIError(
+            "no TLS bundle: give --tls-dir DIR (or SHOAL_TLS_DIR) holding ca.pem, cert.pem, key.pem"
+        )
+    return Target([h.strip() for h in host.split(",") if h.strip()], Path(tls))
+
+
+class Client:
+    """A ControlAPI stub on the first manager that answers."""
+
+    def __init__(self, target: Target, timeout: float = 15.0) -> None:
+        self.target = target
+        self.timeout = timeout
+        files = [target.tls_dir / n for n in ("ca.pem", "cert.pem", "key.pem")]
+        missing = [str(f) for f in files if not f.exists()]
+        if missing:
+            raise CLIError(f"TLS bundle incomplete: missing {', '.join(missing)}")
+        self.creds = pki.channel_credentials(*(f.read_bytes() for f in files))
+        self.channel: grpc.Channel | None = None
+        self.stub: Any = None
+        self.host = ""
+
+    def connect(self) -> Client:
+        errors = []
+        for host in self.target.hosts:
+            channel = grpc.secure_channel(host, self.creds, options=pki.CHANNEL_OPTIONS)
+            try:
+                grpc.channel_ready_future(channel).result(timeout=5)
+            except grpc.FutureTimeoutError:
+                channel.close()
+                errors.append(host)
+                continue
+            self.channel, self.stub, self.host = channel, cgrpc.ControlStub(channel), host
+            return self
+        raise CLIError(f"cannot reach a manager at {', '.join(errors)}")
+
+    def call(self, method: str, request: Any, timeout: float | None = None) -> Any:
+        if self.stub is None:
+            self.connect()
+        try:
+            return getattr(self.stub, method)(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as err:
+            code = err.code()  # type: ignore[attr-defined]
+            detail = err.details() or code.name  # type: ignore[attr-defined]
+            if code == grpc.StatusCode.UNAVAILABLE and "failed to connect" in detail.lower():
+                raise CLIError(f"cannot reach the manager at {self.host}: {detail}") from None
+            raise CLIError(detail) from None
+
+    def close(self) -> None:
+        if self.channel is not None:
+            self.channel.close()

@@ -1,0 +1,429 @@
+"""The long-running commands: ``shoal manager``, ``shoal agent``, ``shoal up``/``down``.
+
+``shoal up`` starts a whole cluster on this machine as child processes: an
+etcd (unless ``--etcd`` names one), one manager and N agents, each agent with
+its own loopback address (127.0.0.11, .12, ...). It records their PIDs in
+STATE_DIR/up.json and writes the CLI context so that plain ``shoal service ls``
+works from any shell. Ctrl-C (or ``shoal down`` after ``--detach``) stops what
+it started, by PID, and the tasks its agents ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from shoal.cli.client import Client, CLIError, Target, write_context
+from shoal.durations import parse_duration, parse_size
+from shoal.protos import control_pb2 as cpb
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@click.command()
+@click.option("--etcd", "etcd_urls", required=True, help="etcd URL[,URL...]")
+@click.option("--listen", required=True, help="HOST:PORT to serve admins and agents on")
+@click.option("--state-dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--advertise", default="", help="HOST:PORT agents and admins reach this manager at")
+@click.option("--heartbeat-period", default="5s", help="Agent heartbeat period (when initialising a cluster)")
+@click.option("--etcd-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--etcd-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--etcd-key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--etcd-prefix", default="/shoal/v1/", hidden=True, help="Key prefix (tests share one etcd)")
+@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
+def manager(
+    etcd_urls: str,
+    listen: str,
+    state_dir: Path,
+    advertise: str,
+    heartbeat_period: str,
+    etcd_ca: Path | None,
+    etcd_cert: Path | None,
+    etcd_key: Path | None,
+    etcd_prefix: str,
+    log_level: str,
+) -> None:
+    """Run a manager: ControlAPI and Dispatcher over mutual TLS, state in etcd."""
+    from shoal.manager.daemon import ManagerSettings, run_manager, split_hostport
+    from shoal.manager.store import EtcdTLS
+
+    try:
+        period = parse_duration(heartbeat_period)
+        split_hostport(listen)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    if period < 100_000_000:
+        raise CLIError("--heartbeat-period: must be at least 100ms")
+    if (etcd_cert is None) != (etcd_key is None):
+        raise CLIError("--etcd-cert and --etcd-key go together")
+    tls = EtcdTLS(etcd_ca, etcd_cert, etcd_key) if etcd_ca else None
+    if not etcd_prefix.endswith("/"):
+        etcd_prefix += "/"
+    _setup_logging(log_level)
+    settings = ManagerSettings(
+        etcd_urls=[u for u in etcd_urls.split(",") if u],
+        listen=listen,
+        state_dir=state_dir,
+        advertise=advertise,
+        heartbeat_period_ns=period,
+        etcd_tls=tls,
+        etcd_prefix=etcd_prefix.encode(),
+    )
+    run_manager(settings)
+
+
+@click.command()
+@click.option("--join", "join_addrs", required=True, help="Manager HOST:PORT[,HOST:PORT...]")
+@click.option("--token", required=True, help="Worker join token (shoal join-token -q worker)")
+@click.option("--state-dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--runtime", default="process", type=click.Choice(["process", "docker", "auto"]))
+@click.option("--hostname", default="", help="Name shown in node ls (default: this host's)")
+@click.option("--advertise-addr", default="", help="IP where this node's published ports are reached")
+@click.option("--label", multiple=True, help="Node label KEY=VALUE")
+@click.option("--cpus", default=0.0, type=float, help="CPUs to offer (default: detected)")
+@click.option("--memory", default="", help="Memory to offer, e.g. 4g (default: detected)")
+@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
+def agent(
+    join_addrs: str,
+    token: str,
+    state_dir: Path,
+    runtime: str,
+    hostname: str,
+    advertise_addr: str,
+    label: tuple[str, ...],
+    cpus: float,
+    memory: str,
+    log_level: str,
+) -> None:
+    """Run an agent: join the cluster and run the tasks assigned to this node."""
+    from shoal.agent.daemon import AgentSettings, main
+    from shoal.agent.identity import JoinError
+
+    labels = {}
+    for item in label:
+        key, sep, value = item.partition("=")
+        if not key or not sep:
+            raise CLIError(f'--label "{item}": expected KEY=VALUE')
+        labels[key] = value
+    try:
+        memory_bytes = parse_size(memory) if memory else 0
+    except ValueError as err:
+        raise CLIError(f"--memory: {err}") from None
+    if runtime == "auto":
+        runtime = "process"
+        click.echo("runtime auto: no Docker backend in this build; using process", err=True)
+    if runtime == "docker":
+        raise CLIError("--runtime docker: not available yet in this build (use process)")
+    _setup_logging(log_level)
+    settings = AgentSettings(
+        managers=[a for a in join_addrs.split(",") if a],
+        token=token,
+        state_dir=state_dir,
+        runtime=runtime,
+        hostname=hostname,
+        advertise_addr=advertise_addr,
+        labels=labels,
+        cpus=cpus,
+        memory=memory_bytes,
+    )
+    try:
+        main(settings)
+    except JoinError as err:
+        raise CLIError(str(err)) from None
+
+
+# ------------------------------------------------------------------ shoal up
+
+
+def _free_port(host: str = "127.0.0.1", preferred: int = 0) -> int:
+    for port in ([preferred] if preferred else []) + [0]:
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise CLIError("no free port on this machine")
+
+
+def _spawn(args: list[str], log_path: Path, detach: bool) -> subprocess.Popen[bytes]:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log_file:
+        return subprocess.Popen(
+            args,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=detach,
+        )
+
+
+def _wait_port(
+    host: str, port: int, proc: subprocess.Popen[bytes], what: str, log: Path, timeout: float = 30
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise CLIError(f"{what} exited at start; see {log}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise CLIError(f"{what} did not start within {timeout:.0f}s; see {log}")
+
+
+def _stop_pids(pids: list[int], timeout: float = 15) -> None:
+    """SIGTERM each process we started, then SIGKILL what is left."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+                done, _ = os.waitpid(pid, os.WNOHANG) if _is_child(pid) else (0, 0)
+                if done:
+                    break
+            except (ProcessLookupError, ChildProcessError):
+                break
+            time.sleep(0.1)
+        else:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _is_child(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1]) == os.getpid()
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+def _stop_agent_tasks(agent_dirs: list[Path]) -> None:
+    """The tasks our agents ran are ours too: stop them on the way out."""
+    from shoal.agent.runtime.process import ProcessRuntime
+
+    async def discard_all() -> None:
+        for d in agent_dirs:
+            runtime = ProcessRuntime(d / "runtime")
+            for task_id in await runtime.known_task_ids():
+                await runtime.discard(task_id)
+
+    asyncio.run(discard_all())
+
+
+@click.command()
+@click.option("--agents", default=3, type=click.IntRange(0, 200), help="Number of agents")
+@click.option("--runtime", default="auto", type=click.Choice(["auto", "process", "docker"]))
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option("--etcd", "etcd_url", default="", help="Use this etcd instead of starting one")
+@click.option("--detach", "-d", is_flag=True, help="Start in the background; stop with `shoal down`")
+@click.option("--heartbeat-period", default="5s")
+def up(
+    agents: int, runtime: str, state_dir: Path | None, etcd_url: str, detach: bool, heartbeat_period: str
+) -> None:
+    """Run a whole cluster on this machine: etcd, a manager and N agents."""
+    state = (state_dir or Path.home() / ".shoal" / "up").absolute()
+    record = state / "up.json"
+    if record.exists() and _alive(json.loads(record.read_text()).get("pids", [])):
+        raise CLIError(f"a cluster from {state} is already running; stop it with `shoal down`")
+    state.mkdir(parents=True, exist_ok=True)
+    if runtime in ("auto", "docker"):
+        if runtime == "docker":
+            raise CLIError("--runtime docker: not available yet in this build (use process)")
+        click.echo("runtime auto: using process")
+        runtime = "process"
+    shoal = [sys.executable, "-m", "shoal"]
+    pids: list[int] = []
+    procs: list[subprocess.Popen[bytes]] = []
+    logs = state / "logs"
+    try:
+        if not etcd_url:
+            etcd = shutil.which("etcd")
+            if etcd is None:
+                raise CLIError("etcd is not installed: apt-get install -y etcd-server (or give --etcd URL)")
+            cport, pport = _free_port(preferred=2379), _free_port(preferred=2380)
+            etcd_url = f"http://127.0.0.1:{cport}"
+            p = _spawn(
+                [
+                    etcd,
+                    "--name",
+                    "shoal-up",
+                    "--data-dir",
+                    str(state / "etcd"),
+                    "--listen-client-urls",
+                    etcd_url,
+                    "--advertise-client-urls",
+                    etcd_url,
+                    "--listen-peer-urls",
+                    f"http://127.0.0.1:{pport}",
+                    "--initial-advertise-peer-urls",
+                    f"http://127.0.0.1:{pport}",
+                    "--initial-cluster",
+                    f"shoal-up=http://127.0.0.1:{pport}",
+                ],
+                logs / "etcd.log",
+                detach,
+            )
+            procs.append(p)
+            pids.append(p.pid)
+            _wait_port("127.0.0.1", cport, p, "etcd", logs / "etcd.log")
+        mport = _free_port(preferred=2377)
+        maddr = f"127.0.0.1:{mport}"
+        p = _spawn(
+            [
+                *shoal,
+                "manager",
+                "--etcd",
+                etcd_url,
+                "--listen",
+                maddr,
+                "--state-dir",
+                str(state / "manager"),
+                "--heartbeat-period",
+                heartbeat_period,
+            ],
+            logs / "manager.log",
+            detach,
+        )
+        procs.append(p)
+        pids.append(p.pid)
+        _wait_port("127.0.0.1", mport, p, "the manager", logs / "manager.log")
+        tls = state / "manager" / "admin"
+        deadline = time.monotonic() + 30
+        while not (tls / "key.pem").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        client = Client(Target([maddr], tls)).connect()
+        token = client.call("GetJoinToken", cpb.GetJoinTokenRequest(role="worker")).token
+        agent_dirs = []
+        for i in range(agents):
+            addr = f"127.0.0.{11 + i}"
+            d = state / f"agent-{i + 1}"
+            agent_dirs.append(d)
+            p = _spawn(
+                [
+                    *shoal,
+                    "agent",
+                    "--join",
+                    maddr,
+                    "--token",
+                    token,
+                    "--state-dir",
+                    str(d),
+                    "--hostname",
+                    f"node-{i + 1}",
+                    "--advertise-addr",
+                    addr,
+                    "--runtime",
+                    runtime,
+                ],
+                logs / f"agent-{i + 1}.log",
+                detach,
+            )
+            procs.append(p)
+            pids.append(p.pid)
+        record.write_text(
+            json.dumps(
+                {"pids": pids, "agent_dirs": [str(d) for d in agent_dirs], "manager": maddr, "etcd": etcd_url}
+            )
+            + "\n"
+        )
+        ctx = write_context([maddr], tls)
+        _wait_nodes(client, agents)
+        click.echo(f"shoal is up: etcd {etcd_url}, manager {maddr}, {agents} agents ({runtime} runtime)")
+        click.echo(f"context written to {ctx}; logs in {logs}")
+        click.echo("Try:")
+        click.echo("  shoal node ls")
+        click.echo("  shoal service create --name web --replicas 3 app:1 sleep 3600")
+        click.echo("  shoal service ps web")
+        click.echo("  shoal service scale web=6")
+        click.echo("  shoal service rm web")
+        if detach:
+            click.echo("Stop it with: shoal down")
+            return
+        click.echo("Press Ctrl-C to stop everything.")
+        stop = {"now": False}
+
+        def on_signal(signum: int, frame: object) -> None:
+            stop["now"] = True
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        while not stop["now"]:
+            time.sleep(0.2)
+            if any(p.poll() is not None for p in procs):
+                dead = [p.args[3] if len(p.args) > 3 else p.args[0] for p in procs if p.poll() is not None]
+                click.echo(f"a child process exited ({dead[0]}); stopping everything", err=True)
+                break
+        click.echo("stopping...")
+        _shutdown(state, pids, agent_dirs)
+    except BaseException:
+        if not detach or sys.exc_info()[0] is not SystemExit:
+            _shutdown(state, pids, [state / f"agent-{i + 1}" for i in range(agents)])
+        raise
+
+
+def _wait_nodes(client: Client, count: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        nodes = client.call("ListNodes", cpb.ListNodesRequest()).nodes
+        if sum(1 for n in nodes if n.status.state == 2) >= count:
+            return
+        time.sleep(0.2)
+    click.echo(f"warning: not all {count} agents registered within {timeout:.0f}s", err=True)
+
+
+def _alive(pids: list[int]) -> bool:
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+            return True
+        except (ProcessLookupError, PermissionError):
+            continue
+    return False
+
+
+def _shutdown(state: Path, pids: list[int], agent_dirs: list[Path]) -> None:
+    # Agents first (they leave tasks running), then their tasks, then the
+    # manager and etcd (started first, so listed first).
+    ordered = list(reversed(pids))
+    _stop_pids(ordered)
+    _stop_agent_tasks([d for d in agent_dirs if d.exists()])
+    (state / "up.json").unlink(missing_ok=True)
+
+
+@click.command()
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+def down(state_dir: Path | None) -> None:
+    """Stop a cluster started with `shoal up -d`."""
+    state = (state_dir or Path.home() / ".shoal" / "up").absolute()
+    record = state / "up.json"
+    if not record.exists():
+        raise CLIError(f"no cluster started by `shoal up` in {state}")
+    info = json.loads(record.read_text())
+    _shutdown(state, info.get("pids", []), [Path(d) for d in info.get("agent_dirs", [])])
+    click.echo("shoal is down")

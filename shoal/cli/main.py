@@ -1,0 +1,178 @@
+"""The ``shoal`` console script: daemons and the admin client in one.
+
+Errors reach the user as one ``Error: ...`` line on stderr: exit status 1 for
+a refused request (``CLIError``), 2 for wrong usage; never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from shoal.cli import daemons, nodes, services
+from shoal.cli.client import Client, CLIError, resolve_target
+from shoal.cli.render import rfc3339, to_dict
+from shoal.durations import format_duration, parse_duration
+from shoal.protos import control_pb2 as cpb
+
+
+class ShoalGroup(click.Group):
+    """Turns our errors and click's usage errors into one ``Error:`` line."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except CLIError as err:
+            click.echo(f"Error: {err}", err=True)
+            sys.exit(1)
+        except click.UsageError as err:
+            click.echo(f"Error: {err.format_message()}", err=True)
+            if err.ctx is not None:
+                click.echo(f"See '{err.ctx.command_path} --help'.", err=True)
+            sys.exit(2)
+        except click.exceptions.Abort:
+            sys.exit(130)
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
+        except click.ClickException as err:
+            click.echo(f"Error: {err.format_message()}", err=True)
+            sys.exit(err.exit_code)
+
+
+@click.group(cls=ShoalGroup)
+@click.option("--host", envvar="SHOAL_HOST", default=None, help="Manager HOST:PORT[,HOST:PORT...]")
+@click.option("--tls-dir", envvar="SHOAL_TLS_DIR", default=None, help="Folder with ca.pem, cert.pem, key.pem")
+@click.version_option(package_name="shoal")
+@click.pass_context
+def cli(ctx: click.Context, host: str | None, tls_dir: str | None) -> None:
+    """shoal: a multi-host container orchestrator in the spirit of Docker swarm mode."""
+    holder: dict[str, Client] = {}
+
+    def factory() -> Client:
+        if "client" not in holder:
+            holder["client"] = Client(resolve_target(host, tls_dir)).connect()
+        return holder["client"]
+
+    ctx.obj = factory
+
+
+Factory = Callable[[], Client]
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.pass_obj
+def info(client_factory: Factory, fmt: str) -> None:
+    """Cluster ID, managers (leader marked) and counts."""
+    resp = client_factory().call("GetClusterInfo", cpb.GetClusterInfoRequest())
+    data = {
+        "cluster_id": resp.cluster_id,
+        "created_at": rfc3339(resp.created_at),
+        "managers": [{"id": m.id, "addr": m.addr, "leader": m.leader} for m in resp.managers],
+        "nodes": resp.nodes,
+        "nodes_ready": resp.nodes_ready,
+        "services": resp.services,
+        "tasks": resp.tasks,
+        "tasks_running": resp.tasks_running,
+        "heartbeat_period": format_duration(resp.spec.heartbeat_period),
+        "task_history_limit": resp.spec.task_history_limit,
+    }
+    if fmt == "json":
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(f"Cluster ID:          {data['cluster_id']}")
+    click.echo("Managers:")
+    for m in data["managers"]:  # type: ignore[attr-defined]
+        click.echo(f"  {m['id']}  {m['addr']}{'  (leader)' if m['leader'] else ''}")
+    click.echo(f"Nodes:               {resp.nodes} ({resp.nodes_ready} ready)")
+    click.echo(f"Services:            {resp.services}")
+    click.echo(f"Tasks:               {resp.tasks} ({resp.tasks_running} running)")
+    click.echo(f"Heartbeat period:    {data['heartbeat_period']}")
+    click.echo(f"Task history limit:  {resp.spec.task_history_limit}")
+
+
+@cli.command(name="join-token")
+@click.option("--rotate", is_flag=True, help="Replace the token (nodes already joined are not affected)")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the token")
+@click.argument("role", type=click.Choice(["worker"]))
+@click.pass_obj
+def join_token(client_factory: Factory, rotate: bool, quiet: bool, role: str) -> None:
+    """Print the command that joins an agent to this cluster."""
+    resp = client_factory().call("GetJoinToken", cpb.GetJoinTokenRequest(role=role, rotate=rotate))
+    if quiet:
+        click.echo(resp.token)
+        return
+    if rotate:
+        click.echo("Successfully rotated worker join token.\n")
+    click.echo("To add a worker to this cluster, run the following command:\n")
+    click.echo(
+        f"    shoal agent --join {','.join(resp.manager_addrs)} --token {resp.token} --state-dir /var/lib/shoal/agent\n"
+    )
+
+
+@cli.group()
+def cluster() -> None:
+    """Cluster-wide settings."""
+
+
+@cluster.command(name="update")
+@click.option("--heartbeat-period", default=None)
+@click.option("--task-history-limit", type=int, default=None)
+@click.option("--cert-expiry", default=None)
+@click.pass_obj
+def cluster_update(
+    client_factory: Factory,
+    heartbeat_period: str | None,
+    task_history_limit: int | None,
+    cert_expiry: str | None,
+) -> None:
+    """Change the heartbeat period, task history limit or certificate expiry."""
+    req = cpb.UpdateClusterRequest()
+    try:
+        if heartbeat_period is not None:
+            req.heartbeat_period = parse_duration(heartbeat_period)
+        if cert_expiry is not None:
+            req.cert_expiry = parse_duration(cert_expiry)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    if task_history_limit is not None:
+        if task_history_limit < 1:
+            raise CLIError(f"--task-history-limit: must be >= 1, got {task_history_limit}")
+        req.task_history_limit = task_history_limit
+    resp = client_factory().call("UpdateCluster", req)
+    click.echo(json.dumps(to_dict(resp.spec), indent=2))
+
+
+@cluster.command(name="admin-bundle")
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.pass_obj
+def admin_bundle(client_factory: Factory, out: str) -> None:
+    """Issue another admin TLS bundle into OUT."""
+    from pathlib import Path
+
+    from shoal.manager.daemon import write_admin_bundle
+
+    b = client_factory().call("IssueAdminBundle", cpb.IssueAdminBundleRequest())
+    write_admin_bundle(Path(out), b.ca_pem, b.cert_pem, b.key_pem)
+    click.echo(out)
+
+
+cli.add_command(daemons.manager)
+cli.add_command(daemons.agent)
+cli.add_command(daemons.up)
+cli.add_command(daemons.down)
+cli.add_command(services.service)
+cli.add_command(nodes.node)
+
+
+def main() -> None:
+    cli(prog_name="shoal")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""Objects as the CLI shows them: the JSON shapes of CLI.md, and tables.
+
+Field names are snake_case, times RFC 3339 UTC, states and enums lower case
+(``TASK_STATE_RUNNING`` -> ``running``, ``RESTART_CONDITION_ON_FAILURE`` ->
+``on-failure``).
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
+from shoal.protos import objects_pb2 as pb
+
+_TIME_FIELDS = {"created_at", "updated_at", "timestamp", "started_at", "completed_at", "restart_at"}
+
+
+def rfc3339(ns: int) -> str:
+    if not ns:
+        return ""
+    dt = datetime.datetime.fromtimestamp(ns / 1e9, tz=datetime.UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond:06d}Z"
+
+
+def enum_word(enum_type: Any, value: int) -> str:
+    """The short lower-case name: TASK_STATE_RUNNING -> running."""
+    name = enum_type.values_by_number[value].name if value in enum_type.values_by_number else str(value)
+    prefix = "".join("_" + c if c.isupper() else c for c in enum_type.name).lstrip("_").upper() + "_"
+    if name.startswith(prefix):
+        name = name[len(prefix) :]
+    return name.lower().replace("_", "-")
+
+
+def state_word(state: int) -> str:
+    return enum_word(pb.TaskState.DESCRIPTOR, state)
+
+
+def to_dict(msg: Message) -> dict[str, Any]:
+    """Every field of msg (defaults included), with friendly enums and times."""
+    out: dict[str, Any] = {}
+    for fd in msg.DESCRIPTOR.fields:
+        value = getattr(msg, fd.name)
+        if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
+            out[fd.name] = dict(value)
+        elif fd.label == FieldDescriptor.LABEL_REPEATED:
+            out[fd.name] = [_value(fd, v) for v in value]
+        elif fd.message_type is not None and not msg.HasField(fd.name):
+            out[fd.name] = None
+        else:
+            out[fd.name] = _value(fd, value)
+    return out
+
+
+def _value(fd: FieldDescriptor, value: Any) -> Any:
+    if fd.type == FieldDescriptor.TYPE_MESSAGE:
+        return to_dict(value)
+    if fd.type == FieldDescriptor.TYPE_ENUM:
+        return enum_word(fd.enum_type, value)
+    if fd.name in _TIME_FIELDS:
+        return rfc3339(value)
+    if fd.type == FieldDescriptor.TYPE_BYTES:
+        return value.decode(errors="replace")
+    return value
+
+
+def node_json(node: pb.Node) -> dict[str, Any]:
+    labels = dict(node.description.labels)
+    labels.update(node.spec.labels)
+    return {
+        "id": node.meta.id,
+        "hostname": node.description.hostname,
+        "role": "manager" if node.role == pb.NODE_ROLE_MANAGER else "worker",
+        "status": enum_word(pb.NodeState.DESCRIPTOR, node.status.state),
+        "availability": enum_word(pb.NodeAvailability.DESCRIPTOR, node.spec.availability),
+        "address": node.status.addr,
+        "labels": labels,
+        "platform": {"os": node.description.platform.os, "arch": node.description.platform.arch},
+        "resources": {
+            "nano_cpus": node.description.resources.nano_cpus,
+            "memory_bytes": node.description.resources.memory_bytes,
+        },
+        "runtime": node.description.runtime,
+        "status_message": node.status.message,
+        "created_at": rfc3339(node.meta.created_at),
+        "updated_at": rfc3339(node.meta.updated_at),
+    }
+
+
+def mode_word(mode: int) -> str:
+    return enum_word(pb.ServiceMode.DESCRIPTOR, mode)
+
+
+def ports_text(ports: Any) -> list[str]:
+    return [
+        f"*:{p.published_port}->{p.target_port}/{p.protocol}"
+        + (" (host)" if p.publish_mode == "host" else "")
+        for p in ports
+    ]
+
+
+def service_ls_json(summary: Any) -> dict[str, Any]:
+    svc = summary.service
+    out = {
+        "id": svc.meta.id,
+        "name": svc.spec.name,
+        "mode": mode_word(svc.spec.mode),
+        "replicas_desired": summary.replicas_desired,
+        "replicas_running": summary.replicas_running,
+        "image": svc.spec.task.container.image,
+        "ports": ports_text(svc.spec.ports),
+    }
+    if svc.spec.mode in (pb.SERVICE_MODE_REPLICATED_JOB, pb.SERVICE_MODE_GLOBAL_JOB):
+        out["completed"] = summary.completed
+    return out
+
+
+def task_display_name(task: pb.Task) -> str:
+    return f"{task.service_name}.{task.slot}" if task.slot else f"{task.service_name}.{task.node_id}"
+
+
+def task_json(task: pb.Task, hostnames: dict[str, str]) -> dict[str, Any]:
+    return {
+        "id": task.meta.id,
+        "name": task_display_name(task),
+        "service": task.service_name,
+        "service_id": task.service_id,
+        "slot": task.slot,
+        "node_id": task.node_id,
+        "node": hostnames.get(task.node_id, ""),
+        "image": task.spec.container.image,
+        "desired_state": state_word(task.desired_state),
+        "current_state": state_word(task.status.state),
+        "message": task.status.message,
+        "error": task.status.err,
+        "exit_code": task.status.exit_code,
+        "pid": task.status.pid,
+        "health": enum_word(pb.Health.DESCRIPTOR, task.status.health),
+        "spec_version": task.spec_version,
+        "created_at": rfc3339(task.meta.created_at),
+        "updated_at": rfc3339(task.status.timestamp or task.meta.updated_at),
+    }
+
+
+def sort_tasks_for_ps(tasks: list[pb.Task]) -> list[pb.Task]:
+    """Docker's order: by slot (or node), newest first within a slot."""
+    return sorted(
+        tasks, key=lambda t: (t.service_name, t.slot, t.node_id if not t.slot else "", -t.meta.created_at)
+    )
+
+
+def service_json(svc: pb.Service) -> dict[str, Any]:
+    return {
+        "id": svc.meta.id,
+        "version": svc.meta.version,
+        "created_at": rfc3339(svc.meta.created_at),
+        "updated_at": rfc3339(svc.meta.updated_at),
+        "spec": to_dict(svc.spec),
+        "spec_version": svc.spec_version,
+        "previous_spec": to_dict(svc.previous_spec) if svc.HasField("previous_spec") else None,
+        "update_status": to_dict(svc.update_status) if svc.HasField("update_status") else None,
+    }
+
+
+def ago(ns: int, now_ns: int) -> str:
+    secs = max(0, (now_ns - ns) // 1_000_000_000)
+    if secs < 60:
+        return "less than a minute ago" if secs < 2 else f"{secs} seconds ago"
+    if secs < 3600:
+        m = secs // 60
+        return "about a minute ago" if m == 1 else f"{m} minutes ago"
+    h = secs // 3600
+    return "about an hour ago" if h == 1 else f"{h} hours ago"
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    lines = ["   ".join(h.ljust(widths[i]) for i, h in enumerate(headers)).rstrip()]
+    for row in rows:
+        lines.append("   ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip())
+    return "\n".join(lines)

@@ -1,0 +1,57 @@
+"""What the orchestrators agree on about tasks: predicates and construction.
+
+A slot is *occupied* by a task whose desired state is at most RUNNING (READY
+counts: a replacement waiting out its restart delay). Replacing a task means
+setting the old one's desired state to SHUTDOWN and creating a new one; the
+old task stays as history until the reaper trims it.
+"""
+
+from __future__ import annotations
+
+from shoal.ids import new_id
+from shoal.manager.store import clone, now_ns
+from shoal.protos import objects_pb2 as pb
+
+RUNNING = pb.TASK_STATE_RUNNING
+
+
+def occupies_slot(task: pb.Task) -> bool:
+    return task.desired_state <= RUNNING
+
+
+def has_ended(task: pb.Task) -> bool:
+    return task.status.state > RUNNING
+
+
+def node_can_run_tasks(node: pb.Node | None) -> bool:
+    """False for a node that is gone, down or drained: its tasks must move."""
+    return (
+        node is not None
+        and node.status.state != pb.NODE_STATE_DOWN
+        and node.spec.availability != pb.NODE_AVAILABILITY_DRAIN
+    )
+
+
+def new_task(service: pb.Service, slot: int, attempt: int = 0, node_id: str = "") -> pb.Task:
+    task = pb.Task(
+        service_id=service.meta.id,
+        service_name=service.spec.name,
+        slot=slot,
+        node_id=node_id,
+        spec_version=service.spec_version,
+        desired_state=RUNNING,
+        attempt=attempt,
+    )
+    task.meta.id = new_id()
+    task.spec.CopyFrom(service.spec.task)
+    task.status.state = pb.TASK_STATE_PENDING
+    task.status.timestamp = now_ns()
+    task.status.message = "pending task scheduling"
+    return task
+
+
+def with_desired(task: pb.Task, desired: int) -> pb.Task:
+    """A copy of task with a new desired state (the orchestrator's field)."""
+    copy = clone(task)
+    copy.desired_state = desired  # type: ignore[assignment]
+    return copy

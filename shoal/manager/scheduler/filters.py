@@ -1,0 +1,191 @@
+"""Why a node cannot take a task: small filters, cheapest first.
+
+Each filter answers ``check(node)`` for one task spec and can ``explain`` how
+many nodes it turned away, in words a user reads in ``service ps``. The
+pipeline stops at a node's first failing filter and counts it there, so the
+pending message reads e.g. ``no suitable node (scheduling constraints not
+satisfied on 2 nodes; insufficient memory on 1 node)``.
+
+Filters look at a ``NodeInfo``: the node plus what the scheduler knows is
+placed on it (task counts, reservations, host ports), kept current while a
+batch is being placed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from shoal.manager.scheduler.constraints import Constraint, parse_constraints
+from shoal.protos import objects_pb2 as pb
+
+
+@dataclass
+class NodeInfo:
+    node: pb.Node
+    tasks_by_service: Counter[str] = field(default_factory=Counter)
+    total_tasks: int = 0
+    reserved_cpus: int = 0
+    reserved_memory: int = 0
+    host_ports: set[tuple[str, int]] = field(default_factory=set)
+
+    @property
+    def id(self) -> str:
+        return self.node.meta.id
+
+    def add(self, task: pb.Task, ports: list[tuple[str, int]]) -> None:
+        self.tasks_by_service[task.service_id] += 1
+        self.total_tasks += 1
+        res = task.spec.resources.reservations
+        self.reserved_cpus += res.nano_cpus
+        self.reserved_memory += res.memory_bytes
+        self.host_ports.update(ports)
+
+
+def published_host_ports(ports: list[pb.PortConfig]) -> list[tuple[str, int]]:
+    """The (protocol, port) pairs a task of these ports claims on its node."""
+    return [
+        (p.protocol or "tcp", p.published_port)
+        for p in ports
+        if p.publish_mode == "host" and p.published_port
+    ]
+
+
+def plural(n: int, word: str = "node") -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+class Filter:
+    name = "filter"
+
+    def enabled(self) -> bool:
+        return True
+
+    def check(self, info: NodeInfo) -> bool:
+        raise NotImplementedError
+
+    def explain(self, count: int) -> str:
+        raise NotImplementedError
+
+
+class ReadyFilter(Filter):
+    name = "ready"
+
+    def check(self, info: NodeInfo) -> bool:
+        n = info.node
+        return n.status.state == pb.NODE_STATE_READY and n.spec.availability == pb.NODE_AVAILABILITY_ACTIVE
+
+    def explain(self, count: int) -> str:
+        return f"{plural(count)} not available for new tasks"
+
+
+class CPUFilter(Filter):
+    name = "cpu"
+
+    def __init__(self, spec: pb.TaskSpec) -> None:
+        self.want = spec.resources.reservations.nano_cpus
+
+    def enabled(self) -> bool:
+        return self.want > 0
+
+    def check(self, info: NodeInfo) -> bool:
+        cap = info.node.description.resources.nano_cpus
+        return cap - info.reserved_cpus >= self.want
+
+    def explain(self, count: int) -> str:
+        return f"insufficient cpu on {plural(count)}"
+
+
+class MemoryFilter(Filter):
+    name = "memory"
+
+    def __init__(self, spec: pb.TaskSpec) -> None:
+        self.want = spec.resources.reservations.memory_bytes
+
+    def enabled(self) -> bool:
+        return self.want > 0
+
+    def check(self, info: NodeInfo) -> bool:
+        cap = info.node.description.resources.memory_bytes
+        return cap - info.reserved_memory >= self.want
+
+    def explain(self, count: int) -> str:
+        return f"insufficient memory on {plural(count)}"
+
+
+class ConstraintFilter(Filter):
+    name = "constraints"
+
+    def __init__(self, constraints: list[Constraint]) -> None:
+        self.constraints = constraints
+
+    def enabled(self) -> bool:
+        return bool(self.constraints)
+
+    def check(self, info: NodeInfo) -> bool:
+        return all(c.matches(info.node) for c in self.constraints)
+
+    def explain(self, count: int) -> str:
+        return f"scheduling constraints not satisfied on {plural(count)}"
+
+
+class HostPortFilter(Filter):
+    name = "host-ports"
+
+    def __init__(self, ports: list[tuple[str, int]]) -> None:
+        self.ports = ports
+
+    def enabled(self) -> bool:
+        return bool(self.ports)
+
+    def check(self, info: NodeInfo) -> bool:
+        return not any(p in info.host_ports for p in self.ports)
+
+    def explain(self, count: int) -> str:
+        return f"host-mode port already in use on {plural(count)}"
+
+
+class MaxReplicasFilter(Filter):
+    name = "max-replicas"
+
+    def __init__(self, service_id: str, limit: int) -> None:
+        self.service_id = service_id
+        self.limit = limit
+
+    def enabled(self) -> bool:
+        return self.limit > 0
+
+    def check(self, info: NodeInfo) -> bool:
+        return info.tasks_by_service[self.service_id] < self.limit
+
+    def explain(self, count: int) -> str:
+        return f"max replicas per node limit ({self.limit}) reached on {plural(count)}"
+
+
+class Pipeline:
+    """The filters for one task spec, in order, counting rejections."""
+
+    def __init__(self, service_id: str, spec: pb.TaskSpec, ports: list[pb.PortConfig]) -> None:
+        candidates: list[Filter] = [
+            ReadyFilter(),
+            ConstraintFilter(parse_constraints(list(spec.placement.constraints))),
+            CPUFilter(spec),
+            MemoryFilter(spec),
+            HostPortFilter(published_host_ports(ports)),
+            MaxReplicasFilter(service_id, spec.placement.max_replicas_per_node),
+        ]
+        self.filters = [f for f in candidates if f.enabled()]
+        self.rejections: Counter[str] = Counter()
+
+    def check(self, info: NodeInfo) -> bool:
+        for f in self.filters:
+            if not f.check(info):
+                self.rejections[f.name] += 1
+                return False
+        return True
+
+    def explain(self) -> str:
+        parts = [f.explain(self.rejections[f.name]) for f in self.filters if self.rejections[f.name]]
+        if not parts:
+            return "no suitable node"
+        return f"no suitable node ({'; '.join(parts)})"

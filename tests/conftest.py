@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,3 +30,36 @@ def etcd_prefix() -> bytes:
 @pytest.fixture
 def state_root(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture
+def make_cluster(etcd_server: EtcdServer, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Build clusters (manager + agents as processes); all stopped at the end,
+    their logs printed when the test failed."""
+    from tests.support.cluster import Cluster
+
+    made: list[Cluster] = []
+
+    def make(agents: int = 3, heartbeat: str = "1s", labels: list[dict[str, str]] | None = None) -> Cluster:
+        c = Cluster(etcd_server, tmp_path / f"cluster{len(made)}", heartbeat=heartbeat)
+        made.append(c)
+        c.start_manager()
+        for i in range(agents):
+            c.start_agent(labels=(labels[i] if labels else None))
+        if agents:
+            c.wait_nodes_ready(agents)
+        return c
+
+    yield make
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    for c in made:
+        if failed:
+            print(c.dump_logs())
+        c.close()
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    rep = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, "rep_" + rep.when, rep)

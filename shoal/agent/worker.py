@@ -206,6 +206,7 @@ class Worker:
         self.report = report
         self.runners: dict[str, TaskRunner] = {}
         self._discarding: set[str] = set()
+        self._discard_tasks: set[asyncio.Task[None]] = set()
 
     async def assign(self, tasks: list[pb.Task], removed: list[str], full: bool) -> None:
         if full:
@@ -229,7 +230,7 @@ class Worker:
             for task_id in known - set(self.runners) - self._discarding:
                 log.info("discarding task %s: no longer assigned to this node", task_id)
                 self._discarding.add(task_id)
-                asyncio.create_task(self._discard(task_id))
+                self._discard_tasks.add(asyncio.create_task(self._discard(task_id)))
 
     async def _run(self, runner: TaskRunner) -> None:
         try:
@@ -245,6 +246,7 @@ class Worker:
             log.exception("discarding task %s failed", task_id)
         finally:
             self._discarding.discard(task_id)
+            self._discard_tasks = {t for t in self._discard_tasks if not t.done()}
 
     async def close(self) -> None:
         """Stop driving tasks (they keep running: adopted on restart)."""

@@ -107,8 +107,8 @@ class Client:
         try:
             return getattr(self.stub, method)(request, timeout=timeout or self.timeout)
         except grpc.RpcError as err:
-            code = err.code()  # type: ignore[attr-defined]
-            detail = err.details() or code.name  # type: ignore[attr-defined]
+            code = err.code()
+            detail = err.details() or code.name
             if code == grpc.StatusCode.UNAVAILABLE and "failed to connect" in detail.lower():
                 raise CLIError(f"cannot reach the manager at {self.host}: {detail}") from None
             raise CLIError(detail) from None

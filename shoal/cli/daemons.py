@@ -11,6 +11,7 @@ it started, by PID, and the tasks its agents ran.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -193,10 +194,8 @@ def _wait_port(
 def _stop_pids(pids: list[int], timeout: float = 15) -> None:
     """SIGTERM each process we started, then SIGKILL what is left."""
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + timeout
     for pid in pids:
         while time.monotonic() < deadline:
@@ -209,10 +208,8 @@ def _stop_pids(pids: list[int], timeout: float = 15) -> None:
                 break
             time.sleep(0.1)
         else:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def _is_child(pid: int) -> bool:
@@ -376,8 +373,7 @@ def up(
         while not stop["now"]:
             time.sleep(0.2)
             if any(p.poll() is not None for p in procs):
-                dead = [p.args[3] if len(p.args) > 3 else p.args[0] for p in procs if p.poll() is not None]
-                click.echo(f"a child process exited ({dead[0]}); stopping everything", err=True)
+                click.echo("a child process exited; stopping everything (see the logs)", err=True)
                 break
         click.echo("stopping...")
         _shutdown(state, pids, agent_dirs)

@@ -87,8 +87,8 @@ def info(client_factory: Factory, fmt: str) -> None:
         return
     click.echo(f"Cluster ID:          {data['cluster_id']}")
     click.echo("Managers:")
-    for m in data["managers"]:  # type: ignore[attr-defined]
-        click.echo(f"  {m['id']}  {m['addr']}{'  (leader)' if m['leader'] else ''}")
+    for m in resp.managers:
+        click.echo(f"  {m.id}  {m.addr}{'  (leader)' if m.leader else ''}")
     click.echo(f"Nodes:               {resp.nodes} ({resp.nodes_ready} ready)")
     click.echo(f"Services:            {resp.services}")
     click.echo(f"Tasks:               {resp.tasks} ({resp.tasks_running} running)")
@@ -110,9 +110,8 @@ def join_token(client_factory: Factory, rotate: bool, quiet: bool, role: str) ->
     if rotate:
         click.echo("Successfully rotated worker join token.\n")
     click.echo("To add a worker to this cluster, run the following command:\n")
-    click.echo(
-        f"    shoal agent --join {','.join(resp.manager_addrs)} --token {resp.token} --state-dir /var/lib/shoal/agent\n"
-    )
+    managers = ",".join(resp.manager_addrs)
+    click.echo(f"    shoal agent --join {managers} --token {resp.token} --state-dir /var/lib/shoal/agent\n")
 
 
 @cli.group()

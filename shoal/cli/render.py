@@ -41,6 +41,7 @@ def state_word(state: int) -> str:
 def to_dict(msg: Message) -> dict[str, Any]:
     """Every field of msg (defaults included), with friendly enums and times."""
     out: dict[str, Any] = {}
+    fd: Any
     for fd in msg.DESCRIPTOR.fields:
         value = getattr(msg, fd.name)
         if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
@@ -54,7 +55,7 @@ def to_dict(msg: Message) -> dict[str, Any]:
     return out
 
 
-def _value(fd: FieldDescriptor, value: Any) -> Any:
+def _value(fd: Any, value: Any) -> Any:
     if fd.type == FieldDescriptor.TYPE_MESSAGE:
         return to_dict(value)
     if fd.type == FieldDescriptor.TYPE_ENUM:

@@ -80,7 +80,7 @@ def _cpus(flag: str, value: str) -> int:
 def _key_values(flag: str, items: tuple[str, ...]) -> dict[str, str]:
     out = {}
     for item in items:
-        key, sep, value = item.partition("=")
+        key, _sep, value = item.partition("=")
         if not key:
             raise CLIError(f'{flag} "{item}": expected KEY=VALUE')
         out[key] = value
@@ -275,7 +275,7 @@ def service() -> None:
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
-def create(client_factory: Callable[[], Client], image: str, command: tuple[str, ...], **o: Any) -> None:
+def create(client_factory: Callable[[], Client], /, image: str, command: tuple[str, ...], **o: Any) -> None:
     """Create a service running IMAGE [COMMAND [ARG...]]."""
     spec = pb.ServiceSpec(name=o.get("name") or "")
     spec.mode = MODES[o.get("mode") or "replicated"]
@@ -318,7 +318,7 @@ def create(client_factory: Callable[[], Client], image: str, command: tuple[str,
 @click.option("--rollback", "do_rollback", is_flag=True, help="Roll back to the previous spec")
 @click.argument("ref", metavar="SERVICE")
 @click.pass_obj
-def update(client_factory: Callable[[], Client], ref: str, **o: Any) -> None:
+def update(client_factory: Callable[[], Client], /, ref: str, **o: Any) -> None:
     """Update a service."""
     client = client_factory()
     current: pb.Service = client.call("GetService", cpb.ObjectRef(ref=ref))

@@ -117,10 +117,11 @@ async def ensure_cluster(store: Store, heartbeat_period_ns: int) -> pb.Cluster:
         )
         if txn.succeeded:
             log.info("initialised cluster %s", cluster.meta.id)
-            return await store.get("clusters", cluster.meta.id)
+            created: pb.Cluster = await store.get("clusters", cluster.meta.id)
+            return created
         kv = await store.etcd.get(marker)
         assert kv is not None
-    cluster = await store.get("clusters", kv.value.decode())
+    cluster: pb.Cluster = await store.get("clusters", kv.value.decode())  # type: ignore[no-redef]
     if cluster.spec.heartbeat_period != heartbeat_period_ns:
         log.warning(
             "the cluster's heartbeat period is %.3gs (not the %.3gs given here); using the cluster's. "

@@ -61,15 +61,15 @@ class ManagerPresence:
         stale_revoked = False
         while True:
             kv = await self.etcd.get(self.leader_key)
-            if kv is not None and kv.value.decode() == self.manager_id and kv.lease != self.lease:
-                if not stale_revoked:
-                    log.info("the leader key is held by this manager's previous run; taking over")
-                    stale_revoked = True
-                    try:
-                        await self.etcd.revoke_lease(kv.lease)
-                    except StoreError:
-                        await self.etcd.delete(self.leader_key)
-                    continue
+            from_before = kv is not None and kv.value.decode() == self.manager_id and kv.lease != self.lease
+            if kv is not None and from_before and not stale_revoked:
+                log.info("the leader key is held by this manager's previous run; taking over")
+                stale_revoked = True
+                try:
+                    await self.etcd.revoke_lease(kv.lease)
+                except StoreError:
+                    await self.etcd.delete(self.leader_key)
+                continue
             if kv is not None and kv.lease == self.lease:
                 return Leadership(kv.create_revision)
             if kv is None:

@@ -129,7 +129,9 @@ def test_batch_sets_conflicts_aside_and_commits_the_rest(etcd_server: EtcdServer
     run(etcd_server, etcd_prefix, body)
 
 
-def test_fenced_store_cannot_write_after_losing_the_fence(etcd_server: EtcdServer, etcd_prefix: bytes) -> None:
+def test_fenced_store_cannot_write_after_losing_the_fence(
+    etcd_server: EtcdServer, etcd_prefix: bytes
+) -> None:
     async def body(store: Store) -> None:
         fence_key = etcd_prefix + b"leader"
         await store.etcd.put(fence_key, b"me")

@@ -28,16 +28,24 @@ class EtcdServer:
         self.log_path = data_dir / "etcd.log"
         args = [
             binary,
-            "--name", "test",
-            "--data-dir", str(data_dir / "data"),
-            "--listen-client-urls", self.url,
-            "--advertise-client-urls", self.url,
-            "--listen-peer-urls", f"http://127.0.0.1:{self.peer_port}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_port}",
-            "--initial-cluster", f"test=http://127.0.0.1:{self.peer_port}",
+            "--name",
+            "test",
+            "--data-dir",
+            str(data_dir / "data"),
+            "--listen-client-urls",
+            self.url,
+            "--advertise-client-urls",
+            self.url,
+            "--listen-peer-urls",
+            f"http://127.0.0.1:{self.peer_port}",
+            "--initial-advertise-peer-urls",
+            f"http://127.0.0.1:{self.peer_port}",
+            "--initial-cluster",
+            f"test=http://127.0.0.1:{self.peer_port}",
             # Tests and benchmarks write a lot; no fsync wait would hide
             # nothing we assert, but keep etcd's defaults to measure honestly.
-            "--quota-backend-bytes", str(8 * 1024 * 1024 * 1024),
+            "--quota-backend-bytes",
+            str(8 * 1024 * 1024 * 1024),
             *extra_args,
         ]
         env = dict(os.environ, ETCD_UNSUPPORTED_ARCH=os.environ.get("ETCD_UNSUPPORTED_ARCH", ""))

@@ -104,23 +104,19 @@ def test_join_token_surrounding_whitespace_is_ignored() -> None:
         ),
         (
             f"SHOAL-1-{DIGEST[:-1]}-{SECRET}",
-            "invalid join token: the CA digest must be 50 characters of 0-9a-z, "
-            f"got 49 (expected {SHAPE})",
+            f"invalid join token: the CA digest must be 50 characters of 0-9a-z, got 49 (expected {SHAPE})",
         ),
         (
             f"SHOAL-1-{DIGEST.upper()}-{SECRET}",
-            "invalid join token: the CA digest must be 50 characters of 0-9a-z, "
-            f"got 50 (expected {SHAPE})",
+            f"invalid join token: the CA digest must be 50 characters of 0-9a-z, got 50 (expected {SHAPE})",
         ),
         (
             f"SHOAL-1-{DIGEST}-{SECRET}c",
-            "invalid join token: the secret must be 25 characters of 0-9a-z, "
-            f"got 26 (expected {SHAPE})",
+            f"invalid join token: the secret must be 25 characters of 0-9a-z, got 26 (expected {SHAPE})",
         ),
         (
             f"SHOAL-1-{DIGEST}-{SECRET[:-1]}!",
-            "invalid join token: the secret must be 25 characters of 0-9a-z, "
-            f"got 25 (expected {SHAPE})",
+            f"invalid join token: the secret must be 25 characters of 0-9a-z, got 25 (expected {SHAPE})",
         ),
     ],
 )
@@ -267,9 +263,7 @@ async def _manager(cluster: Cluster, server: Bundle | None = None) -> AsyncItera
     handler = grpc.unary_unary_rpc_method_handler(
         _whoami_handler, request_deserializer=_raw, response_serializer=_raw
     )
-    srv.add_generic_rpc_handlers(
-        [grpc.method_handlers_generic_handler("shoal.test.Who", {"Am": handler})]
-    )
+    srv.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("shoal.test.Who", {"Am": handler})])
     ca = cluster.ca.cert_pem
     ports = Ports(
         mtls=srv.add_secure_port(

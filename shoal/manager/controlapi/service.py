@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
@@ -34,7 +34,7 @@ from shoal.protos import control_pb2 as cpb
 from shoal.protos import control_pb2_grpc as cgrpc
 from shoal.protos import objects_pb2 as pb
 
-Ctx = grpc.aio.ServicerContext[Any, Any]
+Ctx: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 R = TypeVar("R")
 
 _STATUS = [
@@ -92,10 +92,12 @@ class Control(cgrpc.ControlServicer):
         return cluster
 
     def resolve_service(self, ref: str) -> pb.Service:
-        return _resolve(ref, self.view.services, lambda s: s.spec.name, "service")
+        service: pb.Service = _resolve(ref, self.view.services, lambda s: s.spec.name, "service")
+        return service
 
     def resolve_node(self, ref: str) -> pb.Node:
-        return _resolve(ref, self.view.nodes, lambda n: n.description.hostname, "node")
+        node: pb.Node = _resolve(ref, self.view.nodes, lambda n: n.description.hostname, "node")
+        return node
 
     # -------------------------------------------------------------- cluster
 
@@ -228,7 +230,8 @@ class Control(cgrpc.ControlServicer):
                     )
                 ):
                     raise AlreadyExists(
-                        f"port {p.published_port}/{p.protocol} is already published by service {other.spec.name}"
+                        f"port {p.published_port}/{p.protocol} is already published "
+                        f"by service {other.spec.name}"
                     )
 
     @_rpc
@@ -329,12 +332,12 @@ class Control(cgrpc.ControlServicer):
         if wanted:
             if wanted not in ("running", "shutdown", "accepted"):
                 raise ValueError(f'filter desired-state "{wanted}": must be running, shutdown or accepted')
-            keep = {
-                "running": lambda t: t.desired_state <= pb.TASK_STATE_RUNNING,
-                "shutdown": lambda t: t.desired_state >= pb.TASK_STATE_SHUTDOWN,
-                "accepted": lambda t: t.desired_state == pb.TASK_STATE_ACCEPTED,
-            }[wanted]
-            tasks = [t for t in tasks if keep(t)]
+            if wanted == "running":
+                tasks = [t for t in tasks if t.desired_state <= pb.TASK_STATE_RUNNING]
+            elif wanted == "shutdown":
+                tasks = [t for t in tasks if t.desired_state >= pb.TASK_STATE_SHUTDOWN]
+            else:
+                tasks = [t for t in tasks if t.desired_state == pb.TASK_STATE_ACCEPTED]
         out = cpb.ListTasksResponse(tasks=tasks)
         for t in tasks:
             node = self.view.nodes.get(t.node_id) if t.node_id else None

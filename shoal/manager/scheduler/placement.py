@@ -46,6 +46,7 @@ class _Branch:
         self.heap: list[tuple[int, int, str, _Branch | NodeInfo]] = []
 
     def push(self, key: str, item: _Branch | NodeInfo) -> None:
+        entry: tuple[int, int, str, _Branch | NodeInfo]
         if isinstance(item, NodeInfo):
             entry = (item.tasks_by_service[self.service_id], item.total_tasks, key, item)
         else:

@@ -14,6 +14,7 @@ loop with ``call_soon_threadsafe``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import queue
@@ -82,6 +83,10 @@ class TxnResult:
     revision: int
     # For a failed txn whose failure branch ranged over keys: what is there now.
     current: list[KeyValue]
+
+
+def _range(req: Any, channel: grpc.Channel) -> Any:
+    return etcdrpc.KVStub(channel).Range(req, 60)
 
 
 def _kv(kv: Any) -> KeyValue:
@@ -153,7 +158,7 @@ class Etcd:
         try:
             return fn(self._get_channel())
         except grpc.RpcError as err:
-            if err.code() == grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+            if err.code() == grpc.StatusCode.UNAVAILABLE:
                 self._fail_over()
             raise _translate(err, what) from None
 
@@ -182,7 +187,7 @@ class Etcd:
         start, end = prefix, prefix_end(prefix)
         while True:
             req = etcdrpc.RangeRequest(key=start, range_end=end, limit=LIST_PAGE, revision=revision)
-            resp = await self._run("list", lambda ch, r=req: etcdrpc.KVStub(ch).Range(r, 60))
+            resp = await self._run("list", functools.partial(_range, req))
             out.extend(_kv(kv) for kv in resp.kvs)
             if revision == 0:
                 revision = resp.header.revision
@@ -299,7 +304,7 @@ class Etcd:
                     on_error(StoreUnavailable("etcd closed the watch stream"))
             except grpc.RpcError as err:
                 if not stopped.is_set():
-                    if err.code() == grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+                    if err.code() == grpc.StatusCode.UNAVAILABLE:
                         self._fail_over()
                     on_error(_translate(err, "watch"))
             except Exception as err:  # a bug in a callback must not die silently

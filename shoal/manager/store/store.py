@@ -20,6 +20,7 @@ own in-memory view reflects its writes before the watch echoes them back.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -153,7 +154,7 @@ class Store:
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    def _notify(self, committed: list[Committed]) -> None:
+    def _notify(self, committed: builtins.list[Committed]) -> None:
         for listener in self._listeners:
             listener(committed)
 
@@ -165,7 +166,7 @@ class Store:
             raise NotFound(f"{kind[:-1]} {obj_id} not found")
         return decode(kind, kv.value, kv.mod_revision)
 
-    async def list(self, kind: str) -> list[Any]:
+    async def list(self, kind: str) -> builtins.list[Any]:
         kvs, _ = await self.etcd.list_prefix(self.prefix + kind.encode() + b"/")
         return [decode(kind, kv.value, kv.mod_revision) for kv in kvs]
 
@@ -198,7 +199,7 @@ class Store:
             raise NotFound(f"{what} not found")
         raise VersionConflict(f"{what} was changed by someone else (version conflict); retry")
 
-    async def _commit_chunk(self, ops: list[_Op], result: BatchResult) -> None:
+    async def _commit_chunk(self, ops: builtins.list[_Op], result: BatchResult) -> None:
         pending = ops
         while pending:
             compares = [op.compare() for op in pending]
@@ -217,7 +218,7 @@ class Store:
                 fence_kv = current.get(self.fence[0])
                 if fence_kv is None or fence_kv.create_revision != self.fence[1]:
                     raise LeadershipLost("this manager is no longer the leader")
-            retry: list[_Op] = []
+            retry: builtins.list[_Op] = []
             for op in pending:
                 kv = current.get(op.key)
                 ok = (
@@ -232,8 +233,8 @@ class Store:
                     result.conflicts.append(Conflict(op.obj, op.action, cur))
             pending = retry
 
-    def _finish(self, ops: list[_Op], revision: int, result: BatchResult) -> None:
-        committed: list[Committed] = []
+    def _finish(self, ops: builtins.list[_Op], revision: int, result: BatchResult) -> None:
+        committed: builtins.list[Committed] = []
         for op in ops:
             if op.action == "delete":
                 committed.append((op.kind, op.obj.meta.id, None, revision))

@@ -1,0 +1,258 @@
+"""A real shoal cluster for tests: manager and agent processes on one etcd.
+
+Each cluster gets its own etcd key prefix (so one etcd serves the whole
+session), its own state dirs and ports, and agents on their own loopback
+addresses (127.0.0.11, .12, ...). The CLI is run as a real subprocess against
+it. Everything started here is stopped by PID in ``close()``, and the task
+processes of the agents are killed too, even when a test fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.support.etcd_server import EtcdServer, free_port
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1, what: str = "") -> Any:
+    """Poll cond until it returns something truthy; fail after timeout."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = cond()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or cond} (last: {last!r})")
+
+
+@dataclass
+class CLIResult:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@dataclass
+class Proc:
+    name: str
+    args: list[str]
+    log: Path
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self, env: dict[str, str]) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as f:
+            self.popen = subprocess.Popen(
+                self.args, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+            )
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def kill9(self) -> None:
+        if self.alive():
+            assert self.popen is not None
+            self.popen.kill()
+            self.popen.wait()
+
+    def stop(self, timeout: float = 10) -> None:
+        if not self.alive():
+            return
+        assert self.popen is not None
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+
+
+@dataclass
+class Cluster:
+    etcd: EtcdServer
+    root: Path
+    heartbeat: str = "1s"
+    prefix: str = field(default_factory=lambda: f"/t-{uuid.uuid4().hex[:10]}/shoal/v1/")
+    managers: list[Proc] = field(default_factory=list)
+    agents: list[Proc] = field(default_factory=list)
+    manager_addrs: list[str] = field(default_factory=list)
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.pop("SHOAL_HOST", None)
+        env.pop("SHOAL_TLS_DIR", None)
+        env["SHOAL_CONTEXT"] = str(self.root / "no-context.json")
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.root / "manager-1" / "admin"
+
+    def start_manager(self) -> Proc:
+        index = len(self.managers) + 1
+        port = free_port()
+        addr = f"127.0.0.1:{port}"
+        proc = Proc(
+            f"manager-{index}",
+            [
+                sys.executable,
+                "-m",
+                "shoal",
+                "manager",
+                "--etcd",
+                self.etcd.url,
+                "--listen",
+                addr,
+                "--state-dir",
+                str(self.root / f"manager-{index}"),
+                "--heartbeat-period",
+                self.heartbeat,
+                "--etcd-prefix",
+                self.prefix,
+            ],
+            self.root / "logs" / f"manager-{index}.log",
+        )
+        proc.start(self.env)
+        self.managers.append(proc)
+        self.manager_addrs.append(addr)
+        wait_for(lambda: (self.root / f"manager-{index}" / "admin" / "key.pem").exists(), what="admin bundle")
+        wait_for(lambda: self.cli("info").code == 0, what="manager to answer")
+        return proc
+
+    def restart(self, proc: Proc) -> None:
+        proc.start(self.env)
+
+    def token(self) -> str:
+        res = self.cli("join-token", "-q", "worker")
+        assert res.code == 0, res.err
+        return res.out.strip()
+
+    def start_agent(self, labels: dict[str, str] | None = None, hostname: str = "", **flags: str) -> Proc:
+        index = len(self.agents) + 1
+        args = [
+            sys.executable,
+            "-m",
+            "shoal",
+            "agent",
+            "--join",
+            ",".join(self.manager_addrs),
+            "--token",
+            self.token(),
+            "--state-dir",
+            str(self.root / f"agent-{index}"),
+            "--hostname",
+            hostname or f"node-{index}",
+            "--advertise-addr",
+            f"127.0.0.{10 + index}",
+        ]
+        for key, value in (labels or {}).items():
+            args += ["--label", f"{key}={value}"]
+        for key, value in flags.items():
+            args += [f"--{key.replace('_', '-')}", value]
+        proc = Proc(f"agent-{index}", args, self.root / "logs" / f"agent-{index}.log")
+        proc.start(self.env)
+        self.agents.append(proc)
+        return proc
+
+    def wait_nodes_ready(self, count: int, timeout: float = 30) -> list[dict[str, Any]]:
+        def ready() -> list[dict[str, Any]] | None:
+            res = self.cli("node", "ls", "--format", "json")
+            if res.code != 0:
+                return None
+            nodes = [n for n in res.json() if n["status"] == "ready"]
+            return nodes if len(nodes) >= count else None
+
+        result: list[dict[str, Any]] = wait_for(ready, timeout, what=f"{count} ready nodes")
+        return result
+
+    def cli(self, *args: str, timeout: float = 120) -> CLIResult:
+        cmd = [
+            sys.executable,
+            "-m",
+            "shoal",
+            "--host",
+            ",".join(self.manager_addrs),
+            "--tls-dir",
+            str(self.tls_dir),
+            *args,
+        ]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=self.env)
+        return CLIResult(res.returncode, res.stdout, res.stderr)
+
+    def tasks(self, service: str) -> list[dict[str, Any]]:
+        res = self.cli("service", "ps", service, "--format", "json")
+        assert res.code == 0, res.err
+        tasks: list[dict[str, Any]] = res.json()
+        return tasks
+
+    def running(self, service: str) -> list[dict[str, Any]]:
+        return [
+            t
+            for t in self.tasks(service)
+            if t["current_state"] == "running" and t["desired_state"] == "running"
+        ]
+
+    def close(self) -> None:
+        for proc in self.agents:
+            proc.stop()
+        _kill_agent_tasks([self.root / f"agent-{i + 1}" for i in range(len(self.agents))])
+        for proc in self.managers:
+            proc.stop()
+
+    def dump_logs(self) -> str:
+        out = []
+        for log in sorted((self.root / "logs").glob("*.log")):
+            out.append(f"==== {log.name}\n" + log.read_text(errors="replace")[-4000:])
+        return "\n".join(out)
+
+
+def _kill_agent_tasks(agent_dirs: list[Path]) -> None:
+    from shoal.agent.runtime.process import ProcessRuntime
+
+    async def discard_all() -> None:
+        for d in agent_dirs:
+            if not (d / "runtime").exists():
+                continue
+            runtime = ProcessRuntime(d / "runtime")
+            for task_id in await runtime.known_task_ids():
+                await runtime.discard(task_id)
+
+    asyncio.run(discard_all())
+
+
+def pids_of(marker: str) -> set[int]:
+    """PIDs of processes whose command line contains marker (like pgrep -f)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if marker in cmdline and stat.rsplit(")", 1)[1].split()[0] != "Z":
+            found.add(int(entry.name))
+    return found

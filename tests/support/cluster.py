@@ -75,6 +75,17 @@ class Proc:
             self.popen.kill()
             self.popen.wait()
 
+    def wait_exit(self, timeout: float = 30) -> int:
+        """The exit status, once the process has ended on its own."""
+        assert self.popen is not None
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{self.name} still runs after {timeout}s") from None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
     def stop(self, timeout: float = 10) -> None:
         if not self.alive():
             return
@@ -149,7 +160,11 @@ class Cluster:
         assert res.code == 0, res.err
         return res.out.strip()
 
-    def start_agent(self, labels: dict[str, str] | None = None, hostname: str = "", **flags: str) -> Proc:
+    def start_agent(
+        self, labels: dict[str, str] | None = None, hostname: str = "", token: str | None = None, **flags: str
+    ) -> Proc:
+        """Start agent-N (state dir ROOT/agent-N) with the cluster's join
+        token, or with `token` (tests of refused joins pass a wrong one)."""
         index = len(self.agents) + 1
         args = [
             sys.executable,
@@ -159,7 +174,7 @@ class Cluster:
             "--join",
             ",".join(self.manager_addrs),
             "--token",
-            self.token(),
+            self.token() if token is None else token,
             "--state-dir",
             str(self.root / f"agent-{index}"),
             "--hostname",
@@ -214,18 +229,75 @@ class Cluster:
             if t["current_state"] == "running" and t["desired_state"] == "running"
         ]
 
+    def services(self) -> list[dict[str, Any]]:
+        res = self.cli("service", "ls", "--format", "json")
+        assert res.code == 0, res.err
+        services: list[dict[str, Any]] = res.json()
+        return services
+
+    def nodes(self) -> list[dict[str, Any]]:
+        res = self.cli("node", "ls", "--format", "json")
+        assert res.code == 0, res.err
+        nodes: list[dict[str, Any]] = res.json()
+        return nodes
+
+    def task_dir(self, task_id: str) -> Path:
+        """The process runtime's folder of a task, on whichever agent has it."""
+        for i in range(len(self.agents)):
+            path = self.root / f"agent-{i + 1}" / "runtime" / "tasks" / task_id
+            if path.is_dir():
+                return path
+        raise AssertionError(f"no agent of this cluster has a folder for task {task_id}")
+
     def close(self) -> None:
+        """Stop every process this cluster started, and its agents' tasks,
+        even if one step fails."""
+        errors: list[BaseException] = []
         for proc in self.agents:
-            proc.stop()
-        _kill_agent_tasks([self.root / f"agent-{i + 1}" for i in range(len(self.agents))])
+            try:
+                proc.stop()
+            except Exception as err:  # keep going: the rest must stop too
+                errors.append(err)
+        try:
+            _kill_agent_tasks([self.root / f"agent-{i + 1}" for i in range(len(self.agents))])
+        except Exception as err:
+            errors.append(err)
         for proc in self.managers:
-            proc.stop()
+            try:
+                proc.stop()
+            except Exception as err:
+                errors.append(err)
+        if errors:
+            raise errors[0]
 
     def dump_logs(self) -> str:
         out = []
         for log in sorted((self.root / "logs").glob("*.log")):
             out.append(f"==== {log.name}\n" + log.read_text(errors="replace")[-4000:])
         return "\n".join(out)
+
+
+def start_cluster(
+    etcd: EtcdServer,
+    root: Path,
+    agents: int = 3,
+    heartbeat: str = "1s",
+    labels: list[dict[str, str]] | None = None,
+) -> Cluster:
+    """A manager and `agents` ready agents (what make_cluster builds), for
+    fixtures shared by a whole module. Stopped again if it fails to start."""
+    cluster = Cluster(etcd, root, heartbeat=heartbeat)
+    try:
+        cluster.start_manager()
+        for i in range(agents):
+            cluster.start_agent(labels=(labels[i] if labels else None))
+        if agents:
+            cluster.wait_nodes_ready(agents)
+    except BaseException:
+        print(cluster.dump_logs())
+        cluster.close()
+        raise
+    return cluster
 
 
 def _kill_agent_tasks(agent_dirs: list[Path]) -> None:
@@ -240,6 +312,33 @@ def _kill_agent_tasks(agent_dirs: list[Path]) -> None:
                 await runtime.discard(task_id)
 
     asyncio.run(discard_all())
+
+
+def alive(pid: int) -> bool:
+    """Whether pid is a live process (a zombie counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def wait_pids(marker: str, count: int, timeout: float = 15.0) -> set[int]:
+    """Wait until exactly count live processes carry marker; return their PIDs."""
+    seen: list[set[int]] = [set()]
+
+    def exactly() -> set[int] | None:
+        seen[0] = pids_of(marker)
+        return seen[0] if len(seen[0]) == count else None
+
+    try:
+        pids: set[int] = wait_for(exactly, timeout)
+    except AssertionError:
+        raise AssertionError(
+            f"timed out after {timeout}s waiting for exactly {count} processes running {marker!r}; "
+            f"last seen {len(seen[0])}: {sorted(seen[0])}"
+        ) from None
+    return pids
 
 
 def pids_of(marker: str) -> set[int]:

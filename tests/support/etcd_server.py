@@ -25,6 +25,7 @@ class EtcdServer:
         self.client_port = free_port()
         self.peer_port = free_port()
         self.url = f"http://127.0.0.1:{self.client_port}"
+        data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = data_dir / "etcd.log"
         args = [
             binary,

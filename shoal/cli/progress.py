@@ -77,8 +77,10 @@ def follow(
         while True:
             svc: pb.Service = client.call("GetService", cpb.ObjectRef(ref=service_id))
             tasks = list(client.call("ListTasks", cpb.ListTasksRequest(service=service_id)).tasks)
-            lines, converged, reason = _snapshot(svc, tasks)
+            lines, converged, reason = snapshot(svc, tasks)
             monitor = svc.spec.update.monitor / 1e9 if svc.spec.HasField("update") else 5.0
+            if svc.spec.mode in _JOBS:
+                monitor = 0.0  # jobs skip the verify step, as in Docker
             failures = {
                 t.meta.id for t in tasks if t.spec_version == svc.spec_version and t.status.state in _FAILED
             }
@@ -100,7 +102,8 @@ def follow(
                 left = monitor - (now - verify_since)
                 if left <= 0:
                     printer.show(lines)
-                    printer.say(f"verify: Service {svc.spec.name} converged")
+                    if svc.spec.mode not in _JOBS:
+                        printer.say(f"verify: Service {svc.spec.name} converged")
                     return 0
                 lines = [
                     *lines,
@@ -119,6 +122,63 @@ def follow(
 
 
 _FAILED = {pb.TASK_STATE_FAILED, pb.TASK_STATE_REJECTED}
+_JOBS = (pb.SERVICE_MODE_REPLICATED_JOB, pb.SERVICE_MODE_GLOBAL_JOB)
+
+
+def snapshot(svc: pb.Service, tasks: list[pb.Task]) -> tuple[list[str], bool, str]:
+    if svc.spec.mode in _JOBS:
+        return _job_snapshot(svc, tasks)
+    if svc.spec.mode == pb.SERVICE_MODE_GLOBAL:
+        return _global_snapshot(svc, tasks)
+    return _snapshot(svc, tasks)
+
+
+def _pending_reason(tasks: list[pb.Task]) -> str:
+    return "; ".join(
+        sorted({t.status.err for t in tasks if t.status.state <= pb.TASK_STATE_PENDING and t.status.err})
+    )
+
+
+def _global_snapshot(svc: pb.Service, tasks: list[pb.Task]) -> tuple[list[str], bool, str]:
+    current = [t for t in tasks if t.desired_state <= RUNNING]
+    if not current:
+        return ["overall progress: waiting for new tasks"], False, ""
+    running = [t for t in current if t.status.state == RUNNING and t.spec_version == svc.spec_version]
+    lines = [f"overall progress: {len(running)} out of {len(current)} tasks"]
+    if len(current) <= MAX_BARS:
+        for t in sorted(current, key=lambda t: t.node_id):
+            lines.append(
+                f"{t.node_id[:12]}: {state_word(t.status.state):<9} {_bar(min(t.status.state, RUNNING))}"
+            )
+    lingering = any(t.desired_state > RUNNING and t.status.state <= RUNNING and t.node_id for t in tasks)
+    return lines, len(running) == len(current) and not lingering, _pending_reason(current)
+
+
+def _job_snapshot(svc: pb.Service, tasks: list[pb.Task]) -> tuple[list[str], bool, str]:
+    complete = {t.slot if t.slot else t.node_id for t in tasks if t.status.state == pb.TASK_STATE_COMPLETE}
+    active = [t for t in tasks if t.desired_state <= RUNNING and t.status.state <= RUNNING]
+    if svc.spec.mode == pb.SERVICE_MODE_REPLICATED_JOB:
+        total = svc.spec.replicas
+        limit = svc.spec.max_concurrent or total
+    else:
+        total = len({t.node_id for t in tasks if t.desired_state <= RUNNING})
+        limit = total
+    lines = [
+        f"job progress: {len(complete)} out of {total} complete",
+        f"active tasks: {len(active)} out of {min(limit, max(0, total - len(complete)))} tasks",
+    ]
+    ended = [
+        t
+        for t in tasks
+        if t.desired_state <= RUNNING
+        and t.status.state > RUNNING
+        and t.status.state != pb.TASK_STATE_COMPLETE
+    ]
+    reason = _pending_reason(active)
+    if ended and not active and len(complete) < total:
+        t = ended[0]
+        reason = f"task {t.service_name}.{t.slot or t.node_id} failed ({t.status.err}) and is not retried"
+    return lines, total > 0 and len(complete) >= total, reason
 
 
 def _snapshot(svc: pb.Service, tasks: list[pb.Task]) -> tuple[list[str], bool, str]:

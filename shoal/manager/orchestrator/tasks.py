@@ -8,7 +8,11 @@ old task stays as history until the reaper trims it.
 
 from __future__ import annotations
 
+import functools
+
 from shoal.ids import new_id
+from shoal.manager.constraints import Constraint, parse_constraints
+from shoal.manager.orchestrator.restart import decide_restart
 from shoal.manager.store import clone, now_ns
 from shoal.protos import objects_pb2 as pb
 
@@ -55,3 +59,33 @@ def with_desired(task: pb.Task, desired: int) -> pb.Task:
     copy = clone(task)
     copy.desired_state = desired  # type: ignore[assignment]
     return copy
+
+
+def restart_replacement(
+    service: pb.Service, task: pb.Task, slot_history: list[pb.Task], now: int
+) -> pb.Task | None:
+    """The task that replaces ``task`` (ended while desired running) under the
+    service's restart policy, or None when the policy says not to. A delayed
+    replacement is desired READY until its ``restart_at``."""
+    decision = decide_restart(task, service.spec.task.restart, slot_history, now)
+    if not decision.restart:
+        return None
+    replacement = new_task(
+        service, task.slot, task.attempt + 1, node_id=task.node_id if not task.slot else ""
+    )
+    if decision.delay_ns > 0:
+        replacement.desired_state = pb.TASK_STATE_READY
+        replacement.restart_at = now + decision.delay_ns
+    return replacement
+
+
+def node_satisfies(task_spec: pb.TaskSpec, node: pb.Node) -> bool:
+    """The task's own constraints hold on node (labels may have changed)."""
+    if not task_spec.placement.constraints:
+        return True
+    return all(c.matches(node) for c in _parsed(tuple(task_spec.placement.constraints)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(exprs: tuple[str, ...]) -> list[Constraint]:
+    return parse_constraints(list(exprs))

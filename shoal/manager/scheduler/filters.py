@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from shoal.manager.scheduler.constraints import Constraint, parse_constraints
+from shoal.manager.constraints import Constraint, parse_constraints
 from shoal.protos import objects_pb2 as pb
 
 

@@ -25,7 +25,7 @@ import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from shoal.manager.scheduler.constraints import node_label
+from shoal.manager.constraints import node_label
 from shoal.manager.scheduler.filters import NodeInfo, Pipeline
 
 

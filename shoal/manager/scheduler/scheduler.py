@@ -19,7 +19,7 @@ from collections import defaultdict
 from shoal.manager.component import Component
 from shoal.manager.scheduler.filters import NodeInfo, Pipeline, published_host_ports
 from shoal.manager.scheduler.placement import place
-from shoal.manager.store import Event, clone, now_ns
+from shoal.manager.store import Event, Store, View, clone, now_ns
 from shoal.protos import objects_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -28,19 +28,24 @@ RUNNING = pb.TASK_STATE_RUNNING
 
 
 def is_pending(task: pb.Task) -> bool:
-    return not task.node_id and task.status.state <= pb.TASK_STATE_PENDING and task.desired_state <= RUNNING
+    """Waiting for the scheduler: no node yet, or (global services) a node
+    chosen by the orchestrator that the scheduler has not confirmed."""
+    return task.status.state <= pb.TASK_STATE_PENDING and task.desired_state <= RUNNING
 
 
 def holds_resources(task: pb.Task) -> bool:
-    """A task counts against its node while it may still be running there."""
-    return task.desired_state <= RUNNING or task.status.state <= RUNNING
+    """A task counts against its node once assigned there, while it may
+    still be running."""
+    return task.status.state > pb.TASK_STATE_PENDING and (
+        task.desired_state <= RUNNING or task.status.state <= RUNNING
+    )
 
 
 class Scheduler(Component):
     name = "scheduler"
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, view: View, store: Store) -> None:
+        super().__init__(view, store)
         self.pending: set[str] = set()
         # Figures for benchmarks: placements made and seconds spent placing.
         self.stats = {"placed": 0, "seconds": 0.0, "passes": 0}
@@ -123,8 +128,20 @@ class Scheduler(Component):
                 info.add(by_id[task_id], claimed)
 
             pipeline = Pipeline(service_id, spec, ports)
+            free = [t.meta.id for t in tasks if not t.node_id]
             prefs = [p.spread for p in spec.placement.preferences]
-            result = place(service_id, [t.meta.id for t in tasks], nodes, pipeline, prefs, land)
+            result = place(service_id, free, nodes, pipeline, prefs, land)
+            for task in tasks:
+                if not task.node_id:
+                    continue
+                # Global tasks come with their node: only check that it fits.
+                info = infos.get(task.node_id)
+                if info is not None and pipeline.check(info):
+                    land(info, task.meta.id)
+                    result.assigned[task.meta.id] = task.node_id
+                else:
+                    result.unplaced.append(task.meta.id)
+                    result.reason = pipeline.explain() if info is not None else "node not found"
             for task_id, node_id in result.assigned.items():
                 task = clone(by_id[task_id])
                 task.node_id = node_id

@@ -1,0 +1,120 @@
+"""What every orchestrator shares: which services to look at, delayed
+restarts, and committing one batch per pass.
+
+An orchestrator owns the services of its modes. After each burst of events it
+reconciles the services that changed (their spec, one of their tasks, or a
+node they run on or could run on) and commits the difference in one batch.
+Replacements that wait out a restart delay are created desired READY; the
+orchestrator that made them moves them to RUNNING when the delay has passed,
+and a new leader picks such pending restarts up from the view.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from shoal.manager.component import Component
+from shoal.manager.orchestrator.tasks import with_desired
+from shoal.manager.store import Batch, Event, Store, View, now_ns
+from shoal.protos import objects_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+RUNNING = pb.TASK_STATE_RUNNING
+# Look again at services whose batch hit a version conflict after this long.
+CONFLICT_RETRY = 0.1
+
+
+class Orchestrator(Component):
+    modes: tuple[int, ...] = ()
+    # Whether node changes concern every service of these modes (global
+    # services: a node that joins gets a task) or only those with tasks there.
+    node_events_touch_all = False
+
+    def __init__(self, view: View, store: Store) -> None:
+        super().__init__(view, store)
+        self._delayed: dict[str, int] = {}  # task ID -> wall-clock ns of its restart
+        self._retry: set[str] = set()
+
+    def owns(self, service: pb.Service) -> bool:
+        return service.spec.mode in self.modes
+
+    def reconcile_service(self, service: pb.Service, tasks: list[pb.Task], batch: Batch) -> None:
+        raise NotImplementedError
+
+    def reconcile_deleted(self, service_id: str, tasks: list[pb.Task], batch: Batch) -> None:
+        """Tasks of a removed service; only one orchestrator handles these."""
+
+    # -------------------------------------------------------------- loop
+
+    async def reconcile_all(self) -> None:
+        for task in self.view.tasks.values():
+            if task.desired_state == pb.TASK_STATE_READY and task.restart_at:
+                service = self.view.services.get(task.service_id)
+                if service is not None and self.owns(service):
+                    self._delayed[task.meta.id] = task.restart_at
+        await self._reconcile(set(self.view.services) | set(self.view.tasks_by_service))
+        await self.tick()
+
+    async def handle(self, events: list[Event]) -> None:
+        dirty: set[str] = set(self._retry)
+        self._retry.clear()
+        for ev in events:
+            if ev.kind == "services":
+                dirty.add(ev.id)
+            elif ev.kind == "tasks":
+                task = ev.new or ev.old
+                assert task is not None
+                dirty.add(task.service_id)
+            elif ev.kind == "nodes":
+                if self.node_events_touch_all:
+                    dirty.update(s.meta.id for s in self.view.services.values() if self.owns(s))
+                else:
+                    dirty.update(t.service_id for t in self.view.tasks_by_node.get(ev.id, {}).values())
+        await self._reconcile(dirty)
+
+    async def tick(self) -> None:
+        """Start delayed restarts whose time has come."""
+        now = now_ns()
+        batch = self.store.batch()
+        for task_id, at in list(self._delayed.items()):
+            task = self.view.tasks.get(task_id)
+            if task is None or task.desired_state != pb.TASK_STATE_READY:
+                del self._delayed[task_id]
+            elif at <= now:
+                del self._delayed[task_id]
+                batch.update(with_desired(task, RUNNING))
+        if len(batch):
+            result = await batch.commit()
+            for conflict in result.conflicts:
+                self._delayed[conflict.obj.meta.id] = 0
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        soonest = min(self._delayed.values(), default=None)
+        self.wake_at = None
+        if soonest is not None:
+            self.wake_at = time.monotonic() + max(0.0, (soonest - now_ns()) / 1e9)
+        if self._retry:
+            retry_at = time.monotonic() + CONFLICT_RETRY
+            self.wake_at = min(self.wake_at or retry_at, retry_at)
+
+    async def _reconcile(self, service_ids: set[str]) -> None:
+        batch = self.store.batch()
+        for service_id in service_ids:
+            service = self.view.services.get(service_id)
+            tasks = list(self.view.tasks_by_service.get(service_id, {}).values())
+            if service is None:
+                self.reconcile_deleted(service_id, tasks, batch)
+            elif self.owns(service):
+                self.reconcile_service(service, tasks, batch)
+        if not len(batch):
+            return
+        result = await batch.commit()
+        for conflict in result.conflicts:
+            self._retry.add(conflict.obj.service_id)
+        for task in result.committed:
+            if isinstance(task, pb.Task) and task.desired_state == pb.TASK_STATE_READY and task.restart_at:
+                self._delayed[task.meta.id] = task.restart_at
+        self._arm_timer()

@@ -7,6 +7,7 @@ a refused request (``CLIError``), 2 for wrong usage; never a traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -42,6 +43,14 @@ class ShoalGroup(click.Group):
         except click.ClickException as err:
             click.echo(f"Error: {err.format_message()}", err=True)
             sys.exit(err.exit_code)
+        except Exception as err:
+            if os.environ.get("SHOAL_DEBUG"):
+                raise
+            click.echo(
+                f"Error: unexpected failure: {type(err).__name__}: {err} (SHOAL_DEBUG=1 shows where)",
+                err=True,
+            )
+            sys.exit(1)
 
 
 @click.group(cls=ShoalGroup)

@@ -67,7 +67,11 @@ def follow(
     service_id: str,
     out: TextIO = sys.stdout,
     clock: Callable[[], float] = time.monotonic,
+    rollback: bool = False,
 ) -> int:
+    """Follow until converged (0), or until the update pauses or rolls back,
+    or nothing can converge (1). ``rollback``: this operation is a rollback,
+    so rolling back is success, not failure."""
     printer = Printer(out)
     verify_since: float | None = None
     stuck_since: float | None = None
@@ -78,6 +82,25 @@ def follow(
             svc: pb.Service = client.call("GetService", cpb.ObjectRef(ref=service_id))
             tasks = list(client.call("ListTasks", cpb.ListTasksRequest(service=service_id)).tasks)
             lines, converged, reason = snapshot(svc, tasks)
+            status = svc.update_status
+            if status.state == pb.UPDATE_STATE_PAUSED:
+                printer.show(lines)
+                printer.say(f"Error: service update paused: {status.message}")
+                return 1
+            if status.state == pb.UPDATE_STATE_ROLLBACK_PAUSED:
+                printer.show(lines)
+                printer.say(f"Error: service rollback paused: {status.message}")
+                return 1
+            if status.state in (pb.UPDATE_STATE_ROLLBACK_STARTED, pb.UPDATE_STATE_ROLLBACK_COMPLETED):
+                lines[0] = lines[0].replace("overall progress: ", "overall progress: rolling back update: ")
+                if not rollback:
+                    lines.append(f"rollback: {status.message}")
+            if not rollback and status.state == pb.UPDATE_STATE_ROLLBACK_COMPLETED and converged:
+                printer.show(lines)
+                printer.say(f"Error: {status.message}")
+                return 1
+            if status.state in (pb.UPDATE_STATE_UPDATING, pb.UPDATE_STATE_ROLLBACK_STARTED):
+                converged = False
             monitor = svc.spec.update.monitor / 1e9 if svc.spec.HasField("update") else 5.0
             if svc.spec.mode in _JOBS:
                 monitor = 0.0  # jobs skip the verify step, as in Docker

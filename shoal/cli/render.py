@@ -31,7 +31,9 @@ def enum_word(enum_type: Any, value: int) -> str:
     prefix = "".join("_" + c if c.isupper() else c for c in enum_type.name).lstrip("_").upper() + "_"
     if name.startswith(prefix):
         name = name[len(prefix) :]
-    return name.lower().replace("_", "-")
+    # CLI words use hyphens (on-failure, start-first, replicated-job), but
+    # CLI.md spells update states with underscores (rollback_completed).
+    return name.lower() if enum_type.name == "UpdateState" else name.lower().replace("_", "-")
 
 
 def state_word(state: int) -> str:
@@ -46,7 +48,7 @@ def to_dict(msg: Message) -> dict[str, Any]:
         value = getattr(msg, fd.name)
         if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
             out[fd.name] = dict(value)
-        elif fd.label == FieldDescriptor.LABEL_REPEATED:
+        elif fd.is_repeated:
             out[fd.name] = [_value(fd, v) for v in value]
         elif fd.message_type is not None and not msg.HasField(fd.name):
             out[fd.name] = None

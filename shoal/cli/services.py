@@ -250,10 +250,10 @@ def _emit(quiet: bool, service: pb.Service) -> None:
     click.echo(service.meta.id)
 
 
-def _wait(client: Client, service: pb.Service, detach: bool, quiet: bool) -> None:
+def _wait(client: Client, service: pb.Service, detach: bool, quiet: bool, rollback: bool = False) -> None:
     if detach or quiet:
         return
-    code = follow(client, service.meta.id)
+    code = follow(client, service.meta.id, rollback=rollback)
     if code:
         sys.exit(1 if code == 1 else code)
 
@@ -377,7 +377,7 @@ def update(client_factory: Callable[[], Client], /, ref: str, **o: Any) -> None:
     )
     updated: pb.Service = client.call("UpdateService", request)
     _emit(o["quiet"], updated)
-    _wait(client, updated, o["detach"], o["quiet"])
+    _wait(client, updated, o["detach"], o["quiet"], rollback=o["do_rollback"])
 
 
 @service.command()
@@ -394,8 +394,7 @@ def rollback(client_factory: Callable[[], Client], ref: str, detach: bool, quiet
         cpb.UpdateServiceRequest(ref=current.meta.id, version=current.meta.version, rollback=True),
     )
     _emit(quiet, updated)
-    click.echo("rollback: manual rollback initiated", err=True) if not quiet else None
-    _wait(client, updated, detach, quiet)
+    _wait(client, updated, detach, quiet, rollback=True)
 
 
 @service.command()

@@ -42,6 +42,7 @@ from shoal.manager.orchestrator.global_ import GlobalOrchestrator
 from shoal.manager.orchestrator.jobs import JobsOrchestrator
 from shoal.manager.orchestrator.reaper import TaskReaper
 from shoal.manager.orchestrator.replicated import ReplicatedOrchestrator
+from shoal.manager.orchestrator.updater import UpdateSupervisor
 from shoal.manager.scheduler.scheduler import Scheduler
 from shoal.manager.store import Etcd, EtcdTLS, LeadershipLost, Store, StoreError, View
 from shoal.manager.store.etcd import cmp_absent, op_put
@@ -258,6 +259,7 @@ class Manager:
             ReplicatedOrchestrator(self.view, fenced),
             GlobalOrchestrator(self.view, fenced),
             JobsOrchestrator(self.view, fenced),
+            UpdateSupervisor(self.view, fenced),
             Scheduler(self.view, fenced),
             TaskReaper(self.view, fenced),
             NodeMonitor(self.view, fenced, self._live_manager_ids, self._grace),

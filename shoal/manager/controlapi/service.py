@@ -29,6 +29,7 @@ from shoal.manager.store import (
     VersionConflict,
     View,
     clone,
+    now_ns,
 )
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import control_pb2_grpc as cgrpc
@@ -271,6 +272,15 @@ class Control(cgrpc.ControlServicer):
             service.previous_spec.CopyFrom(current.spec)
             service.previous_spec_version = current.spec_version
             service.spec_version = current.spec_version + 1
+            # The updater rolls the new version out; this is where it starts.
+            if request.rollback:
+                service.update_status.state = pb.UPDATE_STATE_ROLLBACK_STARTED
+                service.update_status.message = "manually requested rollback"
+            else:
+                service.update_status.state = pb.UPDATE_STATE_UPDATING
+                service.update_status.message = "update in progress"
+            service.update_status.started_at = now_ns()
+            service.update_status.completed_at = 0
         service.spec.CopyFrom(spec)
         return await self.store.update(service)
 

@@ -50,6 +50,11 @@ class Printer:
         self._last = lines
         self.out.flush()
 
+    def error(self, line: str) -> None:
+        """Errors go to stderr (CLI.md), whatever happens to progress."""
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
     def say(self, line: str) -> None:
         self.out.write(line + "\n")
         self.out.flush()
@@ -85,11 +90,11 @@ def follow(
             status = svc.update_status
             if status.state == pb.UPDATE_STATE_PAUSED:
                 printer.show(lines)
-                printer.say(f"Error: service update paused: {status.message}")
+                printer.error(f"Error: service update paused: {status.message}")
                 return 1
             if status.state == pb.UPDATE_STATE_ROLLBACK_PAUSED:
                 printer.show(lines)
-                printer.say(f"Error: service rollback paused: {status.message}")
+                printer.error(f"Error: service rollback paused: {status.message}")
                 return 1
             if status.state in (pb.UPDATE_STATE_ROLLBACK_STARTED, pb.UPDATE_STATE_ROLLBACK_COMPLETED):
                 lines[0] = lines[0].replace("overall progress: ", "overall progress: rolling back update: ")
@@ -97,7 +102,7 @@ def follow(
                     lines.append(f"rollback: {status.message}")
             if not rollback and status.state == pb.UPDATE_STATE_ROLLBACK_COMPLETED and converged:
                 printer.show(lines)
-                printer.say(f"Error: {status.message}")
+                printer.error(f"Error: {status.message}")
                 return 1
             if status.state in (pb.UPDATE_STATE_UPDATING, pb.UPDATE_STATE_ROLLBACK_STARTED):
                 converged = False
@@ -111,7 +116,7 @@ def follow(
             if reason and reason == stuck_reason:
                 if stuck_since is not None and now - stuck_since >= STUCK_AFTER:
                     printer.show(lines)
-                    printer.say(f"Error: {reason}")
+                    printer.error(f"Error: {reason}")
                     return 1
             else:
                 stuck_reason, stuck_since = reason, (now if reason else None)

@@ -7,6 +7,7 @@ durations and sizes early so the message names the flag).
 
 from __future__ import annotations
 
+import io
 import json
 import shlex
 import sys
@@ -251,9 +252,11 @@ def _emit(quiet: bool, service: pb.Service) -> None:
 
 
 def _wait(client: Client, service: pb.Service, detach: bool, quiet: bool, rollback: bool = False) -> None:
-    if detach or quiet:
+    if detach:
         return
-    code = follow(client, service.meta.id, rollback=rollback)
+    # Quiet still waits, as Docker's does; it only hides the progress.
+    out = io.StringIO() if quiet else sys.stdout
+    code = follow(client, service.meta.id, out=out, rollback=rollback)
     if code:
         sys.exit(1 if code == 1 else code)
 

@@ -26,7 +26,14 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from shoal.agent.runtime.base import ExitStatus, Runtime, TaskContext, TaskController, TaskRejected
+from shoal.agent.runtime.base import (
+    ExitStatus,
+    HealthReporting,
+    Runtime,
+    TaskContext,
+    TaskController,
+    TaskRejected,
+)
 from shoal.protos import objects_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -34,6 +41,8 @@ log = logging.getLogger(__name__)
 S = pb.TaskState
 RUNNING = pb.TASK_STATE_RUNNING
 SECOND = 1_000_000_000
+# How often the worker looks at a task's health (the backend runs the checks).
+HEALTH_POLL = 0.2
 
 Report = Callable[[str, pb.TaskStatus], None]
 
@@ -70,6 +79,8 @@ class TaskRunner:
         self.unassigned = False
         self.runner: asyncio.Task[None] | None = None
         self.last_status: pb.TaskStatus | None = None
+        self.health: int = pb.HEALTH_NONE
+        self.pid = 0
 
     def update(self, task: pb.Task) -> None:
         self.task = task
@@ -82,16 +93,23 @@ class TaskRunner:
         self.unassigned = True
         self.changed.set()
 
-    def report(self, state: int, message: str = "", err: str = "", exit_code: int = 0, pid: int = 0) -> None:
+    def report(
+        self, state: int, message: str = "", err: str = "", exit_code: int = 0, pid: int = 0, health: int = -1
+    ) -> None:
         if state < self.observed:
             return
         self.observed = state  # type: ignore[assignment]
+        if health >= 0:
+            self.health = health
+        if pid:
+            self.pid = pid
         status = pb.TaskStatus(
             state=state,  # type: ignore[arg-type]
             message=message,
             err=err,
             exit_code=exit_code,
-            pid=pid,
+            pid=self.pid,
+            health=self.health,  # type: ignore[arg-type]
         )
         self.last_status = status
         self._report(self.task.meta.id, status)
@@ -120,12 +138,28 @@ class TaskRunner:
             self.report(pb.TASK_STATE_FAILED, "runtime error", err=str(err) or type(err).__name__)
             await self._finish()
 
+    def _has_health_check(self) -> bool:
+        test = list(self.task.spec.container.healthcheck.test)
+        return bool(test) and test[0] != "NONE" and isinstance(self.controller, HealthReporting)
+
+    def _report_started(self, pid: int) -> None:
+        """Started: RUNNING at once, or STARTING until the health check passes."""
+        if self._has_health_check():
+            self.report(
+                pb.TASK_STATE_STARTING,
+                "starting (waiting for the health check)",
+                pid=pid,
+                health=pb.HEALTH_STARTING,
+            )
+        else:
+            self.report(RUNNING, "started", pid=pid)
+
     async def _drive(self) -> None:
         ctl = self.controller
         state = await ctl.inspect()
         if state.running:
             if self.observed < RUNNING:
-                self.report(RUNNING, "started", pid=state.pid)
+                self._report_started(state.pid)
         elif state.exists and state.exit is not None and pb.TASK_STATE_STARTING <= self.observed <= RUNNING:
             self._report_exit(state.exit)
         elif not state.exists and self.observed == RUNNING:
@@ -133,7 +167,9 @@ class TaskRunner:
                 pb.TASK_STATE_FAILED, "task is gone", err="the task's process or container disappeared"
             )
 
-        while self.observed < RUNNING:
+        while self.observed < pb.TASK_STATE_STARTING or (
+            self.observed == pb.TASK_STATE_STARTING and not state.running and self.pid == 0
+        ):
             if self._stopping():
                 self.report(pb.TASK_STATE_SHUTDOWN, "shut down before it started")
                 break
@@ -161,9 +197,10 @@ class TaskRunner:
                 # Even a process that already exited counts as started: wait()
                 # then reports how it ended.
                 started = await ctl.inspect()
-                self.report(RUNNING, "started", pid=started.pid)
+                self._report_started(started.pid or 1)
+                state = started
 
-        if self.observed == RUNNING:
+        if pb.TASK_STATE_STARTING <= self.observed <= RUNNING:
             await self._supervise_running()
         await self._finish()
 
@@ -173,24 +210,53 @@ class TaskRunner:
         try:
             while True:
                 if self._stopping():
-                    spec = self.task.spec.container
-                    grace = (
-                        spec.stop_grace_period if spec.HasField("stop_grace_period") else 10 * SECOND
-                    ) / SECOND
-                    await ctl.shutdown(grace, spec.stop_signal)
+                    await ctl.shutdown(self._grace(), self.task.spec.container.stop_signal)
                     self.report(pb.TASK_STATE_SHUTDOWN, "shutdown")
                     return
                 change = asyncio.ensure_future(self._wait_change())
-                done, _ = await asyncio.wait({waiter, change}, return_when=asyncio.FIRST_COMPLETED)
+                timeout = HEALTH_POLL if self._has_health_check() else None
+                done, _ = await asyncio.wait(
+                    {waiter, change}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
                 if waiter in done:
                     change.cancel()
                     self._report_exit(waiter.result())
+                    return
+                if change not in done:
+                    change.cancel()
+                if self._has_health_check() and await self._check_health():
                     return
         finally:
             if not waiter.done():
                 waiter.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await waiter
+
+    def _grace(self) -> float:
+        spec = self.task.spec.container
+        return (spec.stop_grace_period if spec.HasField("stop_grace_period") else 10 * SECOND) / SECOND
+
+    async def _check_health(self) -> bool:
+        """Report health changes; stop an unhealthy task. True when it ended."""
+        ctl = self.controller
+        assert isinstance(ctl, HealthReporting)
+        health = int(await ctl.health())
+        if health == pb.HEALTH_UNHEALTHY:
+            why = getattr(ctl, "last_health_message", "") or "health check failed"
+            await ctl.shutdown(self._grace(), self.task.spec.container.stop_signal)
+            self.report(
+                pb.TASK_STATE_FAILED,
+                "unhealthy",
+                err=f"unhealthy: {why}",
+                exit_code=0,
+                health=pb.HEALTH_UNHEALTHY,
+            )
+            return True
+        if health == pb.HEALTH_HEALTHY and self.observed < RUNNING:
+            self.report(RUNNING, "started (healthy)", health=health)
+        elif health != self.health:
+            self.report(self.observed, self.last_status.message if self.last_status else "", health=health)
+        return False
 
     async def _finish(self) -> None:
         """An ended task keeps its files (logs) until it is unassigned."""

@@ -48,6 +48,13 @@ Why the wrapper is built this way:
   every signal disposition and the signal mask in the new process, so a
   signal the agent itself inherited as ignored (``nohup``, a background job)
   does not leak into tasks. It cannot chdir, so ``launch.sh`` does the cd.
+
+Health checks (``ContainerSpec.healthcheck``) follow Docker's rules and run in
+the agent, not in the task's files: a ``_HealthMonitor`` per controller runs the
+check as its own process group, with the task's env and working directory,
+from start() (or, for an adopted task, from the first inspect() or health())
+until the task's wrapper exits or the controller stops the task. Its verdict
+lives in memory only, so an adopted task starts again at STARTING.
 """
 
 from __future__ import annotations
@@ -63,6 +70,8 @@ import shlex
 import shutil
 import signal
 import stat
+import time
+import weakref
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,11 +79,13 @@ from typing import Any
 
 from shoal.agent.runtime.base import (
     ExitStatus,
+    Health,
     RuntimeState,
     TaskContext,
     TaskFailed,
     TaskRejected,
 )
+from shoal.protos import objects_pb2 as pb
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +116,19 @@ _MAX_POLL_INTERVAL = 0.1
 _CHILD_PID_WAIT = 1.0
 _LOG_CHUNK = 1 << 20
 _TAIL_BLOCK = 8192
+# A health check's fields at zero mean Docker's defaults (moby's
+# daemon/health.go), so that a service behaves as it does under Docker.
+HEALTH_DEFAULT_INTERVAL = 30.0
+HEALTH_DEFAULT_TIMEOUT = 30.0
+HEALTH_DEFAULT_RETRIES = 3
+# Docker waits one interval before the first check, so with the 30 s default
+# a task stays "starting" for half a minute. We check once at most this long
+# after start: rollouts that wait for health move on sooner, and an interval
+# shorter than this (tests) is honoured as it is.
+HEALTH_FIRST_CHECK_DELAY = 1.0
+# How much of a failed check's output (stdout and stderr together) we keep
+# for last_health_message; the rest is read and dropped. Docker keeps 4 KiB.
+HEALTH_OUTPUT_LIMIT = 4096
 
 # dash's own PATH when the environment has none: the lookup in prepare() must
 # find what the wrapper's exec will find.
@@ -506,20 +530,298 @@ class _TaskDir:
             raise TaskFailed(f"removing {self.path}: {e}") from e
 
 
+@dataclass(frozen=True)
+class _HealthConfig:
+    """A ContainerSpec's health check with Docker's defaults filled in."""
+
+    argv: tuple[str, ...]
+    interval: float  # seconds
+    timeout: float
+    retries: int
+    start_period: float
+    # Set when the test cannot run at all; every check then fails with it.
+    error: str = ""
+
+    @classmethod
+    def from_spec(cls, hc: pb.HealthCheck) -> _HealthConfig | None:
+        """The check to run, or None when the spec has none (no test, or NONE)."""
+        test = tuple(hc.test)
+        if not test or test[0] == "NONE":
+            return None
+        kind, rest = test[0], test[1:]
+        error = ""
+        if kind == "CMD-SHELL":
+            # As Docker: the rest follows `-c`, so extra items become $0, $1...
+            argv: tuple[str, ...] = ("/bin/sh", "-c", *rest)
+        elif kind == "CMD":
+            argv = rest
+        else:
+            argv = ()
+            error = f"healthcheck.test: must start with NONE, CMD or CMD-SHELL, got {kind!r}"
+        if not rest and not error:
+            error = f"healthcheck.test: {kind} needs a command after it"
+        seconds = 1e-9
+        return cls(
+            argv=argv,
+            interval=hc.interval * seconds if hc.interval > 0 else HEALTH_DEFAULT_INTERVAL,
+            timeout=hc.timeout * seconds if hc.timeout > 0 else HEALTH_DEFAULT_TIMEOUT,
+            retries=hc.retries or HEALTH_DEFAULT_RETRIES,
+            start_period=max(hc.start_period, 0) * seconds,
+            error=error,
+        )
+
+
+@dataclass(frozen=True)
+class _CheckResult:
+    ok: bool
+    message: str = ""
+
+
+def _task_age(handle: ProcessHandle) -> float:
+    """Seconds since the task's wrapper started. It comes from /proc, so it is
+    right for a task adopted from an earlier agent too."""
+    since_boot = handle.start_time / os.sysconf("SC_CLK_TCK")
+    return max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME) - since_boot)
+
+
+class _OutputTail:
+    """Reads a pipe on the event loop, keeping only its last bytes. We own
+    the read end, so closing it never waits for whoever still holds the write
+    end (a check's background child); such writers get EPIPE."""
+
+    def __init__(self, fd: int, limit: int) -> None:
+        self._fd = fd
+        self._limit = limit
+        self._data = bytearray()
+        self._open = True
+        os.set_blocking(fd, False)
+        asyncio.get_running_loop().add_reader(fd, self._drain)
+
+    def _drain(self, to_the_end: bool = False) -> None:
+        # One read per wake-up: a check that writes without pause must not
+        # keep the event loop in here.
+        while self._open:
+            try:
+                chunk = os.read(self._fd, 65536)
+            except BlockingIOError:
+                return
+            if not chunk:  # every writer is gone
+                self.close()
+                return
+            self._data += chunk
+            del self._data[: -self._limit]
+            if not to_the_end:
+                return
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            asyncio.get_running_loop().remove_reader(self._fd)
+            os.close(self._fd)
+
+    def text(self) -> str:
+        """What is in the pipe by now (the tail of it); then closes it."""
+        self._drain(to_the_end=True)
+        self.close()
+        return self._data.decode(errors="replace").strip()
+
+
+class _HealthMonitor:
+    """Runs one task's health check in the background and keeps the verdict,
+    by Docker's rules: STARTING until the first success (HEALTHY); `retries`
+    failures in a row make it UNHEALTHY until the next success; failures
+    within `start_period` of the task's start do not count while it is still
+    STARTING; a check that outlives `timeout` is killed and counts as failed."""
+
+    def __init__(self, config: _HealthConfig, task_id: str, task_log: _TaskLog) -> None:
+        self.config = config
+        self.task_id = task_id
+        self.log = task_log
+        self.status = Health.STARTING
+        self.failing_streak = 0
+        # The last failed check's message with its output; "" until one fails.
+        self.last_message = ""
+        self._loop_task: asyncio.Task[None] | None = None
+        self._handle: ProcessHandle | None = None
+
+    @property
+    def active(self) -> bool:
+        return self._loop_task is not None and not self._loop_task.done()
+
+    def watch(self, handle: ProcessHandle, env: dict[str, str], workdir: Path) -> None:
+        """Start checking the task `handle` records, unless this monitor has
+        checked it already: once stopped, checks of the same run stay off."""
+        if self.active or self._handle == handle:
+            return
+        self._handle = handle
+        self.status = Health.STARTING
+        self.failing_streak = 0
+        self.last_message = ""
+        self._loop_task = asyncio.create_task(
+            self._run(handle, env, workdir), name=f"health-check-{self.task_id}"
+        )
+        self._loop_task.add_done_callback(self._crashed)
+
+    async def stop(self) -> None:
+        """Cancel the loop and return once it and its check process are gone."""
+        task = self._loop_task
+        if task is not None and not task.done():
+            task.cancel()
+            # asyncio.wait, not await: the loop's CancelledError is expected,
+            # but our caller's own cancellation must still reach it.
+            await asyncio.wait({task})
+
+    async def _run(self, handle: ProcessHandle, env: dict[str, str], workdir: Path) -> None:
+        checks = asyncio.create_task(
+            self._check_forever(handle, env, workdir), name=f"health-check-{self.task_id}-runs"
+        )
+        try:
+            # The loop ends with the task, whoever else watches it.
+            await _wait_exit(handle)
+        finally:
+            checks.cancel()
+            await asyncio.wait({checks})
+
+    async def _check_forever(self, handle: ProcessHandle, env: dict[str, str], workdir: Path) -> None:
+        loop = asyncio.get_running_loop()
+        started_at = loop.time() - _task_age(handle)
+        await asyncio.sleep(min(self.config.interval, HEALTH_FIRST_CHECK_DELAY))
+        while True:
+            began = loop.time()
+            try:
+                result = await self._check(env, workdir)
+            except Exception as e:  # a bug here must not end health checking
+                self.log.exception("health check could not run")
+                result = _CheckResult(False, f"health check error: {e}")
+            self._record(result, in_start_period=began - started_at < self.config.start_period)
+            # As Docker: the interval runs from the end of one check.
+            await asyncio.sleep(self.config.interval)
+
+    async def _check(self, env: dict[str, str], workdir: Path) -> _CheckResult:
+        """Run the check once, as its own process group."""
+        cfg = self.config
+        if cfg.error:
+            return _CheckResult(False, cfg.error)
+        try:  # the same lookup and wording as for the task's own command
+            _check_executable(cfg.argv[0], workdir, env.get("PATH", _SH_DEFAULT_PATH))
+        except TaskRejected as e:
+            return _CheckResult(False, f"health check: {e}")
+        read_fd, write_fd = os.pipe()
+        output = _OutputTail(read_fd, HEALTH_OUTPUT_LIMIT)
+        try:
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *cfg.argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=write_fd,
+                    stderr=write_fd,
+                    cwd=workdir,
+                    env=env,
+                    start_new_session=True,
+                )
+            except OSError as e:
+                name = e.filename or cfg.argv[0]
+                return _CheckResult(False, f'health check: exec: "{name}": {_os_error(e.errno or errno.EIO)}')
+            finally:
+                os.close(write_fd)
+            code: int | None = None
+            try:
+                code = await asyncio.wait_for(proc.wait(), cfg.timeout)
+            except TimeoutError:
+                pass
+            finally:
+                # Also after a normal exit: whatever the check left running in
+                # its group must not pile up, one set per interval. Linux does
+                # not reuse the group's ID while a member remains; once it is
+                # empty, killpg finds nothing.
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+            if code == 0:
+                return _CheckResult(True)
+            if code is None:
+                how = f"timed out after {cfg.timeout:g}s"
+            elif code < 0:
+                how = f"killed by {_sig_name(-code)}"
+            else:
+                how = f"exit code {code}"
+            text = output.text()
+            return _CheckResult(False, f"health check {how}" + (f": {text}" if text else ""))
+        finally:
+            output.close()
+
+    def _record(self, result: _CheckResult, in_start_period: bool) -> None:
+        if result.ok:
+            self.failing_streak = 0
+            self._set(Health.HEALTHY)
+            return
+        self.last_message = result.message
+        self.log.debug("%s", result.message)
+        if self.status == Health.STARTING and in_start_period:
+            return
+        self.failing_streak += 1
+        if self.failing_streak >= self.config.retries:
+            self._set(Health.UNHEALTHY)
+
+    def _set(self, status: Health) -> None:
+        if status == self.status:
+            return
+        self.status = status
+        if status == Health.UNHEALTHY:
+            self.log.info(
+                "unhealthy after %d failed health checks: %s", self.failing_streak, self.last_message
+            )
+        else:
+            self.log.info("health: %s", status.name.lower())
+
+    def _crashed(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and (err := task.exception()) is not None:
+            self.log.error(
+                "health checking stopped (%s stays %s)",
+                err,
+                self.status.name.lower(),
+                exc_info=err,
+            )
+
+
 class ProcessTaskController:
     """Runs one task as a host process group (see the module docstring)."""
 
     def __init__(self, ctx: TaskContext, task_dir: Path) -> None:
         self.ctx = ctx
         self._dir = _TaskDir(task_dir)
+        config = _HealthConfig.from_spec(ctx.task.spec.container.healthcheck)
+        self._health = _HealthMonitor(config, task_dir.name, self._dir.log) if config else None
 
     @property
     def task_dir(self) -> Path:
         return self._dir.path
 
+    @property
+    def last_health_message(self) -> str:
+        """The last failed health check, e.g. "health check exit code 1:
+        <its output>"; "" while none has failed (or there is no check)."""
+        return self._health.last_message if self._health else ""
+
     async def inspect(self) -> RuntimeState:
         """Report the task's state from its files and /proc."""
-        return self._dir.state()
+        state = self._dir.state()
+        if state.running:
+            self._watch_health()  # an adopted task: start checking it
+        return state
+
+    async def health(self) -> Health:
+        """The task's health by its last checks: NONE without a health check,
+        STARTING until a check has passed (or failed `retries` times)."""
+        if self._health is None:
+            return Health.NONE
+        self._watch_health()
+        return self._health.status
+
+    async def stop_health_checks(self) -> None:
+        """Stop the health check loop and any check it runs (the task runs on)."""
+        if self._health is not None:
+            await self._health.stop()
 
     async def prepare(self) -> None:
         """Create the task's directories and check that the command and the
@@ -530,6 +832,7 @@ class ProcessTaskController:
         """Spawn the wrapper and record its handle. Does nothing if the task
         was started before (by this agent or an earlier one)."""
         if self._dir.handle() is not None:
+            self._watch_health()
             return
         plan = self._plan()
         path = self.task_dir
@@ -570,6 +873,7 @@ class ProcessTaskController:
             if loop.time() > deadline:
                 break
             await asyncio.sleep(0.002)
+        self._watch_health()
 
     async def wait(self) -> ExitStatus:
         """Return once the wrapper has exited, with the task's exit code, or
@@ -578,6 +882,7 @@ class ProcessTaskController:
         if handle is None:
             raise TaskFailed("task was never started")
         await _wait_exit(handle)
+        await self.stop_health_checks()
         _reap(handle)
         status = self._dir.exit_status()
         self._dir.log.debug("exited with code %d", status.exit_code)
@@ -593,10 +898,13 @@ class ProcessTaskController:
             # rejected the value already.
             self._dir.log.warning("unknown stop signal %r; using SIGTERM", stop_signal)
             sig = signal.SIGTERM
+        # No checks while the task goes down: they would only fail.
+        await self.stop_health_checks()
         await self._dir.stop(grace_period, sig)
 
     async def remove(self) -> None:
         """Kill whatever of the task still runs and delete its directory."""
+        await self.stop_health_checks()
         await self._dir.stop(0.0, signal.SIGKILL)
         await self._dir.delete()
 
@@ -630,6 +938,26 @@ class ProcessTaskController:
 
     # ----------------------------------------------------------------- helpers
 
+    def _watch_health(self) -> None:
+        """Start the health check loop if the task has a check, runs, and has
+        not been checked by this controller yet."""
+        if self._health is None or self._health.active:
+            return
+        handle = self._dir.handle()
+        if handle is None or not _running(handle):
+            return
+        workdir = self.ctx.task.spec.container.workdir
+        self._health.watch(handle, self._env(), Path(workdir) if workdir else self.task_dir / "work")
+
+    def _env(self) -> dict[str, str]:
+        """The task's environment: the agent's env for it, plus the agent's
+        PATH and HOME unless it sets them."""
+        env = dict(self.ctx.env)
+        for name in ("PATH", "HOME"):
+            if name not in env and name in os.environ:
+                env[name] = os.environ[name]
+        return env
+
     def _plan(self) -> _LaunchPlan:
         """Resolve the spec against this host, creating the task's directories.
         Raises TaskRejected with a message naming what is wrong."""
@@ -637,10 +965,7 @@ class ProcessTaskController:
         argv = tuple(container.command) + tuple(container.args)
         if not argv:
             raise TaskRejected("no command given")
-        env = dict(self.ctx.env)
-        for name in ("PATH", "HOME"):
-            if name not in env and name in os.environ:
-                env[name] = os.environ[name]
+        env = self._env()
         for name, value in env.items():
             if not _ENV_NAME.fullmatch(name):
                 raise TaskRejected(
@@ -724,10 +1049,14 @@ class ProcessRuntime:
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
         self.tasks_dir = state_dir / "tasks"
+        # Only so that close() can stop their health checks.
+        self._controllers: weakref.WeakSet[ProcessTaskController] = weakref.WeakSet()
 
     def controller(self, ctx: TaskContext) -> ProcessTaskController:
         """Make the controller of one task (no I/O)."""
-        return ProcessTaskController(ctx, self._task_dir(ctx.task.meta.id))
+        ctl = ProcessTaskController(ctx, self._task_dir(ctx.task.meta.id))
+        self._controllers.add(ctl)
+        return ctl
 
     async def known_task_ids(self) -> set[str]:
         """The IDs of all task directories, running or not."""
@@ -744,7 +1073,10 @@ class ProcessRuntime:
         await task.delete()
 
     async def close(self) -> None:
-        """Nothing to release: tasks keep running and need no agent."""
+        """Stop the health checks; the tasks keep running and need no agent
+        (a later agent adopts them and checks them again)."""
+        for ctl in list(self._controllers):
+            await ctl.stop_health_checks()
 
     def _task_dir(self, task_id: str) -> Path:
         if not _TASK_ID.fullmatch(task_id):

@@ -1,5 +1,5 @@
 """The process backend against real processes: exit codes, stopping, adoption
-after an agent restart, what the task sees, and its logs.
+after an agent restart, what the task sees, its logs and its health checks.
 
 Every test uses the ``state_dir`` fixture, whose teardown SIGKILLs the process
 group of every task recorded there, so that a failing test leaves nothing
@@ -26,6 +26,8 @@ import pytest
 
 from shoal.agent.runtime.base import (
     ExitStatus,
+    Health,
+    HealthReporting,
     LogReading,
     RuntimeState,
     TaskContext,
@@ -50,10 +52,15 @@ def make_ctx(
     env: dict[str, str] | None = None,
     workdir: str = "",
     memory_bytes: int = 0,
+    healthcheck: pb.HealthCheck | None = None,
 ) -> TaskContext:
     spec = pb.TaskSpec(
         container=pb.ContainerSpec(
-            image="example/image:1", command=command, args=args or [], workdir=workdir
+            image="example/image:1",
+            command=command,
+            args=args or [],
+            workdir=workdir,
+            healthcheck=healthcheck,
         ),
         resources=pb.ResourceRequirements(limits=pb.Resources(memory_bytes=memory_bytes)),
     )
@@ -421,5 +428,249 @@ def test_unknown_stop_signal_falls_back_to_sigterm(state_dir: Path) -> None:
         ctl = await started(rt, make_ctx("odd", ["sleep", "30"]))
         await ctl.shutdown(5.0, "SIGNOPE")
         assert await ctl.wait() == ExitStatus(128 + signal.SIGTERM)
+
+    run(main())
+
+
+# ------------------------------------------------------------- health checks
+
+NS_PER_S = 1_000_000_000
+
+
+def health_check(
+    *test: str, interval: float = 0.1, timeout: float = 0, retries: int = 0, start_period: float = 0
+) -> pb.HealthCheck:
+    return pb.HealthCheck(
+        test=list(test),
+        interval=int(interval * NS_PER_S),
+        timeout=int(timeout * NS_PER_S),
+        retries=retries,
+        start_period=int(start_period * NS_PER_S),
+    )
+
+
+async def wait_for_health(ctl: HealthReporting, wanted: Health, timeout: float = 5.0) -> float:
+    """Poll health() until it reports `wanted`; return how long that took."""
+    t0 = time.monotonic()
+    while (status := await ctl.health()) != wanted:
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"health is {status.name}, not {wanted.name}, after {timeout}s")
+        await asyncio.sleep(0.02)
+    return time.monotonic() - t0
+
+
+def background_tasks() -> set[asyncio.Task[Any]]:
+    """The asyncio tasks besides the test's own (run() wraps it in wait_for)."""
+    me = asyncio.current_task()
+    return {
+        t
+        for t in asyncio.all_tasks()
+        if t is not me and getattr(t.get_coro(), "__qualname__", "") != "wait_for"
+    }
+
+
+def test_health_goes_from_starting_to_healthy_once_the_task_is_ready(state_dir: Path) -> None:
+    async def main() -> None:
+        rt = ProcessRuntime(state_dir)
+        check = health_check("CMD-SHELL", "test -f ok", retries=100)
+        ctl = await started(
+            rt, make_ctx("web", ["sh", "-c", "sleep 0.6; touch ok; sleep 30"], healthcheck=check)
+        )
+        assert isinstance(ctl, HealthReporting)
+        assert await ctl.health() == Health.STARTING
+        await asyncio.sleep(0.4)  # a few checks have failed by now
+        assert await ctl.health() == Health.STARTING
+        assert ctl.last_health_message == "health check exit code 1"
+        await wait_for_health(ctl, Health.HEALTHY)
+        await ctl.shutdown(5.0, "")
+
+    run(main())
+
+
+def test_failing_check_makes_the_task_unhealthy_after_retries_but_not_within_start_period(
+    state_dir: Path,
+) -> None:
+    async def main() -> None:
+        rt = ProcessRuntime(state_dir)
+        check = health_check("CMD", "sh", "-c", "echo not ready >&2; exit 3", retries=2, start_period=0.8)
+        ctl = await started(rt, make_ctx("broken", ["sleep", "30"], healthcheck=check))
+        t0 = time.monotonic()
+        await wait_for_health(ctl, Health.UNHEALTHY)
+        # checks run from 0.1s on; only those from 0.8s count, and it takes two
+        assert 0.85 <= time.monotonic() - t0 < 3.0
+        assert ctl.last_health_message == "health check exit code 3: not ready"
+        await ctl.shutdown(5.0, "")
+
+    run(main())
+
+
+def test_unhealthy_task_becomes_healthy_again_on_the_next_success(state_dir: Path) -> None:
+    async def main() -> None:
+        rt = ProcessRuntime(state_dir)
+        check = health_check("CMD-SHELL", "test -f ok", retries=1)
+        ctl = await started(rt, make_ctx("flaky", ["sleep", "30"], healthcheck=check))
+        await wait_for_health(ctl, Health.UNHEALTHY)
+        (ctl.task_dir / "work" / "ok").touch()
+        await wait_for_health(ctl, Health.HEALTHY)
+        (ctl.task_dir / "work" / "ok").unlink()
+        await wait_for_health(ctl, Health.UNHEALTHY)
+        await ctl.shutdown(5.0, "")
+
+    run(main())
+
+
+def test_check_that_outlives_its_timeout_fails_and_is_killed(state_dir: Path) -> None:
+    marker = f"shoal-test-{uuid.uuid4().hex}"
+
+    async def main() -> None:
+        rt = ProcessRuntime(state_dir)
+        check = health_check("CMD-SHELL", f"echo slow; sleep 5; : {marker}", timeout=0.15, retries=2)
+        ctl = await started(rt, make_ctx("slow", ["sleep", "30"], healthcheck=check))
+        # two checks of 0.15s, 0.1s apart, starting at 0.1s: far below sleep 5
+        assert await wait_for_health(ctl, Health.UNHEALTHY) < 2.0
+        assert ctl.last_health_message == "health check timed out after 0.15s: slow"
+        await ctl.shutdown(5.0, "")
+        assert pgrep(marker) == set()
+
+    run(main())
+
+
+def test_check_runs_with_the_task_env_and_workdir(state_dir: Path, tmp_path: Path) -> None:
+    workdir = tmp_path / "wd"
+    workdir.mkdir()
+    (workdir / "marker").touch()
+    check = health_check("CMD-SHELL", 'test "$FOO" = bar && test -f marker', retries=1)
+
+    async def main() -> None:
+        rt = ProcessRuntime(state_dir)
+        good = await started(
+            rt,
+            make_ctx("good", ["sleep", "30"], env={"FOO": "bar"}, workdir=str(workdir), healthcheck=check),
+        )
+        wrong_env = await started(
+            rt,
+            make_ctx("wrong", ["sleep", "30"], env={"FOO": "baz"}, workdir=str(workdir), healthcheck=check),
+        )
+        await wait_for_health(good, Health.HEALTHY)
+        await wait_for_health(wrong_env, Health.UNHEALTHY)
+        for ctl in (good, wrong_env):
+            await ctl.shutdown(5.0, "")
+
+    run(main())
+
+
+def test_first_check_runs_a_second_after_start_even_with_the_default_interval(state_dir: Path) -> None:
+    async def main() -> None:
+        rt = ProcessRuntime(state_dir)
+        check = health_check("CMD", "true", interval=0)  # Docker's 30s
+        ctl = await started(rt, make_ctx("default", ["sleep", "30"], healthcheck=check))
+        assert 0.9 <= await wait_for_health(ctl, Health.HEALTHY) < 2.0
+        await ctl.shutdown(5.0, "")
+
+    run(main())
+
+
+def test_command_that_cannot_run_fails_the_check(state_dir: Path) -> None:
+    async def main() -> None:
+        rt = ProcessRuntime(state_dir)
+        check = health_check("CMD", "no-such-check", retries=1)
+        ctl = await started(rt, make_ctx("nocmd", ["sleep", "30"], healthcheck=check))
+        await wait_for_health(ctl, Health.UNHEALTHY)
+        assert (
+            ctl.last_health_message
+            == 'health check: exec: "no-such-check": executable file not found in $PATH'
+        )
+        await ctl.shutdown(5.0, "")
+
+    run(main())
+
+
+def test_task_without_health_check_reports_none(state_dir: Path) -> None:
+    async def main() -> None:
+        rt = ProcessRuntime(state_dir)
+        plain = await started(rt, make_ctx("plain", ["sleep", "30"]))
+        disabled = await started(rt, make_ctx("disabled", ["sleep", "30"], healthcheck=health_check("NONE")))
+        for ctl in (plain, disabled):
+            assert await ctl.health() == Health.NONE
+            assert ctl.last_health_message == ""
+        assert background_tasks() == set()
+        for ctl in (plain, disabled):
+            await ctl.shutdown(5.0, "")
+
+    run(main())
+
+
+def test_shutdown_stops_the_check_loop_and_kills_a_running_check(state_dir: Path) -> None:
+    marker = f"shoal-test-{uuid.uuid4().hex}"
+
+    async def main() -> None:
+        rt = ProcessRuntime(state_dir)
+        check = health_check("CMD-SHELL", f"sleep 5; : {marker}", timeout=10)
+        ctl = await started(rt, make_ctx("busy", ["sleep", "30"], healthcheck=check))
+        await wait_until(lambda: pgrep(marker) != set())
+        assert len(background_tasks()) > 0
+        await ctl.shutdown(5.0, "")
+        assert background_tasks() == set()
+        assert pgrep(marker) == set()
+        # health() after the fact does not start checking again
+        assert await ctl.health() == Health.STARTING
+        assert background_tasks() == set()
+
+    run(main())
+
+
+def test_check_loop_ends_when_the_task_exits(state_dir: Path) -> None:
+    async def main() -> None:
+        rt = ProcessRuntime(state_dir)
+        check = health_check("CMD", "true")
+        ctl = await started(rt, make_ctx("short", ["sleep", "0.5"], healthcheck=check))
+        await wait_for_health(ctl, Health.HEALTHY)
+        assert await ctl.wait() == ExitStatus(0)
+        assert background_tasks() == set()
+        # the loop also ends by itself when nobody waits for the task
+        lone = await started(rt, make_ctx("lone", ["sleep", "0.3"], healthcheck=check))
+        await wait_until(lambda: not background_tasks())
+        assert await lone.health() == Health.HEALTHY
+        # remove() and close() stop checking a task that still runs
+        removed = await started(rt, make_ctx("removed", ["sleep", "30"], healthcheck=check))
+        kept = await started(rt, make_ctx("kept", ["sleep", "30"], healthcheck=check))
+        await removed.remove()
+        await rt.close()
+        assert background_tasks() == set()
+        assert (await kept.inspect()).running
+        await kept.shutdown(5.0, "")
+
+    run(main())
+
+
+def test_restarted_agent_checks_the_health_of_an_adopted_task(state_dir: Path) -> None:
+    first_agent = textwrap.dedent(
+        """
+        import asyncio, sys
+        from pathlib import Path
+        from shoal.agent.runtime.base import TaskContext
+        from shoal.agent.runtime.process import ProcessRuntime
+        from shoal.protos import objects_pb2 as pb
+
+        async def main():
+            spec = pb.TaskSpec(container=pb.ContainerSpec(command=["sleep", "30"]))
+            ctx = TaskContext(task=pb.Task(meta=pb.Meta(id="adopted"), spec=spec), node_id="n")
+            ctl = ProcessRuntime(Path(sys.argv[1])).controller(ctx)
+            await ctl.prepare()
+            await ctl.start()
+
+        asyncio.run(main())
+        """
+    )
+    subprocess.run([sys.executable, "-c", first_agent, str(state_dir)], check=True, timeout=30)
+    check = health_check("CMD-SHELL", "test -f ok", retries=100)
+
+    async def main() -> None:
+        ctl = ProcessRuntime(state_dir).controller(make_ctx("adopted", ["sleep", "30"], healthcheck=check))
+        assert (await ctl.inspect()).running  # starts the checks
+        (ctl.task_dir / "work" / "ok").touch()
+        await wait_for_health(ctl, Health.HEALTHY)
+        await ctl.shutdown(5.0, "")
+        assert background_tasks() == set()
 
     run(main())

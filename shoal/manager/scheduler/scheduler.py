@@ -81,17 +81,11 @@ class Scheduler(Component):
 
     def _snapshot(self) -> dict[str, NodeInfo]:
         infos: dict[str, NodeInfo] = {}
-        ports_of: dict[str, list[tuple[str, int]]] = {}
         for node_id, node in self.view.nodes.items():
             info = NodeInfo(node)
             for task in self.view.tasks_by_node.get(node_id, {}).values():
                 if holds_resources(task):
-                    ports = ports_of.get(task.service_id)
-                    if ports is None:
-                        svc = self.view.services.get(task.service_id)
-                        ports = published_host_ports(list(svc.spec.ports)) if svc else []
-                        ports_of[task.service_id] = ports
-                    info.add(task, ports)
+                    info.add(task, published_host_ports(list(task.ports)) if task.ports else [])
             infos[node_id] = info
         return infos
 
@@ -113,8 +107,7 @@ class Scheduler(Component):
         placed = 0
         for (service_id, _), tasks in groups.items():
             tasks.sort(key=lambda t: t.slot)
-            service = self.view.services.get(service_id)
-            ports = list(service.spec.ports) if service else []
+            ports = list(tasks[0].ports)
             spec = tasks[0].spec
             by_id = {t.meta.id: t for t in tasks}
             claimed = published_host_ports(ports)

@@ -21,6 +21,7 @@ import grpc
 
 from shoal import pki
 from shoal.agent.identity import NodeIdentity
+from shoal.agent.logs import LogStreamer
 from shoal.agent.worker import Worker
 from shoal.protos import dispatcher_pb2 as dpb
 from shoal.protos import dispatcher_pb2_grpc as dgrpc
@@ -97,6 +98,7 @@ class Session:
 
             call = stub.Session(outgoing())
             helpers: list[asyncio.Task[None]] = []
+            streamer = LogStreamer(self.worker, send_queue.put_nowait)
             try:
                 async for msg in call:
                     kind = msg.WhichOneof("msg")
@@ -110,7 +112,12 @@ class Session:
                     elif kind == "assignments":
                         a = msg.assignments
                         await self.worker.assign(list(a.tasks), list(a.removed), a.full)
+                    elif kind == "log_request":
+                        streamer.start(msg.log_request)
+                    elif kind == "log_cancel":
+                        streamer.cancel(msg.log_cancel.request_id)
             finally:
+                await streamer.close()
                 for h in helpers:
                     h.cancel()
                 for h in helpers:

@@ -550,3 +550,70 @@ def rm(client_factory: Callable[[], Client], refs: tuple[str, ...]) -> None:
             failed = True
     if failed:
         sys.exit(1)
+
+
+@service.command()
+@click.option("--follow", "-f", is_flag=True, help="Keep streaming new output (and new tasks)")
+@click.option("--tail", "-n", default="all", help="Lines to show from the end of each task's output")
+@click.option("--timestamps", "-t", is_flag=True, help="Show when each line was read")
+@click.option("--since", default=None, help="Only lines newer than this duration (e.g. 10m) or RFC 3339 time")
+@click.option("--no-task-ids", is_flag=True, help="Leave the task ID out of the prefix")
+@click.option("--raw", is_flag=True, help="No prefix at all")
+@click.argument("ref", metavar="SERVICE|TASK")
+@click.pass_obj
+def logs(
+    client_factory: Callable[[], Client],
+    ref: str,
+    follow: bool,
+    tail: str,
+    timestamps: bool,
+    since: str | None,
+    no_task_ids: bool,
+    raw: bool,
+) -> None:
+    """Show the output of a service's tasks (or of one task)."""
+    import datetime
+
+    if tail == "all":
+        tail_n = -1
+    else:
+        try:
+            tail_n = int(tail)
+        except ValueError:
+            raise CLIError(f'--tail "{tail}": expected a number of lines or "all"') from None
+        if tail_n < 0:
+            raise CLIError(f"--tail: must be >= 0, got {tail_n}")
+    since_ns = 0
+    if since:
+        try:
+            since_ns = time.time_ns() - parse_duration(since)
+        except ValueError:
+            try:
+                when = datetime.datetime.fromisoformat(since.replace("Z", "+00:00"))
+            except ValueError:
+                raise CLIError(f'--since "{since}": expected a duration (10m) or an RFC 3339 time') from None
+            since_ns = int(when.timestamp() * 1e9)
+    client = client_factory()
+    if client.stub is None:
+        client.connect()
+    request = cpb.TaskLogsRequest(ref=ref, follow=follow, tail=tail_n, since=since_ns)
+    import grpc
+
+    try:
+        for msg in client.stub.TaskLogs(request):
+            if msg.warning:
+                click.echo(f"warning: {msg.warning}", err=True)
+                continue
+            line = msg.data.decode(errors="replace")
+            if not raw:
+                name = msg.task_name if not no_task_ids else msg.task_name.rsplit(".", 1)[0]
+                prefix = f"{name}@{msg.node}    | "
+                if timestamps:
+                    stamp = datetime.datetime.fromtimestamp(msg.timestamp / 1e9, tz=datetime.UTC)
+                    prefix = stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ ") + prefix
+                line = prefix + line
+            click.echo(line, err=msg.stream == "stderr")
+    except grpc.RpcError as err:
+        raise CLIError(err.details() or err.code().name) from None
+    except KeyboardInterrupt:
+        pass

@@ -23,6 +23,7 @@ import ipaddress
 import logging
 import os
 import signal
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from shoal.manager.auth import Authorizer
 from shoal.manager.ca.authority import CertificateAuthority, new_root_ca
 from shoal.manager.ca.nodeca import DEFAULT_CERT_EXPIRY_NS, NodeCA
 from shoal.manager.component import Component, supervise
+from shoal.manager.controlapi.logs import LogGatherer
 from shoal.manager.controlapi.service import Control
 from shoal.manager.dispatcher.dispatcher import GRACE_MULTIPLIER, Dispatcher
 from shoal.manager.election import Leadership, ManagerPresence
@@ -202,7 +204,22 @@ class Manager:
         dispatcher = Dispatcher(
             self.view, self.store, authorizer, self.manager_id, lambda: self._manager_addrs
         )
-        control = Control(self.view, self.store, authorizer, self._manager_infos)
+        peer_creds = pki.channel_credentials(ca.cert_pem, server_cert, server_key)
+
+        async def forward(addr: str, request: cpb.TaskLogsRequest) -> AsyncIterator[cpb.TaskLogMessage]:
+            # Managers reach each other as clients with their own certificate.
+            async with grpc.aio.secure_channel(addr, peer_creds, options=pki.CHANNEL_OPTIONS) as channel:
+                async for msg in cgrpc.ControlStub(channel).TaskLogs(request):
+                    yield msg
+
+        async def manager_addr(manager_id: str) -> str | None:
+            for mid, addr, _ in await self.presence.managers():
+                if mid == manager_id and mid != self.manager_id:
+                    return addr
+            return None
+
+        logs = LogGatherer(self.view, dispatcher, forward, manager_addr)
+        control = Control(self.view, self.store, authorizer, self._manager_infos, logs)
         server = grpc.aio.server(options=pki.SERVER_OPTIONS)
         cgrpc.add_ControlServicer_to_server(control, server)
         dgrpc.add_DispatcherServicer_to_server(dispatcher, server)

@@ -110,6 +110,11 @@ class ControlStub:
                 request_serializer=shoal_dot_protos_dot_control__pb2.ListTasksRequest.SerializeToString,
                 response_deserializer=shoal_dot_protos_dot_control__pb2.ListTasksResponse.FromString,
                 _registered_method=True)
+        self.TaskLogs = channel.unary_stream(
+                '/shoal.v1.Control/TaskLogs',
+                request_serializer=shoal_dot_protos_dot_control__pb2.TaskLogsRequest.SerializeToString,
+                response_deserializer=shoal_dot_protos_dot_control__pb2.TaskLogMessage.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -205,6 +210,15 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TaskLogs(self, request, context):
+        """The output of a service's tasks (or of one task), gathered from the
+        agents through their sessions; with follow, new tasks are added as they
+        start and the stream lasts until the client goes away.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -282,6 +296,11 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.ListTasks,
                     request_deserializer=shoal_dot_protos_dot_control__pb2.ListTasksRequest.FromString,
                     response_serializer=shoal_dot_protos_dot_control__pb2.ListTasksResponse.SerializeToString,
+            ),
+            'TaskLogs': grpc.unary_stream_rpc_method_handler(
+                    servicer.TaskLogs,
+                    request_deserializer=shoal_dot_protos_dot_control__pb2.TaskLogsRequest.FromString,
+                    response_serializer=shoal_dot_protos_dot_control__pb2.TaskLogMessage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -689,6 +708,33 @@ class Control:
             '/shoal.v1.Control/ListTasks',
             shoal_dot_protos_dot_control__pb2.ListTasksRequest.SerializeToString,
             shoal_dot_protos_dot_control__pb2.ListTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TaskLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/shoal.v1.Control/TaskLogs',
+            shoal_dot_protos_dot_control__pb2.TaskLogsRequest.SerializeToString,
+            shoal_dot_protos_dot_control__pb2.TaskLogMessage.FromString,
             options,
             channel_credentials,
             insecure,

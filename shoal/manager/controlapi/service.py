@@ -10,7 +10,7 @@ place that translation happens.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias, TypeVar
 
 import grpc
@@ -20,6 +20,7 @@ from shoal.ids import new_id
 from shoal.manager.auth import Authorizer
 from shoal.manager.ca.authority import CertificateAuthority
 from shoal.manager.controlapi import validate
+from shoal.manager.controlapi.logs import LogGatherer
 from shoal.manager.store import (
     AlreadyExists,
     LeadershipLost,
@@ -78,11 +79,13 @@ class Control(cgrpc.ControlServicer):
         store: Store,
         authorizer: Authorizer,
         managers: Callable[[], Awaitable[list[cpb.ManagerInfo]]],
+        logs: LogGatherer | None = None,
     ) -> None:
         self.view = view
         self.store = store
         self.auth = authorizer
         self.managers = managers
+        self.logs = logs
 
     # -------------------------------------------------------------- lookups
 
@@ -354,6 +357,28 @@ class Control(cgrpc.ControlServicer):
             if node is not None:
                 out.node_hostnames[t.node_id] = node.description.hostname
         return out
+
+    async def TaskLogs(self, request: cpb.TaskLogsRequest, context: Ctx) -> AsyncIterator[cpb.TaskLogMessage]:
+        await self.auth.require(context, pki.ROLE_ADMIN, pki.ROLE_MANAGER)
+        if self.logs is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "logs are not served here")
+            return
+        service_id = ""
+        if request.task_ids:  # forwarded by another manager
+            tasks = [t for tid in request.task_ids if (t := self.view.tasks.get(tid)) is not None]
+        else:
+            try:
+                service = self.resolve_service(request.ref)
+                service_id = service.meta.id
+                tasks = list(self.view.tasks_by_service.get(service_id, {}).values())
+            except (NotFound, ValueError):
+                try:
+                    tasks = [_resolve(request.ref, self.view.tasks, lambda t: "", "task")]
+                except (NotFound, ValueError):
+                    await context.abort(grpc.StatusCode.NOT_FOUND, f"no such service or task: {request.ref}")
+                    return
+        async for msg in self.logs.gather(tasks, request, service_id):
+            yield msg
 
 
 def _resolve(ref: str, table: dict[str, Any], name_of: Callable[[Any], str], what: str) -> Any:

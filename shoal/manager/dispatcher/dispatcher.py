@@ -29,7 +29,9 @@ from typing import Any
 import grpc
 
 from shoal import pki
+from shoal.ids import new_id
 from shoal.manager.auth import Authorizer
+from shoal.manager.logsource import NodeNotConnected
 from shoal.manager.store import Event, Store, StoreError, View, clone, now_ns
 from shoal.protos import dispatcher_pb2 as dpb
 from shoal.protos import dispatcher_pb2_grpc as dgrpc
@@ -80,6 +82,8 @@ class Dispatcher(dgrpc.DispatcherServicer):
         self.deadlines: dict[str, float] = {}
         self._statuses: dict[str, pb.TaskStatus] = {}
         self._status_wakeup = asyncio.Event()
+        # Log requests in flight: request ID -> (session, queue of chunks)
+        self._logs: dict[str, tuple[_Session, asyncio.Queue[dpb.LogChunk | None]]] = {}
 
     def heartbeat_period(self) -> float:
         cluster = self.view.cluster()
@@ -240,6 +244,9 @@ class Dispatcher(dgrpc.DispatcherServicer):
                 await reader
             if self.sessions.get(node_id) is session:
                 del self.sessions[node_id]
+            for owner, queue in list(self._logs.values()):
+                if owner is session:
+                    queue.put_nowait(None)
             log.info("node %s session ended", node_id)
 
     async def _read(self, node_id: str, session: _Session, requests: AsyncIterator[dpb.AgentMessage]) -> None:
@@ -253,10 +260,52 @@ class Dispatcher(dgrpc.DispatcherServicer):
                     for update in msg.statuses.updates:
                         self._statuses[update.task_id] = update.status
                     self._status_wakeup.set()
+                elif kind == "log_chunk":
+                    waiting = self._logs.get(msg.log_chunk.request_id)
+                    if waiting is not None:
+                        waiting[1].put_nowait(msg.log_chunk)
         except (grpc.RpcError, asyncio.CancelledError):
             pass
         finally:
             session.queue.put_nowait(None)
+
+    def has_session(self, node_id: str) -> bool:
+        return node_id in self.sessions
+
+    async def request_logs(
+        self, node_id: str, task_ids: list[str], follow: bool, tail: int, since: int
+    ) -> AsyncIterator[dpb.LogChunk]:
+        """Ask a connected node for the output of some of its tasks; yield the
+        chunks until every task is done (or, following, until the caller stops).
+        Raises NodeNotConnected when the node's session is not here."""
+        session = self.sessions.get(node_id)
+        if session is None:
+            raise NodeNotConnected(node_id)
+        request_id = new_id()
+        queue: asyncio.Queue[dpb.LogChunk | None] = asyncio.Queue()
+        self._logs[request_id] = (session, queue)
+        msg = dpb.ManagerMessage()
+        msg.log_request.request_id = request_id
+        msg.log_request.task_ids.extend(task_ids)
+        msg.log_request.follow = follow
+        msg.log_request.tail = tail
+        msg.log_request.since = since
+        session.queue.put_nowait(msg)
+        remaining = set(task_ids)
+        try:
+            while remaining:
+                chunk = await queue.get()
+                if chunk is None:
+                    raise NodeNotConnected(node_id)
+                if chunk.done:
+                    remaining.discard(chunk.task_id)
+                yield chunk
+        finally:
+            del self._logs[request_id]
+            if remaining and self.sessions.get(node_id) is session:
+                cancel = dpb.ManagerMessage()
+                cancel.log_cancel.request_id = request_id
+                session.queue.put_nowait(cancel)
 
     async def _register(self, node_id: str, reg: dpb.Register) -> None:
         for _ in range(10):

@@ -74,9 +74,13 @@ async def run_agent(settings: AgentSettings, stop: asyncio.Event) -> None:
     worker = Worker(runtime, identity.node_id, session.report)
     log.info("agent %s starting (runtime %s)", identity.node_id, runtime.name)
     task = asyncio.create_task(session.run(worker), name="session")
+    stopper = asyncio.create_task(stop.wait())
     try:
-        await stop.wait()
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            task.result()  # raises SessionRefused
     finally:
+        stopper.cancel()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -34,6 +34,10 @@ BACKOFF_START = 0.2
 BACKOFF_MAX = 5.0
 
 
+class SessionRefused(Exception):
+    """The cluster will not take this node back (it was removed)."""
+
+
 class Session:
     def __init__(
         self,
@@ -67,6 +71,8 @@ class Session:
                 await self._session(addr)
                 backoff = BACKOFF_START
             except grpc.aio.AioRpcError as err:
+                if err.code() == grpc.StatusCode.PERMISSION_DENIED:
+                    raise SessionRefused(err.details() or "the manager refused this node") from None
                 if err.code() == grpc.StatusCode.UNAUTHENTICATED:
                     log.error("manager %s refused this node: %s", addr, err.details())
                 else:

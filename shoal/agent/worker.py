@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 
 from shoal.agent.runtime.base import (
@@ -110,6 +111,7 @@ class TaskRunner:
             exit_code=exit_code,
             pid=self.pid,
             health=self.health,  # type: ignore[arg-type]
+            timestamp=time.time_ns(),
         )
         self.last_status = status
         self._report(self.task.meta.id, status)

@@ -144,9 +144,11 @@ def agent(
         cpus=cpus,
         memory=memory_bytes,
     )
+    from shoal.agent.session import SessionRefused
+
     try:
         main(settings)
-    except JoinError as err:
+    except (JoinError, SessionRefused) as err:
         raise CLIError(str(err)) from None
 
 

@@ -16,7 +16,7 @@ import click
 
 from shoal.cli import daemons, nodes, services
 from shoal.cli.client import Client, CLIError, resolve_target
-from shoal.cli.render import rfc3339, to_dict
+from shoal.cli.render import rfc3339
 from shoal.durations import format_duration, parse_duration
 from shoal.protos import control_pb2 as cpb
 
@@ -153,7 +153,10 @@ def cluster_update(
             raise CLIError(f"--task-history-limit: must be >= 1, got {task_history_limit}")
         req.task_history_limit = task_history_limit
     resp = client_factory().call("UpdateCluster", req)
-    click.echo(json.dumps(to_dict(resp.spec), indent=2))
+    spec = resp.spec
+    click.echo(f"heartbeat period:    {format_duration(spec.heartbeat_period)}")
+    click.echo(f"task history limit:  {spec.task_history_limit}")
+    click.echo(f"cert expiry:         {format_duration(spec.cert_expiry)}")
 
 
 @cluster.command(name="admin-bundle")

@@ -82,12 +82,23 @@ def follow(
     stuck_since: float | None = None
     stuck_reason = ""
     failed_ids: set[str] = set()
+    # An update status that was already settled when we started (an earlier
+    # update paused or rolled back) says nothing about this operation.
+    first_status: tuple[int, int] | None = None
     try:
         while True:
             svc: pb.Service = client.call("GetService", cpb.ObjectRef(ref=service_id))
             tasks = list(client.call("ListTasks", cpb.ListTasksRequest(service=service_id)).tasks)
             lines, converged, reason = snapshot(svc, tasks)
             status = svc.update_status
+            if first_status is None:
+                first_status = (status.state, status.started_at)
+            ours = status.started_at != first_status[1] or first_status[0] in (
+                pb.UPDATE_STATE_UPDATING,
+                pb.UPDATE_STATE_ROLLBACK_STARTED,
+            )
+            if not ours:
+                status = pb.UpdateStatus()
             if status.state == pb.UPDATE_STATE_PAUSED:
                 printer.show(lines)
                 printer.error(f"Error: service update paused: {status.message}")

@@ -239,6 +239,7 @@ class Manager:
                     tg.create_task(self.presence.keep_alive(), name="lease-keepalive"),
                     tg.create_task(supervise("dispatcher", dispatcher.run), name="dispatcher"),
                     tg.create_task(self._lead_forever(), name="leadership"),
+                    tg.create_task(self._refresh_managers(), name="manager-list"),
                 ]
                 await stop.wait()
                 for t in tasks:
@@ -249,6 +250,15 @@ class Manager:
             await self.view.stop()
             self.etcd.close()
             log.info("manager %s stopped", self.manager_id)
+
+    async def _refresh_managers(self) -> None:
+        """Keep the failover list handed to agents current on every manager."""
+        while True:
+            await asyncio.sleep(5)
+            try:
+                await self._live_manager_ids()
+            except StoreError as err:
+                log.debug("refreshing the manager list: %s", err)
 
     async def _lead_forever(self) -> None:
         while True:

@@ -49,12 +49,22 @@ class ManagerPresence:
         await self.etcd.put(self.registry_prefix + self.manager_id.encode(), self.addr.encode(), self.lease)
 
     async def keep_alive(self) -> None:
-        """Refresh the lease every ttl/3; raise when it is lost."""
+        """Refresh the lease every ttl/3. A refresh that fails is retried (etcd
+        may be briefly away); a lease that expired meanwhile is replaced by a
+        new one (leadership, tied to the old lease, is gone with it)."""
         while True:
             await asyncio.sleep(self.ttl / 3)
-            remaining = await self.etcd.keep_alive(self.lease)
+            try:
+                remaining = await self.etcd.keep_alive(self.lease)
+            except StoreError as err:
+                log.warning("lease keep-alive failed (%s); retrying", err)
+                continue
             if remaining <= 0:
-                raise StoreError("this manager's etcd lease expired")
+                log.warning("this manager's etcd lease expired; registering again")
+                try:
+                    await self.register()
+                except StoreError as err:
+                    log.warning("registering again failed (%s); retrying", err)
 
     async def campaign(self) -> Leadership:
         """Return once this manager is the leader."""

@@ -170,16 +170,18 @@ class RootCA(_message.Message):
     def __init__(self, cert_pem: _Optional[bytes] = ..., key_pem: _Optional[bytes] = ..., cert_digest: _Optional[str] = ...) -> None: ...
 
 class Cluster(_message.Message):
-    __slots__ = ("meta", "spec", "root_ca", "join_tokens")
+    __slots__ = ("meta", "spec", "root_ca", "join_tokens", "removed_nodes")
     META_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     ROOT_CA_FIELD_NUMBER: _ClassVar[int]
     JOIN_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_NODES_FIELD_NUMBER: _ClassVar[int]
     meta: Meta
     spec: ClusterSpec
     root_ca: RootCA
     join_tokens: JoinTokens
-    def __init__(self, meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ClusterSpec, _Mapping]] = ..., root_ca: _Optional[_Union[RootCA, _Mapping]] = ..., join_tokens: _Optional[_Union[JoinTokens, _Mapping]] = ...) -> None: ...
+    removed_nodes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ClusterSpec, _Mapping]] = ..., root_ca: _Optional[_Union[RootCA, _Mapping]] = ..., join_tokens: _Optional[_Union[JoinTokens, _Mapping]] = ..., removed_nodes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class NodeSpec(_message.Message):
     __slots__ = ("availability", "labels")

@@ -197,6 +197,15 @@ class Control(cgrpc.ControlServicer):
                 f"node {node.description.hostname} ({node.meta.id}) is not down and can't be removed "
                 "(stop its agent first, or use --force)"
             )
+        for _ in range(10):
+            cluster = clone(self._cluster())
+            if node.meta.id not in cluster.removed_nodes:
+                cluster.removed_nodes.append(node.meta.id)
+            try:
+                await self.store.update(cluster)
+                break
+            except VersionConflict:
+                self.view.observe("clusters", await self.store.get("clusters", cluster.meta.id))
         await self.store.delete(node)
         return cpb.RemoveNodeResponse(id=node.meta.id)
 
@@ -207,8 +216,8 @@ class Control(cgrpc.ControlServicer):
         spec = clone(request.spec)
         if not spec.name:
             spec.name = _generated_name()
-        validate.validate_service_spec(spec)
         validate.apply_defaults(spec)
+        validate.validate_service_spec(spec)
         self._check_unique(spec)
         service = pb.Service(spec=spec, spec_version=1)
         service.meta.id = new_id()
@@ -261,8 +270,8 @@ class Control(cgrpc.ControlServicer):
             spec = clone(request.spec)
             if spec.mode != current.spec.mode:
                 raise ValueError("mode: cannot change the mode of an existing service")
-            validate.validate_service_spec(spec)
             validate.apply_defaults(spec)
+            validate.validate_service_spec(spec)
         self._check_unique(spec, current.meta.id)
         if request.force:
             spec.task.force_update = current.spec.task.force_update + 1

@@ -208,10 +208,20 @@ class Dispatcher(dgrpc.DispatcherServicer):
     ) -> AsyncIterator[dpb.ManagerMessage]:
         ident = await self.auth.require(context, pki.ROLE_WORKER)
         node_id = ident.node_id
+        cluster = self.view.cluster()
+        if cluster is not None and node_id in cluster.removed_nodes:
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"node {node_id} was removed from the cluster; join again with a fresh state dir",
+            )
         first = await anext(aiter(request_iterator), None)
         if first is None or first.WhichOneof("msg") != "register":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a session starts with Register")
             return
+        if not first.register.addr:
+            # Like Docker: a node that names no address is reached at the one
+            # it connected from.
+            first.register.addr = _peer_ip(context.peer())
         await self._register(node_id, first.register)
         old = self.sessions.get(node_id)
         if old is not None:
@@ -330,6 +340,13 @@ class Dispatcher(dgrpc.DispatcherServicer):
                     self.view.observe("nodes", fresh)
                 await asyncio.sleep(0.05)
         raise StoreError(f"could not register node {node_id}")
+
+
+def _peer_ip(peer: str) -> str:
+    """'ipv4:127.0.0.1:5000' or 'ipv6:[::1]:5000' -> the address."""
+    _, _, rest = peer.partition(":")
+    host = rest.rsplit(":", 1)[0]
+    return host.strip("[]")
 
 
 def _moves_forward(current: pb.TaskStatus, new: pb.TaskStatus) -> bool:

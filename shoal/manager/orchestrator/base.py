@@ -26,6 +26,31 @@ RUNNING = pb.TASK_STATE_RUNNING
 CONFLICT_RETRY = 0.1
 
 
+def task_event_matters(ev: Event) -> bool:
+    """Only some task changes can change what an orchestrator wants: a task
+    appearing or going, ending, or changing desired state. Progress
+    (assigned -> running) does not; skipping it keeps a busy cluster's passes
+    small."""
+    old, new = ev.old, ev.new
+    if old is None or new is None:
+        return True
+    ended_changed = (new.status.state > RUNNING) != (old.status.state > RUNNING)
+    return ended_changed or new.desired_state != old.desired_state
+
+
+def node_event_matters(ev: Event) -> bool:
+    """Availability, state, labels and existence matter; heartbeat-time
+    details (address, description) do not."""
+    old, new = ev.old, ev.new
+    if old is None or new is None:
+        return True
+    same_spec = old.spec.SerializeToString(deterministic=True) == new.spec.SerializeToString(
+        deterministic=True
+    )
+    same_labels = dict(old.description.labels) == dict(new.description.labels)
+    return bool(old.status.state != new.status.state or not same_spec or not same_labels)
+
+
 class Orchestrator(Component):
     modes: tuple[int, ...] = ()
     # Whether node changes concern every service of these modes (global
@@ -64,10 +89,13 @@ class Orchestrator(Component):
             if ev.kind == "services":
                 dirty.add(ev.id)
             elif ev.kind == "tasks":
-                task = ev.new or ev.old
-                assert task is not None
-                dirty.add(task.service_id)
+                if task_event_matters(ev):
+                    task = ev.new or ev.old
+                    assert task is not None
+                    dirty.add(task.service_id)
             elif ev.kind == "nodes":
+                if not node_event_matters(ev):
+                    continue
                 if self.node_events_touch_all:
                     dirty.update(s.meta.id for s in self.view.services.values() if self.owns(s))
                 else:

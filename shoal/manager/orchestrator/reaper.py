@@ -37,7 +37,13 @@ class TaskReaper(Component):
             if ev.kind == "tasks":
                 task = ev.new or ev.old
                 assert task is not None
-                dirty[task.service_id].add(slot_key(task))
+                # Only tasks that stop occupying their slot or end can be reaped.
+                if (
+                    ev.new is None
+                    or ev.new.desired_state > pb.TASK_STATE_RUNNING
+                    or ev.new.status.state > pb.TASK_STATE_RUNNING
+                ):
+                    dirty[task.service_id].add(slot_key(task))
             elif ev.kind == "nodes":
                 for task in self.view.tasks_by_node.get(ev.id, {}).values():
                     if task.desired_state == pb.TASK_STATE_REMOVE:

@@ -35,7 +35,7 @@ def task_event_matters(ev: Event) -> bool:
     if old is None or new is None:
         return True
     ended_changed = (new.status.state > RUNNING) != (old.status.state > RUNNING)
-    return ended_changed or new.desired_state != old.desired_state
+    return bool(ended_changed or new.desired_state != old.desired_state)
 
 
 def node_event_matters(ev: Event) -> bool:

@@ -55,11 +55,24 @@ def main() -> None:
             marker = f"sleep {int(time.time()) % 100000 + 100000}"
             before = etcd_counters(etcd.url)
             started = time.monotonic()
-            res = cluster.cli("service", "create", "-d", "--name", "bench", "--replicas", str(args.replicas),
-                              "app:1", *marker.split())
+            res = cluster.cli(
+                "service",
+                "create",
+                "-d",
+                "--name",
+                "bench",
+                "--replicas",
+                str(args.replicas),
+                "app:1",
+                *marker.split(),
+            )
             assert res.code == 0, res.err
-            wait_for(lambda: len(cluster.running("bench")) == args.replicas, timeout=300, interval=0.05,
-                     what="all replicas running")
+            wait_for(
+                lambda: len(cluster.running("bench")) == args.replicas,
+                timeout=300,
+                interval=0.05,
+                what="all replicas running",
+            )
             converge = time.monotonic() - started
             after = etcd_counters(etcd.url)
             processes = len(pids_of(marker))

@@ -55,12 +55,40 @@ def describe(settings: AgentSettings, runtime_name: str) -> pb.NodeDescription:
     return desc
 
 
-def make_runtime(name: str, state_dir: Path) -> Runtime:
+def make_runtime(name: str, state_dir: Path, advertise_addr: str = "", node_id: str = "") -> Runtime:
+    """The backend called `name`: "process", "docker", or "auto" (docker when
+    a Docker engine answers within about 2 s, else process). The returned
+    runtime's `.name` is the backend picked: report that one. The docker
+    backend labels its containers with `node_id` (default: this state dir's
+    identity) and publishes ports on `advertise_addr` (default: 0.0.0.0)."""
+    if name == "auto":
+        from shoal.agent.runtime.docker import PROBE_TIMEOUT, probe_engine
+
+        problem = probe_engine(PROBE_TIMEOUT)
+        if problem is None:
+            log.info("runtime auto: a Docker engine answers; using docker")
+            name = "docker"
+        else:
+            log.info(
+                "runtime auto: no Docker engine answered within %.0fs (%s); using process",
+                PROBE_TIMEOUT,
+                problem,
+            )
+            name = "process"
     if name == "process":
         from shoal.agent.runtime.process import ProcessRuntime
 
         return ProcessRuntime(state_dir / "runtime")
-    raise ValueError(f'runtime "{name}": not available (choose process)')
+    if name == "docker":
+        from shoal.agent.runtime.docker import DockerRuntime
+
+        if not node_id:
+            identity = load_identity(state_dir)
+            node_id = identity.node_id if identity is not None else ""
+        if not node_id:
+            raise ValueError('runtime "docker": needs the node ID (join the cluster first)')
+        return DockerRuntime(state_dir / "runtime", node_id, advertise_addr)
+    raise ValueError(f'runtime "{name}": not available (choose process, docker or auto)')
 
 
 async def run_agent(settings: AgentSettings, stop: asyncio.Event) -> None:

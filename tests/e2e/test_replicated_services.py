@@ -3,8 +3,8 @@ environment, restart policies, task history and removal.
 
 Each test builds its own cluster (a real etcd, a manager and three agents
 running the process runtime) and drives it only through the ``shoal`` CLI.
-Every test's tasks run a command with a marker of its own (``sleep 36NN``),
-so ``pids_of(marker)`` counts that test's processes only.
+Every test's tasks run a command with a marker of its own (``sleep 36NN.xxxxxx``,
+see ``sleep_seconds``), so ``pids_of(marker)`` counts that test's processes only.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ import datetime
 import re
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.support.cluster import Cluster, alive, pids_of, wait_for, wait_pids
+from tests.support.cluster import Cluster, alive, pids_of, sleep_seconds, wait_for, wait_pids
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 
@@ -35,15 +36,15 @@ def moment(text: str) -> datetime.datetime:
     return datetime.datetime.fromisoformat(text)
 
 
-def stays(cond: Any, seconds: float, interval: float = 0.2) -> None:
+def stays(cond: Callable[[], bool], seconds: float, what: str) -> None:
     """Assert cond() holds at every check for `seconds` (for "nothing else
     happens" claims: there is no event to wait for)."""
     deadline = time.monotonic() + seconds
     while True:
-        assert cond()
+        assert cond(), f"expected {what} to hold for {seconds}s"
         if time.monotonic() >= deadline:
             return
-        time.sleep(interval)
+        time.sleep(0.2)
 
 
 def create(cluster: Cluster, *args: str) -> None:
@@ -53,8 +54,9 @@ def create(cluster: Cluster, *args: str) -> None:
 
 def test_replicas_spread_evenly_and_follow_scale_up_scale_down_and_rm(make_cluster: Any) -> None:
     cluster = make_cluster(agents=3)
-    marker = "sleep 3602"
-    create(cluster, "--name", "web", "--replicas", "6", "--update-monitor", "0s", "app:1", "sleep", "3602")
+    seconds = sleep_seconds(3602)
+    marker = f"sleep {seconds}"
+    create(cluster, "--name", "web", "--replicas", "6", "--update-monitor", "0s", "app:1", "sleep", seconds)
 
     running = cluster.running("web")
     assert len(running) == 6
@@ -87,8 +89,9 @@ def test_replicas_spread_evenly_and_follow_scale_up_scale_down_and_rm(make_clust
 
 def test_json_output_has_the_documented_fields(make_cluster: Any) -> None:
     cluster = make_cluster(agents=3)
-    create(cluster, "--name", "web", "--replicas", "3", "--update-monitor", "0s", "app:1", "sleep", "3603")
-    create(cluster, "--name", "untagged", "-d", "busybox", "sleep", "3603")
+    seconds = sleep_seconds(3603)
+    create(cluster, "--name", "web", "--replicas", "3", "--update-monitor", "0s", "app:1", "sleep", seconds)
+    create(cluster, "--name", "untagged", "-d", "busybox", "sleep", seconds)
 
     services = {s["name"]: s for s in cluster.services()}
     web = services["web"]
@@ -152,7 +155,7 @@ def test_env_workdir_and_task_variables_reach_the_process(make_cluster: Any, tmp
     script = (
         'echo "$FOO $SHOAL_SERVICE_NAME $SHOAL_TASK_SLOT"; '
         'echo "$SHOAL_TASK_ID $SHOAL_NODE_ID $SHOAL_TASK_IMAGE"; '
-        "pwd; sleep 3604"
+        f"pwd; sleep {sleep_seconds(3604)}"
     )
     create(
         cluster, "--name", "envy", "--env", "FOO=bar", "--workdir", str(workdir),
@@ -205,7 +208,7 @@ def test_restart_condition_none_leaves_the_failed_task_and_the_cli_says_so(make_
         tasks = cluster.tasks("once")
         return len(tasks) == 1 and tasks[0]["current_state"] == "failed"
 
-    stays(only_one_failed, 1.5)
+    stays(only_one_failed, 1.5, "a single, failed task")
     assert cluster.tasks("once")[0]["error"] == "exit code 3"
     errors = [line for line in res.err.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "exit code 3" in errors[0], (
@@ -229,7 +232,7 @@ def test_restart_condition_on_failure_does_not_restart_a_task_that_succeeded(mak
         tasks = cluster.tasks("oneshot")
         return len(tasks) == 1 and tasks[0]["current_state"] == "complete" and tasks[0]["error"] == ""
 
-    stays(just_the_completed_one, 1.5)
+    stays(just_the_completed_one, 1.5, "a single, completed task")
 
 
 def test_restart_max_attempts_stops_replacing_after_that_many_restarts(make_cluster: Any) -> None:
@@ -248,7 +251,7 @@ def test_restart_max_attempts_stops_replacing_after_that_many_restarts(make_clus
         tasks = cluster.tasks("flaky")
         return len(tasks) == 3 and all(t["current_state"] == "failed" for t in tasks)
 
-    stays(three_failed_tasks, 2.0)
+    stays(three_failed_tasks, 2.0, "exactly three tasks, all failed")
 
 
 def test_task_history_is_capped_at_five_per_slot(make_cluster: Any, tmp_path: Path) -> None:
@@ -280,11 +283,12 @@ def test_a_command_that_does_not_exist_is_rejected(make_cluster: Any) -> None:
 
 def test_service_rm_stops_its_running_tasks(make_cluster: Any) -> None:
     cluster = make_cluster(agents=3)
-    marker = "sleep 3609"
-    create(cluster, "--name", "doomed", "--replicas", "3", "--update-monitor", "0s", "app:1", "sleep", "3609")
+    seconds = sleep_seconds(3609)
+    marker = f"sleep {seconds}"
+    create(cluster, "--name", "old", "--replicas", "3", "--update-monitor", "0s", "app:1", "sleep", seconds)
     pids = wait_pids(marker, 3)
 
-    res = cluster.cli("service", "rm", "doomed")
+    res = cluster.cli("service", "rm", "old")
     assert res.code == 0, res.err
     wait_for(lambda: not any(alive(p) for p in pids) and not pids_of(marker), 15, what="the tasks to stop")
     assert cluster.services() == []

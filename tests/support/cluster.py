@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -23,6 +24,19 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.etcd_server import EtcdServer, free_port
+
+# Tests find their task processes by command line (pids_of), and other
+# clusters may run on this machine meanwhile (a developer's `shoal up`, another
+# test session) with the same commands. A suffix drawn once per session keeps
+# the markers ours.
+_SESSION_SUFFIX = f"{random.SystemRandom().randrange(10**6):06d}"
+
+
+def sleep_seconds(seconds: int) -> str:
+    """An argument for `sleep` that is unique to this test session: with
+    `seconds=3602`, "3602.<6 digits>". Pass it to `sleep` and look for
+    f"sleep {it}" with pids_of."""
+    return f"{seconds}.{_SESSION_SUFFIX}"
 
 
 def wait_for(cond: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1, what: str = "") -> Any:
@@ -74,6 +88,15 @@ class Proc:
             assert self.popen is not None
             self.popen.kill()
             self.popen.wait()
+
+    def running_or_fail(self) -> bool:
+        """True while the process runs; an AssertionError with the end of its
+        log once it has exited (so a daemon that dies at start fails the
+        test at once, saying why, instead of after a timeout)."""
+        if self.alive():
+            return True
+        code = self.popen.returncode if self.popen is not None else None
+        raise AssertionError(f"{self.name} exited with status {code}:\n{self.output()[-3000:]}")
 
     def wait_exit(self, timeout: float = 30) -> int:
         """The exit status, once the process has ended on its own."""
@@ -148,8 +171,9 @@ class Cluster:
         proc.start(self.env)
         self.managers.append(proc)
         self.manager_addrs.append(addr)
-        wait_for(lambda: (self.root / f"manager-{index}" / "admin" / "key.pem").exists(), what="admin bundle")
-        wait_for(lambda: self.cli("info").code == 0, what="manager to answer")
+        key = self.root / f"manager-{index}" / "admin" / "key.pem"
+        wait_for(lambda: proc.running_or_fail() and key.exists(), what="admin bundle")
+        wait_for(lambda: proc.running_or_fail() and self.cli("info").code == 0, what="manager to answer")
         return proc
 
     def restart(self, proc: Proc) -> None:

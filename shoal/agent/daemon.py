@@ -97,7 +97,9 @@ async def run_agent(settings: AgentSettings, stop: asyncio.Event) -> None:
     if identity is None:
         identity = await join(settings.state_dir, settings.managers, settings.token)
         log.info("joined the cluster as node %s", identity.node_id)
-    runtime = make_runtime(settings.runtime, settings.state_dir)
+    runtime = await asyncio.to_thread(
+        make_runtime, settings.runtime, settings.state_dir, settings.advertise_addr, identity.node_id
+    )
     session = Session(identity, settings.managers, describe(settings, runtime.name), settings.advertise_addr)
     worker = Worker(runtime, identity.node_id, session.report)
     log.info("agent %s starting (runtime %s)", identity.node_id, runtime.name)

@@ -127,11 +127,8 @@ def agent(
         memory_bytes = parse_size(memory) if memory else 0
     except ValueError as err:
         raise CLIError(f"--memory: {err}") from None
-    if runtime == "auto":
-        runtime = "process"
-        click.echo("runtime auto: no Docker backend in this build; using process", err=True)
-    if runtime == "docker":
-        raise CLIError("--runtime docker: not available yet in this build (use process)")
+    if runtime in ("auto", "docker"):
+        runtime = _pick_runtime(runtime)
     _setup_logging(log_level)
     settings = AgentSettings(
         managers=[a for a in join_addrs.split(",") if a],
@@ -150,6 +147,24 @@ def agent(
         main(settings)
     except (JoinError, SessionRefused) as err:
         raise CLIError(str(err)) from None
+
+
+def _pick_runtime(name: str) -> str:
+    """auto -> docker when an engine answers, else process (and say so);
+    docker -> refused at once when no engine answers."""
+    if name == "process":
+        return name
+    from shoal.agent.runtime.docker import probe_engine
+
+    problem = probe_engine()
+    if name == "docker":
+        if problem is not None:
+            raise CLIError(f"--runtime docker: no Docker engine answers ({problem})")
+        return name
+    picked = "docker" if problem is None else "process"
+    reason = "a Docker engine answers" if problem is None else f"no Docker engine ({problem})"
+    click.echo(f"runtime auto: {reason}; using {picked}", err=True)
+    return picked
 
 
 # ------------------------------------------------------------------ shoal up
@@ -223,14 +238,31 @@ def _is_child(pid: int) -> bool:
 
 
 def _stop_agent_tasks(agent_dirs: list[Path]) -> None:
-    """The tasks our agents ran are ours too: stop them on the way out."""
+    """The tasks our agents ran are ours too: stop them on the way out
+    (processes, and containers labelled with our nodes' IDs)."""
+    stop_agent_tasks(agent_dirs)
+
+
+def stop_agent_tasks(agent_dirs: list[Path]) -> None:
+    from shoal.agent.identity import load_identity
+    from shoal.agent.runtime.base import Runtime
+    from shoal.agent.runtime.docker import probe_engine
     from shoal.agent.runtime.process import ProcessRuntime
+
+    docker_up = probe_engine(1.0) is None
 
     async def discard_all() -> None:
         for d in agent_dirs:
-            runtime = ProcessRuntime(d / "runtime")
-            for task_id in await runtime.known_task_ids():
-                await runtime.discard(task_id)
+            runtimes: list[Runtime] = [ProcessRuntime(d / "runtime")]
+            identity = load_identity(d)
+            if docker_up and identity is not None:
+                from shoal.agent.runtime.docker import DockerRuntime
+
+                runtimes.append(DockerRuntime(d / "runtime", identity.node_id))
+            for runtime in runtimes:
+                for task_id in await runtime.known_task_ids():
+                    await runtime.discard(task_id)
+                await runtime.close()
 
     asyncio.run(discard_all())
 
@@ -251,11 +283,7 @@ def up(
     if record.exists() and _alive(json.loads(record.read_text()).get("pids", [])):
         raise CLIError(f"a cluster from {state} is already running; stop it with `shoal down`")
     state.mkdir(parents=True, exist_ok=True)
-    if runtime in ("auto", "docker"):
-        if runtime == "docker":
-            raise CLIError("--runtime docker: not available yet in this build (use process)")
-        click.echo("runtime auto: using process")
-        runtime = "process"
+    runtime = _pick_runtime(runtime)
     shoal = [sys.executable, "-m", "shoal"]
     pids: list[int] = []
     procs: list[subprocess.Popen[bytes]] = []

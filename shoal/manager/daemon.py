@@ -162,6 +162,15 @@ class Manager:
         self.leader_components: list[Component | NodeMonitor] = []
         self._manager_addrs: list[str] = [settings.advertise_addr]
 
+    def stats(self) -> dict[str, float]:
+        out = {f"store_{k}": float(v) for k, v in self.store.stats.items()}
+        out["view_relists"] = float(self.view.relists)
+        out["leader"] = 1.0 if self.is_leader else 0.0
+        for comp in self.leader_components:
+            for key, value in getattr(comp, "stats", {}).items():
+                out[f"{comp.name.replace('-', '_')}_{key}"] = float(value)
+        return out
+
     def cluster(self) -> pb.Cluster:
         cluster = self.view.cluster()
         assert cluster is not None
@@ -219,7 +228,7 @@ class Manager:
             return None
 
         logs = LogGatherer(self.view, dispatcher, forward, manager_addr)
-        control = Control(self.view, self.store, authorizer, self._manager_infos, logs)
+        control = Control(self.view, self.store, authorizer, self._manager_infos, logs, self.stats)
         server = grpc.aio.server(options=pki.SERVER_OPTIONS)
         cgrpc.add_ControlServicer_to_server(control, server)
         dgrpc.add_DispatcherServicer_to_server(dispatcher, server)

@@ -9,7 +9,6 @@ processes of the agents are killed too, even when a test fails.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import random
@@ -325,17 +324,10 @@ def start_cluster(
 
 
 def _kill_agent_tasks(agent_dirs: list[Path]) -> None:
-    from shoal.agent.runtime.process import ProcessRuntime
+    """Every task process and container the agents of a test started."""
+    from shoal.cli.daemons import stop_agent_tasks
 
-    async def discard_all() -> None:
-        for d in agent_dirs:
-            if not (d / "runtime").exists():
-                continue
-            runtime = ProcessRuntime(d / "runtime")
-            for task_id in await runtime.known_task_ids():
-                await runtime.discard(task_id)
-
-    asyncio.run(discard_all())
+    stop_agent_tasks([d for d in agent_dirs if d.exists()])
 
 
 def alive(pid: int) -> bool:

@@ -80,12 +80,14 @@ class Control(cgrpc.ControlServicer):
         authorizer: Authorizer,
         managers: Callable[[], Awaitable[list[cpb.ManagerInfo]]],
         logs: LogGatherer | None = None,
+        stats: Callable[[], dict[str, float]] | None = None,
     ) -> None:
         self.view = view
         self.store = store
         self.auth = authorizer
         self.managers = managers
         self.logs = logs
+        self.stats = stats or dict
 
     # -------------------------------------------------------------- lookups
 
@@ -119,6 +121,7 @@ class Control(cgrpc.ControlServicer):
             tasks=len(self.view.tasks),
             tasks_running=sum(1 for t in tasks if t.status.state == pb.TASK_STATE_RUNNING),
             created_at=cluster.meta.created_at,
+            stats=self.stats(),
         )
 
     @_rpc

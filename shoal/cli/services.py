@@ -124,6 +124,36 @@ def parse_publish(value: str) -> pb.PortConfig:
     return port
 
 
+def parse_mount(value: str) -> pb.Mount:
+    """``type=bind,source=/src,target=/dst[,readonly]``, also ``src``/``dst``/
+    ``destination``/``ro``, and ``tmpfs-size``; type defaults to volume."""
+    mount = pb.Mount(type="volume")
+    for part in value.split(","):
+        key, sep, v = part.partition("=")
+        key = key.strip().lower()
+        if key == "type":
+            if v not in ("bind", "volume", "tmpfs"):
+                raise CLIError(f'--mount "{value}": type must be bind, volume or tmpfs, got "{v}"')
+            mount.type = v
+        elif key in ("source", "src"):
+            mount.source = v
+        elif key in ("target", "dst", "destination"):
+            mount.target = v
+        elif key in ("readonly", "ro"):
+            mount.readonly = not sep or v.lower() in ("1", "true", "yes")
+        elif key == "tmpfs-size":
+            mount.tmpfs_size = _size("--mount tmpfs-size", v)
+        else:
+            raise CLIError(
+                f'--mount "{value}": unknown key "{key}" (type, source, target, readonly, tmpfs-size)'
+            )
+    if not mount.target:
+        raise CLIError(f'--mount "{value}": a target is required')
+    if mount.type == "bind" and not mount.source:
+        raise CLIError(f'--mount "{value}": a bind mount needs a source')
+    return mount
+
+
 def spec_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by create and update (CLI.md's table)."""
     options = [
@@ -275,6 +305,10 @@ def service() -> None:
 @click.option(
     "--publish", "-p", multiple=True, help="Publish a port: 8080:80 or published=8080,target=80,mode=host"
 )
+@click.option(
+    "--mount", "mounts", multiple=True, help="type=bind|volume|tmpfs,source=...,target=...[,readonly]"
+)
+@click.option("--entrypoint", default=None, help="Override the image's entrypoint")
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
@@ -295,6 +329,10 @@ def create(client_factory: Callable[[], Client], /, image: str, command: tuple[s
         spec.task.placement.preferences.add(spread=target)
     for p in o["publish"]:
         spec.ports.append(parse_publish(p))
+    for m in o["mounts"]:
+        spec.task.container.mounts.append(parse_mount(m))
+    if o["entrypoint"]:
+        spec.task.container.command.extend(shlex.split(o["entrypoint"]))
     apply_flags(spec, o, creating=True)
     client = client_factory()
     created: pb.Service = client.call("CreateService", cpb.CreateServiceRequest(spec=spec))
@@ -316,6 +354,8 @@ def create(client_factory: Callable[[], Client], /, image: str, command: tuple[s
 @click.option("--placement-pref-rm", multiple=True)
 @click.option("--publish-add", multiple=True)
 @click.option("--publish-rm", multiple=True)
+@click.option("--mount-add", multiple=True)
+@click.option("--mount-rm", multiple=True, help="Target path of a mount to remove")
 @click.option("--force", is_flag=True, help="Replace every task even with no change")
 @click.option("--rollback", "do_rollback", is_flag=True, help="Roll back to the previous spec")
 @click.argument("ref", metavar="SERVICE")
@@ -370,6 +410,10 @@ def update(client_factory: Callable[[], Client], /, ref: str, **o: Any) -> None:
     ports += [parse_publish(p) for p in o["publish_add"]]
     del spec.ports[:]
     spec.ports.extend(ports)
+    mounts = [m for m in container.mounts if m.target not in set(o["mount_rm"])]
+    mounts += [parse_mount(m) for m in o["mount_add"]]
+    del container.mounts[:]
+    container.mounts.extend(mounts)
     apply_flags(spec, o, creating=False)
     request = cpb.UpdateServiceRequest(
         ref=current.meta.id,

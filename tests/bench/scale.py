@@ -43,6 +43,21 @@ from tests.support.cluster import Cluster, wait_for
 from tests.support.etcd_server import EtcdServer
 
 
+class Figures(dict[str, Any]):
+    """Prints each figure as it is measured, so a run that is cut short
+    still shows what it got."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        if key != "manager_stats":
+            print(f"{key:<36}  {value}", flush=True)
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__()
+        for k, v in kw.items():
+            self[k] = v
+
+
 def running_total(client: Client) -> int:
     resp = client.call("ListServices", cpb.ListServicesRequest(), timeout=120)
     return sum(s.replicas_running for s in resp.services)
@@ -106,7 +121,7 @@ def main() -> None:
     args = parser.parse_args()
     total = args.services * args.replicas
     kill = args.kill or max(1, args.nodes // 10)
-    figures: dict[str, Any] = {"nodes": args.nodes, "services": args.services, "tasks": total}
+    figures: dict[str, Any] = Figures(nodes=args.nodes, services=args.services, tasks=total)
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -267,10 +282,6 @@ def main() -> None:
         "memory_gib": round(psutil.virtual_memory().total / (1 << 30), 1),
         "python": sys.version.split()[0],
     }
-    width = max(len(k) for k in figures)
-    for key, value in figures.items():
-        if key != "manager_stats":
-            print(f"{key:<{width}}  {value}")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
 

@@ -199,8 +199,8 @@ class ServiceUpdate:
             if not slots:
                 break
             batch = slots if cfg.parallelism <= 0 else slots[: cfg.parallelism]
-            new_ids = await asyncio.gather(*(self._replace(svc, key, cfg) for key in batch))
-            failed = await self._monitor([i for i in new_ids if i], cfg)
+            new_ids = await self._replace(svc, batch, cfg)
+            failed = await self._monitor(new_ids, cfg)
             self.failures += failed
             if failed and self.failures > cfg.max_failure_ratio * max(1, total):
                 await self._on_failure(cfg, rolling_back)
@@ -248,35 +248,43 @@ class ServiceUpdate:
         await self.store.update(svc)
         log.info("service %s: update failed (%s); rolling back", svc.spec.name, reason)
 
-    async def _replace(self, svc: pb.Service, key: str, cfg: pb.UpdateConfig) -> str:
-        """Replace the slot's task(s) with one of the current version; return
-        the new task's ID ("" when the slot went away meanwhile)."""
-        old = [t for t in current_tasks(self.tasks()).get(key, []) if t.spec_version != svc.spec_version]
-        if not old:
-            return ""
-        sample = old[0]
-        node_id = sample.node_id if not sample.slot else ""
-        fresh = new_task(svc, sample.slot, 0, node_id=node_id)
+    async def _replace(self, svc: pb.Service, keys: list[str], cfg: pb.UpdateConfig) -> list[str]:
+        """Replace the tasks of these slots with ones of the current version,
+        all in one batch; return the new tasks' IDs."""
+        groups = current_tasks(self.tasks())
+        old: list[pb.Task] = []
+        fresh: list[pb.Task] = []
+        for key in keys:
+            stale = [t for t in groups.get(key, []) if t.spec_version != svc.spec_version]
+            if not stale:
+                continue  # the slot went away or was replaced meanwhile
+            sample = stale[0]
+            fresh.append(new_task(svc, sample.slot, 0, node_id=sample.node_id if not sample.slot else ""))
+            old.extend(stale)
+        if not fresh:
+            return []
+        ids = [t.meta.id for t in fresh]
         if cfg.order == pb.UPDATE_ORDER_START_FIRST:
-            await self.store.create(fresh)
-            await self._wait_running(fresh.meta.id)
-            await (
-                self.store.batch()
-                .extend("update", (with_desired(t, pb.TASK_STATE_SHUTDOWN) for t in self._live(old)))
-                .commit()
-            )
+            await self.store.batch().extend("create", fresh).commit()
+            await self._wait_running(ids)
+            shutdown = (with_desired(t, pb.TASK_STATE_SHUTDOWN) for t in self._live(old))
+            await self.store.batch().extend("update", shutdown).commit()
         else:
-            fresh.desired_state = pb.TASK_STATE_READY
+            for t in fresh:
+                t.desired_state = pb.TASK_STATE_READY
             batch = self.store.batch().extend(
                 "update", (with_desired(t, pb.TASK_STATE_SHUTDOWN) for t in self._live(old))
             )
-            batch.create(fresh)
-            await batch.commit()
+            await batch.extend("create", fresh).commit()
             await self._wait_stopped([t.meta.id for t in old])
-            current = self.view.tasks.get(fresh.meta.id)
-            if current is not None and current.desired_state == pb.TASK_STATE_READY:
-                await self.store.update(with_desired(current, RUNNING))
-        return fresh.meta.id
+            waiting = [self.view.tasks.get(tid) for tid in ids]
+            start = [
+                with_desired(t, RUNNING)
+                for t in waiting
+                if t is not None and t.desired_state == pb.TASK_STATE_READY
+            ]
+            await self.store.batch().extend("update", start).commit()
+        return ids
 
     def _live(self, tasks: list[pb.Task]) -> list[pb.Task]:
         return [self.view.tasks[t.meta.id] for t in tasks if t.meta.id in self.view.tasks]
@@ -298,21 +306,27 @@ class ServiceUpdate:
                 return
             await asyncio.sleep(POLL)
 
-    async def _wait_running(self, task_id: str) -> None:
-        while True:
+    async def _wait_running(self, task_ids: list[str]) -> None:
+        """Until each task runs (healthy, if checked), ended, or was stopped."""
+        waiting = list(task_ids)
+        while waiting:
             self.service()
-            t = self.view.tasks.get(task_id)
-            if t is None or has_ended(t) or t.desired_state > RUNNING:
-                return
-            if t.status.state == RUNNING and t.status.health in (pb.HEALTH_NONE, pb.HEALTH_HEALTHY):
-                return
-            await asyncio.sleep(POLL)
+            still = []
+            for task_id in waiting:
+                t = self.view.tasks.get(task_id)
+                if t is None or has_ended(t) or t.desired_state > RUNNING:
+                    continue
+                if t.status.state == RUNNING and t.status.health in (pb.HEALTH_NONE, pb.HEALTH_HEALTHY):
+                    continue
+                still.append(task_id)
+            waiting = still
+            if waiting:
+                await asyncio.sleep(POLL)
 
     async def _monitor(self, task_ids: list[str], cfg: pb.UpdateConfig) -> int:
         """Wait for the new tasks to run, then watch them for the monitor
         window; return how many failed."""
-        for task_id in task_ids:
-            await self._wait_running(task_id)
+        await self._wait_running(task_ids)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + cfg.monitor / 1e9
         failed: set[str] = set()

@@ -139,30 +139,41 @@ class Dispatcher(dgrpc.DispatcherServicer):
             now = time.monotonic()
             expired = [n for n, d in self.deadlines.items() if d < now]
             for node_id in expired:
-                del self.deadlines[node_id]
                 session = self.sessions.pop(node_id, None)
                 if session is not None:
                     session.queue.put_nowait(None)  # end the stream
-                await self._mark_down(node_id)
+            if expired and await self._mark_down(expired):
+                for node_id in expired:
+                    self.deadlines.pop(node_id, None)
 
-    async def _mark_down(self, node_id: str) -> None:
-        for _ in range(5):
+    async def _mark_down(self, node_ids: list[str]) -> bool:
+        """Mark these nodes down in one batch (a rack that loses power is one
+        write, not a hundred). False when it must be tried again."""
+        batch = self.store.batch()
+        for node_id in node_ids:
             node = self.view.nodes.get(node_id)
             if node is None or node.status.manager_id != self.manager_id:
-                return  # the node went to another manager: not ours to judge
+                continue  # the node went to another manager: not ours to judge
             if node.status.state == pb.NODE_STATE_DOWN:
-                return
+                continue
             node = clone(node)
             node.status.state = pb.NODE_STATE_DOWN
             node.status.message = "heartbeat failure"
             node.status.timestamp = now_ns()
-            try:
-                await self.store.update(node)
-                log.info("node %s (%s) is down: heartbeat failure", node_id, node.description.hostname)
-                return
-            except StoreError as err:
-                log.debug("marking node %s down: %s; retrying", node_id, err)
-                await asyncio.sleep(0.05)
+            batch.update(node)
+        if not len(batch):
+            return True
+        try:
+            result = await batch.commit()
+        except StoreError as err:
+            log.warning("marking %d node(s) down failed: %s; retrying", len(batch), err)
+            return False
+        for conflict in result.conflicts:
+            if conflict.current is not None:
+                self.view.observe("nodes", conflict.current)
+        for node in result.committed:
+            log.info("node %s (%s) is down: heartbeat failure", node.meta.id, node.description.hostname)
+        return not result.conflicts
 
     async def _flush_statuses(self) -> None:
         while True:

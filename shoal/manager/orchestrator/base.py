@@ -15,8 +15,8 @@ import logging
 import time
 
 from shoal.manager.component import Component
-from shoal.manager.orchestrator.tasks import with_desired
-from shoal.manager.store import Batch, Event, Store, View, now_ns
+from shoal.manager.orchestrator.tasks import commit_desired, with_desired
+from shoal.manager.store import Batch, BatchResult, Event, Store, View, now_ns
 from shoal.protos import objects_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -32,8 +32,12 @@ def task_event_matters(ev: Event) -> bool:
     (assigned -> running) does not; skipping it keeps a busy cluster's passes
     small."""
     old, new = ev.old, ev.new
-    if old is None or new is None:
+    if new is None:
         return True
+    if old is None:
+        # Tasks appear because an orchestrator or the updater made them: the
+        # maker already accounted for them.
+        return False
     ended_changed = (new.status.state > RUNNING) != (old.status.state > RUNNING)
     return bool(ended_changed or new.desired_state != old.desired_state)
 
@@ -71,6 +75,11 @@ class Orchestrator(Component):
     def reconcile_deleted(self, service_id: str, tasks: list[pb.Task], batch: Batch) -> None:
         """Tasks of a removed service; only one orchestrator handles these."""
 
+    def node_changed(self, node_id: str, batch: Batch) -> set[str]:
+        """React to a change of one node (down, drained, labels). Default:
+        the services with tasks there need a full look (returned)."""
+        return {t.service_id for t in self.view.tasks_by_node.get(node_id, {}).values()}
+
     # -------------------------------------------------------------- loop
 
     async def reconcile_all(self) -> None:
@@ -85,6 +94,9 @@ class Orchestrator(Component):
     async def handle(self, events: list[Event]) -> None:
         dirty: set[str] = set(self._retry)
         self._retry.clear()
+        # Node changes are committed first, so that the services reconciled
+        # below already see the replacements in the view.
+        batch = self.store.batch()
         for ev in events:
             if ev.kind == "services":
                 dirty.add(ev.id)
@@ -99,8 +111,13 @@ class Orchestrator(Component):
                 if self.node_events_touch_all:
                     dirty.update(s.meta.id for s in self.view.services.values() if self.owns(s))
                 else:
-                    dirty.update(t.service_id for t in self.view.tasks_by_node.get(ev.id, {}).values())
+                    dirty.update(self.node_changed(ev.id, batch))
+        if len(batch):
+            await self.commit(batch)
         await self._reconcile(dirty)
+
+    async def commit(self, batch: Batch) -> BatchResult:
+        return await commit_desired(self.view, self.store, batch)
 
     async def tick(self) -> None:
         """Start delayed restarts whose time has come."""
@@ -139,7 +156,7 @@ class Orchestrator(Component):
                 self.reconcile_service(service, tasks, batch)
         if not len(batch):
             return
-        result = await batch.commit()
+        result = await self.commit(batch)
         for conflict in result.conflicts:
             self._retry.add(conflict.obj.service_id)
         for task in result.committed:

@@ -52,6 +52,23 @@ class ReplicatedOrchestrator(Orchestrator):
             (with_desired(t, pb.TASK_STATE_REMOVE) for t in tasks if t.desired_state < pb.TASK_STATE_REMOVE),
         )
 
+    def node_changed(self, node_id: str, batch: Batch) -> set[str]:
+        """Replace, at once and elsewhere, the tasks of a node that cannot run
+        them any more; looks only at that node's tasks, not whole services."""
+        moved = 0
+        for task in list(self.view.tasks_by_node.get(node_id, {}).values()):
+            service = self.view.services.get(task.service_id)
+            if service is None or not self.owns(service) or not occupies_slot(task):
+                continue
+            if self.node_invalid(task):
+                batch.update(with_desired(task, pb.TASK_STATE_SHUTDOWN))
+                if task.desired_state == RUNNING or task.desired_state == pb.TASK_STATE_READY:
+                    batch.create(new_task(service, task.slot, task.attempt))
+                moved += 1
+        if moved:
+            log.info("node %s cannot run its tasks any more: replacing %d of them elsewhere", node_id, moved)
+        return set()
+
     def node_invalid(self, task: pb.Task) -> bool:
         if not task.node_id:
             return False
@@ -66,13 +83,14 @@ class ReplicatedOrchestrator(Orchestrator):
         desired: dict[str, pb.Task] = {}  # task ID -> copy with its new desired state
         created: dict[int, pb.Task] = {}  # slot -> new task
         occupied: dict[int, pb.Task] = {}
+        same_version: dict[int, list[pb.Task]] = defaultdict(list)
         for task in tasks:
             if not occupies_slot(task):
                 continue
             if self.node_invalid(task):
                 desired[task.meta.id] = with_desired(task, pb.TASK_STATE_SHUTDOWN)
                 created[task.slot] = occupied[task.slot] = new_task(service, task.slot, task.attempt)
-                log.info("task %s: node %s cannot run it any more; replacing", task.meta.id, task.node_id)
+                log.debug("task %s: node %s cannot run it any more; replacing", task.meta.id, task.node_id)
                 continue
             if has_ended(task):
                 others = [t for t in history[task.slot] if t.meta.id != task.meta.id]
@@ -85,6 +103,18 @@ class ReplicatedOrchestrator(Orchestrator):
                 current = occupied.get(task.slot)
                 if current is None or task.meta.created_at > current.meta.created_at:
                     occupied[task.slot] = task
+                if task.spec_version == service.spec_version:
+                    same_version[task.slot].append(task)
+
+        # Two tasks of the current version in one slot is never meant (a
+        # start-first update overlaps two *versions*): keep the one that runs,
+        # else the newest, and remove the others.
+        for slot, twins in same_version.items():
+            if len(twins) > 1 and slot not in created:
+                twins.sort(key=lambda t: (t.status.state == RUNNING, t.meta.created_at), reverse=True)
+                occupied[slot] = twins[0]
+                for extra in twins[1:]:
+                    desired[extra.meta.id] = with_desired(extra, pb.TASK_STATE_REMOVE)
 
         want = max(0, service.spec.replicas)
         if len(occupied) > want:

@@ -13,7 +13,7 @@ import functools
 from shoal.ids import new_id
 from shoal.manager.constraints import Constraint, parse_constraints
 from shoal.manager.orchestrator.restart import decide_restart
-from shoal.manager.store import clone, now_ns
+from shoal.manager.store import Batch, BatchResult, Store, View, clone, now_ns
 from shoal.protos import objects_pb2 as pb
 
 RUNNING = pb.TASK_STATE_RUNNING
@@ -90,3 +90,24 @@ def node_satisfies(task_spec: pb.TaskSpec, node: pb.Node) -> bool:
 @functools.lru_cache(maxsize=4096)
 def _parsed(exprs: tuple[str, ...]) -> list[Constraint]:
     return parse_constraints(list(exprs))
+
+
+async def commit_desired(view: View, store: Store, batch: Batch) -> BatchResult:
+    """Commit a batch of an orchestrator's. A desired-state write that lost a
+    race with another writer (an agent's status) is applied again to the
+    current version: desired state belongs to the orchestrators alone and
+    only ever moves forward, so re-applying it is always right."""
+    result = await batch.commit()
+    for _ in range(5):
+        again = store.batch()
+        for c in result.conflicts:
+            if c.action == "update" and isinstance(c.obj, pb.Task) and c.current is not None:
+                view.observe("tasks", c.current)
+                if c.current.desired_state < c.obj.desired_state:
+                    again.update(with_desired(c.current, c.obj.desired_state))
+        if not len(again):
+            break
+        retried = await again.commit()
+        result.committed.extend(retried.committed)
+        result.conflicts = retried.conflicts
+    return result

@@ -35,6 +35,7 @@ from collections import defaultdict
 
 from shoal.manager.component import Component
 from shoal.manager.orchestrator.tasks import (
+    commit_desired,
     has_ended,
     new_task,
     node_can_run_tasks,
@@ -268,14 +269,14 @@ class ServiceUpdate:
             await self.store.batch().extend("create", fresh).commit()
             await self._wait_running(ids)
             shutdown = (with_desired(t, pb.TASK_STATE_SHUTDOWN) for t in self._live(old))
-            await self.store.batch().extend("update", shutdown).commit()
+            await commit_desired(self.view, self.store, self.store.batch().extend("update", shutdown))
         else:
             for t in fresh:
                 t.desired_state = pb.TASK_STATE_READY
             batch = self.store.batch().extend(
                 "update", (with_desired(t, pb.TASK_STATE_SHUTDOWN) for t in self._live(old))
             )
-            await batch.extend("create", fresh).commit()
+            await commit_desired(self.view, self.store, batch.extend("create", fresh))
             await self._wait_stopped([t.meta.id for t in old])
             waiting = [self.view.tasks.get(tid) for tid in ids]
             start = [
@@ -283,7 +284,7 @@ class ServiceUpdate:
                 for t in waiting
                 if t is not None and t.desired_state == pb.TASK_STATE_READY
             ]
-            await self.store.batch().extend("update", start).commit()
+            await commit_desired(self.view, self.store, self.store.batch().extend("update", start))
         return ids
 
     def _live(self, tasks: list[pb.Task]) -> list[pb.Task]:

@@ -27,7 +27,7 @@ class NodeInfo:
     total_tasks: int = 0
     reserved_cpus: int = 0
     reserved_memory: int = 0
-    host_ports: set[tuple[str, int]] = field(default_factory=set)
+    host_ports: Counter[tuple[str, int]] = field(default_factory=Counter)
 
     @property
     def id(self) -> str:
@@ -40,6 +40,19 @@ class NodeInfo:
         self.reserved_cpus += res.nano_cpus
         self.reserved_memory += res.memory_bytes
         self.host_ports.update(ports)
+
+    def remove(self, task: pb.Task, ports: list[tuple[str, int]]) -> None:
+        self.tasks_by_service[task.service_id] -= 1
+        if self.tasks_by_service[task.service_id] <= 0:
+            del self.tasks_by_service[task.service_id]
+        self.total_tasks -= 1
+        res = task.spec.resources.reservations
+        self.reserved_cpus -= res.nano_cpus
+        self.reserved_memory -= res.memory_bytes
+        self.host_ports.subtract(ports)
+        for port in ports:
+            if self.host_ports[port] <= 0:
+                del self.host_ports[port]
 
 
 def published_host_ports(ports: list[pb.PortConfig]) -> list[tuple[str, int]]:
@@ -139,7 +152,7 @@ class HostPortFilter(Filter):
         return bool(self.ports)
 
     def check(self, info: NodeInfo) -> bool:
-        return not any(p in info.host_ports for p in self.ports)
+        return not any(info.host_ports.get(p, 0) > 0 for p in self.ports)
 
     def explain(self, count: int) -> str:
         return f"host-mode port already in use on {plural(count)}"

@@ -41,27 +41,74 @@ def holds_resources(task: pb.Task) -> bool:
     )
 
 
+def _ports(task: pb.Task) -> list[tuple[str, int]]:
+    return published_host_ports(list(task.ports)) if task.ports else []
+
+
 class Scheduler(Component):
     name = "scheduler"
 
     def __init__(self, view: View, store: Store) -> None:
         super().__init__(view, store)
         self.pending: set[str] = set()
+        # What each node holds, kept current from task events (never rebuilt
+        # per pass): node ID -> NodeInfo, and task ID -> (node ID, task) for
+        # every task counted on a node.
+        self.infos: dict[str, NodeInfo] = {}
+        self.counted: dict[str, tuple[str, pb.Task]] = {}
         # Figures for benchmarks: placements made and seconds spent placing.
         self.stats = {"placed": 0, "seconds": 0.0, "passes": 0}
 
     async def reconcile_all(self) -> None:
+        self.infos = {node_id: NodeInfo(node) for node_id, node in self.view.nodes.items()}
+        self.counted = {}
+        for task in self.view.tasks.values():
+            self._track(task.meta.id, task)
         self.pending = {t.meta.id for t in self.view.tasks.values() if is_pending(t)}
         await self._schedule()
+
+    def _track(self, task_id: str, task: pb.Task | None) -> None:
+        """Count a task against the node it holds, or stop counting it."""
+        node_id = task.node_id if task is not None and holds_resources(task) else ""
+        had = self.counted.get(task_id)
+        if had is not None and had[0] == node_id:
+            return
+        if had is not None:
+            info = self.infos.get(had[0])
+            if info is not None:
+                info.remove(had[1], _ports(had[1]))
+            del self.counted[task_id]
+        if node_id and task is not None:
+            info = self.infos.get(node_id)
+            if info is not None:
+                info.add(task, _ports(task))
+                self.counted[task_id] = (node_id, task)
+
+    def _track_node(self, node_id: str, node: pb.Node | None) -> None:
+        if node is None:
+            self.infos.pop(node_id, None)
+        elif node_id in self.infos:
+            self.infos[node_id].node = node
+        else:
+            self.infos[node_id] = NodeInfo(node)
+            for task in self.view.tasks_by_node.get(node_id, {}).values():
+                self.counted.pop(task.meta.id, None)
+                self._track(task.meta.id, task)
 
     async def handle(self, events: list[Event]) -> None:
         # Unplaceable tasks are tried again only when something that could
         # make room happened: a node changed, or a task released its node.
         worth_a_pass = False
         for ev in events:
+            if ev.kind == "nodes":
+                self._track_node(ev.id, ev.new)
+                worth_a_pass = True
+                continue
             if ev.kind != "tasks":
                 worth_a_pass = True
-            elif ev.new is not None and is_pending(ev.new):
+                continue
+            self._track(ev.id, ev.new)
+            if ev.new is not None and is_pending(ev.new):
                 worth_a_pass = worth_a_pass or ev.id not in self.pending
                 self.pending.add(ev.id)
             else:
@@ -79,16 +126,6 @@ class Scheduler(Component):
         if self.pending:
             await self._schedule()
 
-    def _snapshot(self) -> dict[str, NodeInfo]:
-        infos: dict[str, NodeInfo] = {}
-        for node_id, node in self.view.nodes.items():
-            info = NodeInfo(node)
-            for task in self.view.tasks_by_node.get(node_id, {}).values():
-                if holds_resources(task):
-                    info.add(task, published_host_ports(list(task.ports)) if task.ports else [])
-            infos[node_id] = info
-        return infos
-
     async def _schedule(self) -> None:
         started = time.perf_counter()
         groups: dict[tuple[str, int], list[pb.Task]] = defaultdict(list)
@@ -100,7 +137,7 @@ class Scheduler(Component):
             groups[(task.service_id, task.spec_version)].append(task)
         if not groups:
             return
-        infos = self._snapshot()
+        infos = self.infos
         nodes = list(infos.values())
         batch = self.store.batch()
         now = now_ns()
@@ -119,6 +156,7 @@ class Scheduler(Component):
                 claimed: list[tuple[str, int]] = claimed,
             ) -> None:
                 info.add(by_id[task_id], claimed)
+                self.counted[task_id] = (info.id, by_id[task_id])
 
             pipeline = Pipeline(service_id, spec, ports)
             free = [t.meta.id for t in tasks if not t.node_id]
@@ -153,6 +191,9 @@ class Scheduler(Component):
                     batch.update(task)
         if len(batch):
             outcome = await batch.commit()
+            for conflict in outcome.conflicts:
+                # Not placed after all: count what is really there.
+                self._track(conflict.obj.meta.id, conflict.current)
             if outcome.conflicts:
                 # Someone changed those tasks meanwhile: look again shortly.
                 self.wake_at = time.monotonic() + 0.1

@@ -313,6 +313,12 @@ class Batch:
         return chunks, sequential
 
     async def commit(self) -> BatchResult:
+        """Write everything. Shielded: a caller cancelled mid-commit does not
+        stop the transactions already sent, and the view still hears of
+        every write that went through (else it would act on a stale view)."""
+        return await asyncio.shield(self._commit())
+
+    async def _commit(self) -> BatchResult:
         result = BatchResult()
         chunks, sequential = self._chunks()
         self._ops = []

@@ -110,7 +110,6 @@ class Control(cgrpc.ControlServicer):
     @_rpc
     async def GetClusterInfo(self, request: cpb.GetClusterInfoRequest, context: Ctx) -> cpb.ClusterInfo:
         cluster = self._cluster()
-        tasks = self.view.tasks.values()
         return cpb.ClusterInfo(
             cluster_id=cluster.meta.id,
             managers=await self.managers(),
@@ -119,7 +118,7 @@ class Control(cgrpc.ControlServicer):
             nodes_ready=sum(1 for n in self.view.nodes.values() if n.status.state == pb.NODE_STATE_READY),
             services=len(self.view.services),
             tasks=len(self.view.tasks),
-            tasks_running=sum(1 for t in tasks if t.status.state == pb.TASK_STATE_RUNNING),
+            tasks_running=sum(self.view.running_by_service.values()),
             created_at=cluster.meta.created_at,
             stats=self.stats(),
         )
@@ -327,12 +326,8 @@ class Control(cgrpc.ControlServicer):
         out = cpb.ListServicesResponse()
         for service in sorted(self.view.services.values(), key=lambda s: s.spec.name):
             tasks = self.view.tasks_by_service.get(service.meta.id, {}).values()
-            running = completed = 0
-            for t in tasks:
-                if t.desired_state <= pb.TASK_STATE_RUNNING and t.status.state == pb.TASK_STATE_RUNNING:
-                    running += 1
-                elif t.status.state == pb.TASK_STATE_COMPLETE:
-                    completed += 1
+            running = self.view.running_by_service[service.meta.id]
+            completed = self.view.completed_by_service[service.meta.id]
             desired = service.spec.replicas
             if service.spec.mode in (pb.SERVICE_MODE_GLOBAL, pb.SERVICE_MODE_GLOBAL_JOB):
                 desired = sum(1 for t in tasks if t.desired_state <= pb.TASK_STATE_RUNNING)

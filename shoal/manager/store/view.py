@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -84,6 +84,10 @@ class View:
         self.objects: dict[str, dict[str, Any]] = {k: {} for k in KINDS}
         self.tasks_by_service: dict[str, dict[str, pb.Task]] = defaultdict(dict)
         self.tasks_by_node: dict[str, dict[str, pb.Task]] = defaultdict(dict)
+        # Per service: tasks desired and observed running, and completed
+        # ones (service ls asks for these; counting them here keeps it O(1)).
+        self.running_by_service: Counter[str] = Counter()
+        self.completed_by_service: Counter[str] = Counter()
         self.revision = 0
         self._tombstones: dict[tuple[str, str], int] = {}
         self._subscribers: set[Subscription] = set()
@@ -288,9 +292,17 @@ class View:
             self.tasks_by_service[obj.service_id][obj.meta.id] = obj
             if obj.node_id:
                 self.tasks_by_node[obj.node_id][obj.meta.id] = obj
+            self._count(obj, 1)
+
+    def _count(self, task: pb.Task, delta: int) -> None:
+        if task.status.state == pb.TASK_STATE_RUNNING and task.desired_state <= pb.TASK_STATE_RUNNING:
+            self.running_by_service[task.service_id] += delta
+        elif task.status.state == pb.TASK_STATE_COMPLETE:
+            self.completed_by_service[task.service_id] += delta
 
     def _unindex(self, kind: str, obj: Any) -> None:
         if kind == "tasks":
+            self._count(obj, -1)
             by_svc = self.tasks_by_service.get(obj.service_id)
             if by_svc is not None:
                 by_svc.pop(obj.meta.id, None)

@@ -236,6 +236,9 @@ class View:
             if parsed is None:
                 continue
             kind, obj_id = parsed
+            held = self.objects[kind].get(obj_id)
+            if held is not None and held.meta.version >= ev.mod_revision:
+                continue  # the echo of our own write: do not even decode it
             obj = None if ev.deleted else decode(kind, ev.value, ev.mod_revision)
             changes.append((kind, obj_id, obj, ev.mod_revision))
         self._apply(changes)

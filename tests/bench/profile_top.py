@@ -1,6 +1,6 @@
 """Top entries of a py-spy speedscope profile (self and inclusive time).
 
-    python3 -m tests.bench.profile_top PROFILE.json [--limit 15]
+python3 -m tests.bench.profile_top PROFILE.json [--limit 15]
 """
 
 from __future__ import annotations
@@ -10,20 +10,25 @@ import json
 from collections import Counter
 
 
+def _name(frame: dict[str, str]) -> str:
+    return f"{frame['name']} ({frame.get('file', '')}:{frame.get('line', '')})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("profile")
     parser.add_argument("--limit", type=int, default=15)
     parser.add_argument("--match", default="shoal/", help="inclusive rows only for frames containing this")
     args = parser.parse_args()
-    data = json.load(open(args.profile))
+    with open(args.profile) as f:
+        data = json.load(f)
     frames = data["shared"]["frames"]
     own: Counter[str] = Counter()
     incl: Counter[str] = Counter()
     total = 0
     for prof in data["profiles"]:
         for stack, weight in zip(prof["samples"], prof["weights"], strict=True):
-            names = [f"{frames[i]['name']} ({frames[i].get('file', '')}:{frames[i].get('line', '')})" for i in stack]
+            names = [_name(frames[i]) for i in stack]
             if not names or "select" in names[-1] or "wait" in names[-1].lower():
                 continue  # idle
             total += weight

@@ -118,6 +118,7 @@ def main() -> None:
     parser.add_argument("--update-parallelism", type=int, default=500)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--profile", type=Path, help="write a py-spy profile of the manager here")
+    parser.add_argument("--converge-only", action="store_true", help="stop after the convergence figures")
     args = parser.parse_args()
     total = args.services * args.replicas
     kill = args.kill or max(1, args.nodes // 10)
@@ -219,6 +220,8 @@ def main() -> None:
             figures["etcd_only_seconds_same_keys"] = round(ceiling, 2)
             figures["etcd_batched_puts_per_second"] = round(keys / ceiling, 0)
             figures["converge_vs_etcd_ratio"] = round(converge / ceiling, 2)
+            if args.converge_only:
+                return
 
             # -------------------------------------------------- reads
             figures["service_ps_seconds_cli"] = round(

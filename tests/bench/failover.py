@@ -10,6 +10,7 @@ marked down and to all replicas running again.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import tempfile
@@ -39,10 +40,8 @@ def measure(period: str, replicas: int, root: Path, etcd: EtcdServer) -> dict[st
         began = time.perf_counter()
         victim.kill9()
         for pid in doomed:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(os.getpgid(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         wait_for(lambda: any(n["status"] == "down" for n in cluster.nodes()), timeout=120, interval=0.05)
         down = time.perf_counter() - began
         wait_for(lambda: len(cluster.running("web")) == replicas, timeout=120, interval=0.05)

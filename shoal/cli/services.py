@@ -154,6 +154,36 @@ def parse_mount(value: str) -> pb.Mount:
     return mount
 
 
+def registry_auth_for(image: str) -> str:
+    """Credentials for the image's registry from the user's Docker config
+    (``$DOCKER_CONFIG/config.json`` or ``~/.docker/config.json``), encoded as
+    Docker's X-Registry-Auth (base64 JSON); empty when none are stored."""
+    import base64
+    import os
+    from pathlib import Path
+
+    name = image.split("@")[0]
+    first = name.split("/")[0]
+    registry = (
+        first if "/" in name and ("." in first or ":" in first or first == "localhost") else "docker.io"
+    )
+    config = Path(os.environ.get("DOCKER_CONFIG", Path.home() / ".docker")) / "config.json"
+    try:
+        auths = json.loads(config.read_text()).get("auths", {})
+    except (OSError, ValueError):
+        return ""
+    candidates = [registry, f"https://{registry}", f"https://{registry}/v1/", f"https://{registry}/v2/"]
+    if registry == "docker.io":
+        candidates += ["https://index.docker.io/v1/", "index.docker.io"]
+    for key in candidates:
+        entry = auths.get(key)
+        if entry and entry.get("auth"):
+            user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+            payload = {"username": user, "password": password, "serveraddress": key}
+            return base64.b64encode(json.dumps(payload).encode()).decode()
+    return ""
+
+
 def spec_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by create and update (CLI.md's table)."""
     options = [
@@ -191,6 +221,7 @@ def spec_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--health-retries", type=int),
         click.option("--health-start-period"),
         click.option("--no-healthcheck", is_flag=True),
+        click.option("--with-registry-auth", is_flag=True, help="Send registry credentials to the agents"),
         click.option(
             "--detach", "-d", is_flag=True, help="Return at once instead of waiting for convergence"
         ),
@@ -334,8 +365,15 @@ def create(client_factory: Callable[[], Client], /, image: str, command: tuple[s
     if o["entrypoint"]:
         spec.task.container.command.extend(shlex.split(o["entrypoint"]))
     apply_flags(spec, o, creating=True)
+    auth = ""
+    if o["with_registry_auth"]:
+        auth = registry_auth_for(image)
+        if not auth:
+            click.echo(f"warning: no stored credentials for the registry of {image}", err=True)
     client = client_factory()
-    created: pb.Service = client.call("CreateService", cpb.CreateServiceRequest(spec=spec))
+    created: pb.Service = client.call(
+        "CreateService", cpb.CreateServiceRequest(spec=spec, registry_auth=auth)
+    )
     _emit(o["quiet"], created)
     _wait(client, created, o["detach"], o["quiet"])
 
@@ -415,12 +453,14 @@ def update(client_factory: Callable[[], Client], /, ref: str, **o: Any) -> None:
     del container.mounts[:]
     container.mounts.extend(mounts)
     apply_flags(spec, o, creating=False)
+    auth = registry_auth_for(spec.task.container.image) if o["with_registry_auth"] else ""
     request = cpb.UpdateServiceRequest(
         ref=current.meta.id,
         version=current.meta.version,
         spec=spec,
         force=o["force"],
         rollback=o["do_rollback"],
+        registry_auth=auth,
     )
     updated: pb.Service = client.call("UpdateService", request)
     _emit(o["quiet"], updated)

@@ -31,6 +31,7 @@ import grpc
 
 from shoal import pki
 from shoal.ids import new_id
+from shoal.manager import seal
 from shoal.manager.auth import Authorizer
 from shoal.manager.ca.authority import CertificateAuthority, new_root_ca
 from shoal.manager.ca.nodeca import DEFAULT_CERT_EXPIRY_NS, NodeCA
@@ -115,6 +116,7 @@ async def ensure_cluster(store: Store, heartbeat_period_ns: int) -> pb.Cluster:
         cluster.root_ca.key_pem = root.key_pem
         cluster.root_ca.cert_digest = pki.cert_digest(root.cert_pem)
         cluster.join_tokens.worker = pki.new_join_token(cluster.root_ca.cert_digest)
+        cluster.seal_key = seal.new_key()
         key = object_key(store.prefix, "clusters", cluster.meta.id)
         txn = await store.etcd.txn(
             [cmp_absent(marker)],

@@ -176,24 +176,28 @@ class RemoveNodeResponse(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class CreateServiceRequest(_message.Message):
-    __slots__ = ("spec",)
+    __slots__ = ("spec", "registry_auth")
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    REGISTRY_AUTH_FIELD_NUMBER: _ClassVar[int]
     spec: _objects_pb2.ServiceSpec
-    def __init__(self, spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ...) -> None: ...
+    registry_auth: str
+    def __init__(self, spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ..., registry_auth: _Optional[str] = ...) -> None: ...
 
 class UpdateServiceRequest(_message.Message):
-    __slots__ = ("ref", "version", "spec", "rollback", "force")
+    __slots__ = ("ref", "version", "spec", "rollback", "force", "registry_auth")
     REF_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     ROLLBACK_FIELD_NUMBER: _ClassVar[int]
     FORCE_FIELD_NUMBER: _ClassVar[int]
+    REGISTRY_AUTH_FIELD_NUMBER: _ClassVar[int]
     ref: str
     version: int
     spec: _objects_pb2.ServiceSpec
     rollback: bool
     force: bool
-    def __init__(self, ref: _Optional[str] = ..., version: _Optional[int] = ..., spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ..., rollback: _Optional[bool] = ..., force: _Optional[bool] = ...) -> None: ...
+    registry_auth: str
+    def __init__(self, ref: _Optional[str] = ..., version: _Optional[int] = ..., spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ..., rollback: _Optional[bool] = ..., force: _Optional[bool] = ..., registry_auth: _Optional[str] = ...) -> None: ...
 
 class ScaleServiceRequest(_message.Message):
     __slots__ = ("ref", "replicas")

@@ -170,18 +170,20 @@ class RootCA(_message.Message):
     def __init__(self, cert_pem: _Optional[bytes] = ..., key_pem: _Optional[bytes] = ..., cert_digest: _Optional[str] = ...) -> None: ...
 
 class Cluster(_message.Message):
-    __slots__ = ("meta", "spec", "root_ca", "join_tokens", "removed_nodes")
+    __slots__ = ("meta", "spec", "root_ca", "join_tokens", "removed_nodes", "seal_key")
     META_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     ROOT_CA_FIELD_NUMBER: _ClassVar[int]
     JOIN_TOKENS_FIELD_NUMBER: _ClassVar[int]
     REMOVED_NODES_FIELD_NUMBER: _ClassVar[int]
+    SEAL_KEY_FIELD_NUMBER: _ClassVar[int]
     meta: Meta
     spec: ClusterSpec
     root_ca: RootCA
     join_tokens: JoinTokens
     removed_nodes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ClusterSpec, _Mapping]] = ..., root_ca: _Optional[_Union[RootCA, _Mapping]] = ..., join_tokens: _Optional[_Union[JoinTokens, _Mapping]] = ..., removed_nodes: _Optional[_Iterable[str]] = ...) -> None: ...
+    seal_key: bytes
+    def __init__(self, meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ClusterSpec, _Mapping]] = ..., root_ca: _Optional[_Union[RootCA, _Mapping]] = ..., join_tokens: _Optional[_Union[JoinTokens, _Mapping]] = ..., removed_nodes: _Optional[_Iterable[str]] = ..., seal_key: _Optional[bytes] = ...) -> None: ...
 
 class NodeSpec(_message.Message):
     __slots__ = ("availability", "labels")
@@ -442,20 +444,22 @@ class UpdateStatus(_message.Message):
     def __init__(self, state: _Optional[_Union[UpdateState, str]] = ..., message: _Optional[str] = ..., started_at: _Optional[int] = ..., completed_at: _Optional[int] = ...) -> None: ...
 
 class Service(_message.Message):
-    __slots__ = ("meta", "spec", "spec_version", "previous_spec", "previous_spec_version", "update_status")
+    __slots__ = ("meta", "spec", "spec_version", "previous_spec", "previous_spec_version", "update_status", "registry_auth_sealed")
     META_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     SPEC_VERSION_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_SPEC_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_SPEC_VERSION_FIELD_NUMBER: _ClassVar[int]
     UPDATE_STATUS_FIELD_NUMBER: _ClassVar[int]
+    REGISTRY_AUTH_SEALED_FIELD_NUMBER: _ClassVar[int]
     meta: Meta
     spec: ServiceSpec
     spec_version: int
     previous_spec: ServiceSpec
     previous_spec_version: int
     update_status: UpdateStatus
-    def __init__(self, meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., previous_spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., previous_spec_version: _Optional[int] = ..., update_status: _Optional[_Union[UpdateStatus, _Mapping]] = ...) -> None: ...
+    registry_auth_sealed: bytes
+    def __init__(self, meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., previous_spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., previous_spec_version: _Optional[int] = ..., update_status: _Optional[_Union[UpdateStatus, _Mapping]] = ..., registry_auth_sealed: _Optional[bytes] = ...) -> None: ...
 
 class TaskStatus(_message.Message):
     __slots__ = ("state", "timestamp", "message", "err", "exit_code", "pid", "health")
@@ -476,7 +480,7 @@ class TaskStatus(_message.Message):
     def __init__(self, state: _Optional[_Union[TaskState, str]] = ..., timestamp: _Optional[int] = ..., message: _Optional[str] = ..., err: _Optional[str] = ..., exit_code: _Optional[int] = ..., pid: _Optional[int] = ..., health: _Optional[_Union[Health, str]] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("meta", "service_id", "service_name", "slot", "node_id", "spec", "spec_version", "desired_state", "status", "restart_at", "attempt", "ports")
+    __slots__ = ("meta", "service_id", "service_name", "slot", "node_id", "spec", "spec_version", "desired_state", "status", "restart_at", "attempt", "ports", "registry_auth")
     META_FIELD_NUMBER: _ClassVar[int]
     SERVICE_ID_FIELD_NUMBER: _ClassVar[int]
     SERVICE_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -489,6 +493,7 @@ class Task(_message.Message):
     RESTART_AT_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
+    REGISTRY_AUTH_FIELD_NUMBER: _ClassVar[int]
     meta: Meta
     service_id: str
     service_name: str
@@ -501,4 +506,5 @@ class Task(_message.Message):
     restart_at: int
     attempt: int
     ports: _containers.RepeatedCompositeFieldContainer[PortConfig]
-    def __init__(self, meta: _Optional[_Union[Meta, _Mapping]] = ..., service_id: _Optional[str] = ..., service_name: _Optional[str] = ..., slot: _Optional[int] = ..., node_id: _Optional[str] = ..., spec: _Optional[_Union[TaskSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., desired_state: _Optional[_Union[TaskState, str]] = ..., status: _Optional[_Union[TaskStatus, _Mapping]] = ..., restart_at: _Optional[int] = ..., attempt: _Optional[int] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ...) -> None: ...
+    registry_auth: str
+    def __init__(self, meta: _Optional[_Union[Meta, _Mapping]] = ..., service_id: _Optional[str] = ..., service_name: _Optional[str] = ..., slot: _Optional[int] = ..., node_id: _Optional[str] = ..., spec: _Optional[_Union[TaskSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., desired_state: _Optional[_Union[TaskState, str]] = ..., status: _Optional[_Union[TaskStatus, _Mapping]] = ..., restart_at: _Optional[int] = ..., attempt: _Optional[int] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ..., registry_auth: _Optional[str] = ...) -> None: ...

@@ -37,9 +37,11 @@ is the reason the user sees), ``TaskFailed`` after that, and
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import contextlib
 import functools
+import json
 import logging
 import math
 import re
@@ -110,6 +112,18 @@ _HEALTH = {"starting": Health.STARTING, "healthy": Health.HEALTHY, "unhealthy": 
 _MOUNT_TYPES = ("bind", "volume", "tmpfs")
 _PROTOCOLS = ("tcp", "udp", "sctp")
 _SECOND_NS = 1_000_000_000
+
+
+def registry_auth(task: pb.Task) -> dict[str, str] | None:
+    """The credentials the manager sent with the task (base64 JSON, as
+    Docker's X-Registry-Auth), as the SDK's auth_config."""
+    if not task.registry_auth:
+        return None
+    try:
+        decoded = json.loads(base64.b64decode(task.registry_auth))
+    except ValueError:
+        return None
+    return {str(k): str(v) for k, v in decoded.items()} if isinstance(decoded, dict) else None
 
 
 class EngineUnavailable(RuntimeError):
@@ -438,7 +452,7 @@ class _Engine:
 
     # -- images
 
-    async def ensure_image(self, ref: ImageRef, tlog: _TaskLog) -> None:
+    async def ensure_image(self, ref: ImageRef, tlog: _TaskLog, auth: dict[str, str] | None = None) -> None:
         """Pull the image unless it is present. Tasks that need the same
         reference at once share one pull. Raises TaskRejected when the pull
         fails."""
@@ -448,7 +462,9 @@ class _Engine:
         pull = self._pulls.get(key)
         if pull is None:
             tlog.info("pulling image %s", ref)
-            pull = asyncio.ensure_future(self.run(f"pulling image {ref}", self._pull, ref, rejected=True))
+            pull = asyncio.ensure_future(
+                self.run(f"pulling image {ref}", self._pull, ref, auth, rejected=True)
+            )
             self._pulls[key] = pull
             pull.add_done_callback(functools.partial(self._pull_done, key))
         # One waiter cancelled (its task shut down) must not cancel the others'.
@@ -469,10 +485,12 @@ class _Engine:
             return False
         return True
 
-    def _pull(self, ref: ImageRef) -> None:
-        # Credentials: the SDK sends those of ~/.docker/config.json for the
+    def _pull(self, ref: ImageRef, auth: dict[str, str] | None = None) -> None:
+        # Credentials: those the service was created with (`--with-registry-
+        # auth`), else the SDK sends those of ~/.docker/config.json for the
         # reference's registry, as the docker CLI does.
-        for event in self.api.pull(ref.repository, tag=ref.pull_tag, stream=True, decode=True):
+        pulling = self.api.pull(ref.repository, tag=ref.pull_tag, stream=True, decode=True, auth_config=auth)
+        for event in pulling:
             # A pull that fails midway reports it in the stream, not by status.
             if isinstance(event, dict) and event.get("error"):
                 raise docker.errors.APIError(str(event["error"]), explanation=str(event["error"]))
@@ -725,7 +743,7 @@ class DockerTaskController:
         if await self._find() is not None:
             self.log.debug("reusing its existing container %s", self._id)
             return
-        await self._engine.ensure_image(opts.image, self.log)
+        await self._engine.ensure_image(opts.image, self.log, registry_auth(self.ctx.task))
         self._id = await self._engine.create(opts)
         self.log.debug("created container %s (%s)", opts.name, self._id[:12])
 

@@ -9,7 +9,9 @@ place that translation happens.
 
 from __future__ import annotations
 
+import base64
 import functools
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias, TypeVar
 
@@ -17,6 +19,7 @@ import grpc
 
 from shoal import pki
 from shoal.ids import new_id
+from shoal.manager import seal
 from shoal.manager.auth import Authorizer
 from shoal.manager.ca.authority import CertificateAuthority
 from shoal.manager.controlapi import validate
@@ -223,7 +226,30 @@ class Control(cgrpc.ControlServicer):
         self._check_unique(spec)
         service = pb.Service(spec=spec, spec_version=1)
         service.meta.id = new_id()
+        if request.registry_auth:
+            service.registry_auth_sealed = await self._seal_auth(request.registry_auth, service.meta.id)
         return await self.store.create(service)
+
+    async def _seal_auth(self, auth: str, service_id: str) -> bytes:
+        """Check the credentials' shape and seal them with the cluster key
+        (made on first use for clusters initialised without one)."""
+        try:
+            decoded = json.loads(base64.b64decode(auth, validate=True))
+            if not isinstance(decoded, dict):
+                raise ValueError
+        except ValueError:
+            raise ValueError("registry_auth: expected base64 of a JSON object (username, password)") from None
+        for _ in range(10):
+            cluster = self._cluster()
+            if cluster.seal_key:
+                return seal.seal(cluster.seal_key, auth.encode(), service_id.encode())
+            cluster = clone(cluster)
+            cluster.seal_key = seal.new_key()
+            try:
+                await self.store.update(cluster)
+            except VersionConflict:
+                self.view.observe("clusters", await self.store.get("clusters", cluster.meta.id))
+        raise VersionConflict("the cluster is being changed by someone else; retry")
 
     def _check_unique(self, spec: pb.ServiceSpec, service_id: str = "") -> None:
         existing = self.view.service_by_name(spec.name)
@@ -277,6 +303,8 @@ class Control(cgrpc.ControlServicer):
         self._check_unique(spec, current.meta.id)
         if request.force:
             spec.task.force_update = current.spec.task.force_update + 1
+        if request.registry_auth:
+            service.registry_auth_sealed = await self._seal_auth(request.registry_auth, current.meta.id)
         template_changed = spec.task.SerializeToString(
             deterministic=True
         ) != current.spec.task.SerializeToString(deterministic=True) or list(spec.ports) != list(

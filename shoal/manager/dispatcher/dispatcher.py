@@ -30,6 +30,7 @@ import grpc
 
 from shoal import pki
 from shoal.ids import new_id
+from shoal.manager import seal
 from shoal.manager.auth import Authorizer
 from shoal.manager.logsource import NodeNotConnected
 from shoal.manager.store import Event, Store, StoreError, View, clone, now_ns
@@ -130,7 +131,7 @@ class Dispatcher(dgrpc.DispatcherServicer):
         if new_node and (s := self.sessions.get(new_node)):
             assert ev.new is not None
             s.removed.discard(ev.id)
-            s.upserts[ev.id] = ev.new
+            s.upserts[ev.id] = self._with_credentials(ev.new)
             touched.add(s)
 
     async def _watch_deadlines(self) -> None:
@@ -249,7 +250,9 @@ class Dispatcher(dgrpc.DispatcherServicer):
         yield started
         full = dpb.ManagerMessage()
         full.assignments.full = True
-        full.assignments.tasks.extend(self.view.tasks_by_node.get(node_id, {}).values())
+        full.assignments.tasks.extend(
+            self._with_credentials(t) for t in self.view.tasks_by_node.get(node_id, {}).values()
+        )
         yield full
 
         reader = asyncio.create_task(self._read(node_id, session, request_iterator))
@@ -289,6 +292,22 @@ class Dispatcher(dgrpc.DispatcherServicer):
             pass
         finally:
             session.queue.put_nowait(None)
+
+    def _with_credentials(self, task: pb.Task) -> pb.Task:
+        """The task as sent to its node: with the service's registry
+        credentials unsealed, if it has any (they are never stored so)."""
+        service = self.view.services.get(task.service_id)
+        cluster = self.view.cluster()
+        if service is None or not service.registry_auth_sealed or cluster is None or not cluster.seal_key:
+            return task
+        try:
+            auth = seal.unseal(cluster.seal_key, service.registry_auth_sealed, service.meta.id.encode())
+        except Exception:
+            log.warning("cannot unseal the registry credentials of service %s", service.spec.name)
+            return task
+        sent = clone(task)
+        sent.registry_auth = auth.decode()
+        return sent
 
     def has_session(self, node_id: str) -> bool:
         return node_id in self.sessions

@@ -48,7 +48,6 @@ def test_sealed_credentials_open_only_with_the_key_and_service() -> None:
 def test_registry_credentials_are_never_stored_in_plain_text(make_cluster: Any, tmp_path: Path) -> None:
     cluster = make_cluster(agents=1)
     env_config = docker_config(tmp_path)
-    import os
     import subprocess
     import sys
 
@@ -99,4 +98,3 @@ def test_registry_credentials_are_never_stored_in_plain_text(make_cluster: Any, 
         base64.b64decode(seal.unseal(cl.seal_key, svc.registry_auth_sealed, service_id.encode()))
     )
     assert opened["password"] == PASSWORD
-    assert os.environ.get("DOCKER_CONFIG") != str(env_config)

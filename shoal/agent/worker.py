@@ -35,6 +35,7 @@ from shoal.agent.runtime.base import (
     TaskController,
     TaskRejected,
 )
+from shoal.names import task_name
 from shoal.protos import objects_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -62,12 +63,6 @@ def task_env(task: pb.Task, node_id: str) -> dict[str, str]:
         key, _, value = item.partition("=")
         env[key] = value
     return env
-
-
-def task_name(task: pb.Task) -> str:
-    """Docker's task name: service.slot.id (global: service.node.id)."""
-    middle = str(task.slot) if task.slot else task.node_id
-    return f"{task.service_name}.{middle}.{task.meta.id}"
 
 
 class TaskRunner:

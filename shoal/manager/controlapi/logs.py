@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from shoal.manager.logsource import LogSource, NodeNotConnected
 from shoal.manager.store import View
+from shoal.names import task_name
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
 
@@ -26,11 +27,6 @@ log = logging.getLogger(__name__)
 # Forward a request to the manager at an address: yields its messages.
 Forward = Callable[[str, cpb.TaskLogsRequest], AsyncIterator[cpb.TaskLogMessage]]
 ManagerAddr = Callable[[str], Awaitable[str | None]]
-
-
-def task_name(task: pb.Task) -> str:
-    middle = str(task.slot) if task.slot else task.node_id
-    return f"{task.service_name}.{middle}.{task.meta.id}"
 
 
 class LogGatherer:

@@ -70,7 +70,7 @@ class LogStreamer:
             )
             self.send(msg)
             return
-        lines: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue(maxsize=10 * CHUNK_LINES)
+        lines: asyncio.Queue[tuple[str, bytes, int] | None] = asyncio.Queue(maxsize=10 * CHUNK_LINES)
         error = ""
 
         async def read() -> None:
@@ -101,12 +101,14 @@ class LogStreamer:
                 try:
                     item = await asyncio.wait_for(lines.get(), CHUNK_DELAY)
                 except TimeoutError:
-                    item = ("", b"")  # nothing new: flush what we have
+                    item = ("", b"", 0)  # nothing new: flush what we have
                 if item is None:
                     break
-                stream, data = item
+                stream, data, written = item
                 if stream:
-                    ts = time.time_ns()
+                    # Runtimes that cannot tell when a line was written get
+                    # the time it was read.
+                    ts = written or time.time_ns()
                     if not (req.since and ts < req.since):
                         msg.log_chunk.lines.add(stream=stream, data=data.rstrip(b"\n"), timestamp=ts)
                 full = len(msg.log_chunk.lines) >= CHUNK_LINES

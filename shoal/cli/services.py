@@ -639,7 +639,7 @@ def rm(client_factory: Callable[[], Client], refs: tuple[str, ...]) -> None:
 @service.command()
 @click.option("--follow", "-f", is_flag=True, help="Keep streaming new output (and new tasks)")
 @click.option("--tail", "-n", default="all", help="Lines to show from the end of each task's output")
-@click.option("--timestamps", "-t", is_flag=True, help="Show when each line was read")
+@click.option("--timestamps", "-t", is_flag=True, help="Show when each line was written")
 @click.option("--since", default=None, help="Only lines newer than this duration (e.g. 10m) or RFC 3339 time")
 @click.option("--no-task-ids", is_flag=True, help="Leave the task ID out of the prefix")
 @click.option("--raw", is_flag=True, help="No prefix at all")

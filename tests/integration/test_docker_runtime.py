@@ -153,7 +153,7 @@ async def started(rt: DockerRuntime, ctx: TaskContext) -> DockerTaskController:
 
 
 async def read_logs(ctl: DockerTaskController, tail: int | None = None) -> list[tuple[str, bytes]]:
-    return [item async for item in ctl.logs(follow=False, tail=tail)]
+    return [(stream, line) async for stream, line, _ in ctl.logs(follow=False, tail=tail)]
 
 
 async def wait_until(cond: Callable[[], Coroutine[Any, Any, bool]], timeout: float = 20.0) -> None:
@@ -502,7 +502,8 @@ def test_logs_tail_and_follow(node_id: str) -> None:
             script += "exec sleep 1000"
             ctl = await started(rt, make_ctx(node_id, ["sh", "-c", script]))
             seen: list[tuple[str, bytes]] = []
-            async for item in ctl.logs(follow=True, tail=None):
+            async for stream, line, _ in ctl.logs(follow=True, tail=None):
+                item = (stream, line)
                 seen.append(item)
                 if item == ("stdout", b"three\n"):
                     break  # the consumer goes away while the container runs on

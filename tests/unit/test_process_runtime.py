@@ -380,7 +380,7 @@ def test_logs_tail_returns_the_last_lines_of_each_stream(state_dir: Path) -> Non
     script = "for i in 1 2 3 4 5; do echo out$i; echo err$i >&2; done; printf partial"
 
     async def collect(ctl: LogReading, tail: int | None) -> list[tuple[str, bytes]]:
-        return [item async for item in ctl.logs(follow=False, tail=tail)]
+        return [(stream, line) async for stream, line, _ in ctl.logs(follow=False, tail=tail)]
 
     async def main() -> None:
         rt = ProcessRuntime(state_dir)
@@ -408,8 +408,8 @@ def test_logs_follow_yields_lines_as_they_are_written(state_dir: Path) -> None:
         seen: list[tuple[str, bytes]] = []
 
         async def follow() -> None:
-            async for item in ctl.logs(follow=True, tail=None):
-                seen.append(item)
+            async for stream, line, _ in ctl.logs(follow=True, tail=None):
+                seen.append((stream, line))
                 if len(seen) == 2:
                     return
 

@@ -120,8 +120,10 @@ class HealthReporting(Protocol):
 class LogReading(Protocol):
     """A controller that can return the task's output."""
 
-    def logs(self, follow: bool, tail: int | None) -> AsyncIterator[tuple[str, bytes]]:
-        """Yield (stream, line) pairs: stream is "stdout" or "stderr"."""
+    def logs(self, follow: bool, tail: int | None) -> AsyncIterator[tuple[str, bytes, int]]:
+        """Yield (stream, line, written_at) triples: stream is "stdout" or
+        "stderr"; written_at is when the line was written (Unix ns), or 0
+        when the backend cannot know."""
         ...
 
 

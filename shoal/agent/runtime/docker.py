@@ -684,6 +684,20 @@ async def _next_line(queue: asyncio.Queue[_LogItem]) -> _LogLine | None:
     return item
 
 
+def _stamp_ns(stamp: bytes) -> int:
+    """The engine's RFC 3339 timestamp (nanosecond digits) as Unix ns; 0 if
+    it cannot be read."""
+    import datetime
+
+    text = stamp.decode(errors="replace").rstrip("Z")
+    whole, _, fraction = text.partition(".")
+    try:
+        seconds = datetime.datetime.fromisoformat(whole).replace(tzinfo=datetime.UTC).timestamp()
+    except ValueError:
+        return 0
+    return int(seconds) * 1_000_000_000 + int((fraction + "000000000")[:9] or 0)
+
+
 def _earliest(heads: list[_LogLine | None]) -> int | None:
     """The index of the line logged first (stdout first on a tie); None when
     every stream has ended."""
@@ -798,8 +812,9 @@ class DockerTaskController:
         self._last_health_message = _health_message(health)
         return _HEALTH.get(str(health.get("Status")), Health.NONE)
 
-    async def logs(self, follow: bool, tail: int | None) -> AsyncIterator[tuple[str, bytes]]:
-        """Yield ("stdout" | "stderr", line) with the newline kept. tail keeps
+    async def logs(self, follow: bool, tail: int | None) -> AsyncIterator[tuple[str, bytes, int]]:
+        """Yield ("stdout" | "stderr", line, written_at) with the newline kept
+        and the engine's timestamp of the line (Unix ns). tail keeps
         the last lines of the log, both streams counted together (as `docker
         logs --tail`). The engine serves each stream separately: without
         follow they are merged back in the order the engine logged them; with
@@ -822,13 +837,13 @@ class DockerTaskController:
                     if line is None:
                         ended += 1
                     else:
-                        yield line[0], line[2]
+                        yield line[0], line[2], _stamp_ns(line[1])
             else:
                 heads = [await _next_line(queue) for queue in queues]
                 while (first := _earliest(heads)) is not None:
                     head = heads[first]
                     assert head is not None
-                    yield head[0], head[2]
+                    yield head[0], head[2], _stamp_ns(head[1])
                     heads[first] = await _next_line(queues[first])
         finally:
             for pump in pumps:

@@ -314,6 +314,13 @@ async def _wait_exit(handle: ProcessHandle) -> None:
         os.close(fd)
 
 
+def _mtime_ns(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
 def _write_atomic(path: Path, text: str) -> None:
     """Write text so that readers see the old file or the new one, never a part."""
     tmp = path.with_name(path.name + ".tmp")
@@ -908,20 +915,29 @@ class ProcessTaskController:
         await self._dir.stop(0.0, signal.SIGKILL)
         await self._dir.delete()
 
-    async def logs(self, follow: bool, tail: int | None) -> AsyncIterator[tuple[str, bytes]]:
-        """Yield ("stdout" | "stderr", line) with the newline kept: all of
-        stdout, then all of stderr (the files have no timestamps to interleave
-        them by). tail limits each file to its last lines. follow then polls
-        both files for new lines until the consumer stops iterating. Logs are
-        not rotated."""
+    async def logs(self, follow: bool, tail: int | None) -> AsyncIterator[tuple[str, bytes, int]]:
+        """Yield ("stdout" | "stderr", line, written_at) with the newline
+        kept: one stream after the other, the one written to last at the end. The
+        files hold no timestamps, so written_at is the file's last change for
+        what was already there (and tail counts each file on its own, the
+        last line excepted); lines that appear while following are stamped
+        when read, within LOG_POLL_INTERVAL of being written. Logs are not
+        rotated."""
         offsets: dict[str, int] = {}
-        for stream in ("stdout", "stderr"):
+        # With no per-line times, the file written to last goes last, so that
+        # the final line (what `--tail 1` shows) is the task's last word.
+        order = sorted(("stdout", "stderr"), key=lambda s: _mtime_ns(self.task_dir / f"{s}.log"))
+        for stream in order:
             path = self.task_dir / f"{stream}.log"
             offset = 0 if tail is None else _tail_offset(path, tail)
             while True:
                 lines, new_offset = _read_lines(path, offset, partial=not follow)
+                # No per-line times on disk: a line already there is stamped
+                # with its file's last change, an upper bound of when it was
+                # written (so --since errs on the side of showing it).
+                written = _mtime_ns(path)
                 for line in lines:
-                    yield stream, line
+                    yield stream, line, written
                 if new_offset == offset:
                     break
                 offset = new_offset
@@ -933,8 +949,9 @@ class ProcessTaskController:
                 lines, offsets[stream] = _read_lines(
                     self.task_dir / f"{stream}.log", offsets[stream], partial=False
                 )
+                now = time.time_ns()
                 for line in lines:
-                    yield stream, line
+                    yield stream, line, now
 
     # ----------------------------------------------------------------- helpers
 

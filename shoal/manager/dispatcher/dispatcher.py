@@ -122,8 +122,8 @@ class Dispatcher(dgrpc.DispatcherServicer):
             sub.close()
 
     def _route(self, ev: Event, touched: set[_Session]) -> None:
-        old_node = ev.old.node_id if ev.old is not None else ""
-        new_node = ev.new.node_id if ev.new is not None else ""
+        old_node = _assigned_node(ev.old)
+        new_node = _assigned_node(ev.new)
         if old_node and old_node != new_node and (s := self.sessions.get(old_node)):
             s.upserts.pop(ev.id, None)
             s.removed.add(ev.id)
@@ -251,7 +251,9 @@ class Dispatcher(dgrpc.DispatcherServicer):
         full = dpb.ManagerMessage()
         full.assignments.full = True
         full.assignments.tasks.extend(
-            self._with_credentials(t) for t in self.view.tasks_by_node.get(node_id, {}).values()
+            self._with_credentials(t)
+            for t in self.view.tasks_by_node.get(node_id, {}).values()
+            if _assigned_node(t)
         )
         yield full
 
@@ -370,6 +372,15 @@ class Dispatcher(dgrpc.DispatcherServicer):
                     self.view.observe("nodes", fresh)
                 await asyncio.sleep(0.05)
         raise StoreError(f"could not register node {node_id}")
+
+
+def _assigned_node(task: pb.Task | None) -> str:
+    """The node a task is assigned to, once the scheduler confirmed it (a
+    global task carries its node from birth, but must not reach the agent
+    before the scheduler checked that it fits there)."""
+    if task is None or task.status.state < pb.TASK_STATE_ASSIGNED:
+        return ""
+    return task.node_id
 
 
 def _peer_ip(peer: str) -> str:

@@ -1,0 +1,53 @@
+"""The local Docker Engine for tests that run services as containers.
+
+``engine_or_skip()`` is what a module fixture calls: a client of the engine
+(as ``DOCKER_HOST`` etc. name it) with the test images built. Without an
+engine the tests skip, except under CI (``CI`` set), where they fail: the CI
+installs and starts one, so its absence there is a broken build, not a reason
+to skip. ``containers_of`` lists a service's containers through the SDK, not
+through shoal, so tests check what really runs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Labels shoal puts on every container it creates.
+LABEL_TASK_ID = "shoal.task.id"
+LABEL_SERVICE_ID = "shoal.service.id"
+LABEL_SERVICE_NAME = "shoal.service.name"
+LABEL_NODE_ID = "shoal.node.id"
+LABEL_SLOT = "shoal.task.slot"
+
+
+def engine_or_skip() -> Any:
+    """A docker.DockerClient of the local engine, test images built; the
+    caller closes it."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=30)
+        client.ping()
+    except Exception as err:
+        why = f"no Docker engine answers ({err}); start one: dockerd > /tmp/dockerd.log 2>&1 &"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs Docker: {why}")
+        pytest.skip(why)
+    subprocess.run([str(REPO / "scripts" / "build-test-images")], check=True)
+    return client
+
+
+def containers_of(engine: Any, service: str, node_ids: set[str], running_only: bool = True) -> list[Any]:
+    """The containers of the service called `service` (docker SDK objects)
+    on the nodes `node_ids` (one cluster's: other clusters may share the
+    engine and the service name); only running ones unless running_only is
+    False."""
+    found = engine.containers.list(all=not running_only, filters={"label": f"{LABEL_SERVICE_NAME}={service}"})
+    return [c for c in found if c.labels.get(LABEL_NODE_ID) in node_ids]

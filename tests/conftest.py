@@ -40,12 +40,19 @@ def make_cluster(etcd_server: EtcdServer, tmp_path: Path, request: pytest.Fixtur
 
     made: list[Cluster] = []
 
-    def make(agents: int = 3, heartbeat: str = "1s", labels: list[dict[str, str]] | None = None) -> Cluster:
+    def make(
+        agents: int = 3,
+        heartbeat: str = "1s",
+        labels: list[dict[str, str]] | None = None,
+        runtime: str | None = None,
+    ) -> Cluster:
+        """`runtime` ("docker", "auto"): started with `--runtime`; None: the
+        agent's default (process)."""
         c = Cluster(etcd_server, tmp_path / f"cluster{len(made)}", heartbeat=heartbeat)
         made.append(c)
         c.start_manager()
         for i in range(agents):
-            c.start_agent(labels=(labels[i] if labels else None))
+            c.start_agent(labels=(labels[i] if labels else None), **({"runtime": runtime} if runtime else {}))
         if agents:
             c.wait_nodes_ready(agents)
         return c

@@ -82,7 +82,9 @@ class Session:
             self.connected.clear()
             index += 1
             await asyncio.sleep(backoff * (0.5 + random.random()))
-            backoff = min(BACKOFF_MAX, backoff * 2)
+            # Never wait longer than a heartbeat period between attempts: a
+            # restarted manager gives nodes a grace of a few periods only.
+            backoff = min(BACKOFF_MAX, self.heartbeat_period, backoff * 2)
 
     async def _session(self, addr: str) -> None:
         assert self.worker is not None

@@ -47,7 +47,9 @@ class NodeMonitor:
                     continue
                 seen.add(node.meta.id)
                 since = self._orphaned_since.setdefault(node.meta.id, now)
-                if now - since >= self.grace():
+                # Twice the grace: the node's agent may still be backing off
+                # before it tries another manager.
+                if now - since >= 2 * self.grace():
                     await self._mark_down(node)
             for node_id in list(self._orphaned_since):
                 if node_id not in seen:

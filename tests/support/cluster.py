@@ -129,6 +129,11 @@ class Cluster:
     managers: list[Proc] = field(default_factory=list)
     agents: list[Proc] = field(default_factory=list)
     manager_addrs: list[str] = field(default_factory=list)
+    # Containers of this cluster's nodes that close() had to remove after
+    # stop_agent_tasks (IDs); empty when the agents' own cleanup did it all.
+    swept_containers: list[str] = field(default_factory=list)
+    # service_ps's connection to a manager, made on first use.
+    _client: Any = field(default=None, repr=False, compare=False)
 
     @property
     def env(self) -> dict[str, str]:
@@ -239,6 +244,29 @@ class Cluster:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=self.env)
         return CLIResult(res.returncode, res.stdout, res.stderr)
 
+    def popen_cli(self, *args: str) -> subprocess.Popen[str]:
+        """The CLI as a background process (for commands that keep running,
+        such as `service logs -f`): text pipes for stdout and stderr. The
+        caller terminates it."""
+        cmd = [
+            sys.executable,
+            "-m",
+            "shoal",
+            "--host",
+            ",".join(self.manager_addrs),
+            "--tls-dir",
+            str(self.tls_dir),
+            *args,
+        ]
+        return subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=self.env,
+        )
+
     def tasks(self, service: str) -> list[dict[str, Any]]:
         res = self.cli("service", "ps", service, "--format", "json")
         assert res.code == 0, res.err
@@ -272,17 +300,74 @@ class Cluster:
                 return path
         raise AssertionError(f"no agent of this cluster has a folder for task {task_id}")
 
+    def service_ps(self, service: str, timeout: float = 2.0) -> list[dict[str, Any]] | None:
+        """What `service ps SERVICE --format json` prints, read in-process
+        (no CLI process per call, so samplers can poll every 200 ms); None
+        when no manager answers. Keeps one connection between calls."""
+        from shoal.cli.client import Client, CLIError, Target
+        from shoal.cli.render import sort_tasks_for_ps, task_json
+        from shoal.protos import control_pb2 as cpb
+
+        try:
+            if self._client is None:
+                self._client = Client(
+                    Target(list(self.manager_addrs), self.tls_dir), timeout=timeout
+                ).connect()
+            resp = self._client.call("ListTasks", cpb.ListTasksRequest(service=service))
+        except CLIError:
+            if self._client is not None:
+                self._client.close()
+            self._client = None
+            return None
+        hostnames = dict(resp.node_hostnames)
+        return [task_json(t, hostnames) for t in sort_tasks_for_ps(list(resp.tasks))]
+
+    def kill_tasks_of(self, agent: Proc) -> set[int]:
+        """SIGKILL every task process group `agent` started (what a machine
+        that dies takes with it). Reads the process runtime's handle.json
+        files; returns the process group IDs that were signalled."""
+        tasks = self.root / f"agent-{self.agents.index(agent) + 1}" / "runtime" / "tasks"
+        killed: set[int] = set()
+        for handle_file in tasks.glob("*/handle.json"):
+            try:
+                handle = json.loads(handle_file.read_text())
+                stat = Path(f"/proc/{handle['pid']}/stat").read_text()
+            except (OSError, ValueError, KeyError):
+                continue  # never started, or long gone
+            fields = stat.rsplit(")", 1)[1].split()
+            # fields[19] is starttime: a reused pid is someone else's process.
+            if int(fields[19]) != handle["start_time"] or fields[0] in ("Z", "X"):
+                continue
+            try:
+                os.killpg(handle["pid"], signal.SIGKILL)
+                killed.add(handle["pid"])
+            except ProcessLookupError:
+                pass
+        return killed
+
     def close(self) -> None:
         """Stop every process this cluster started, and its agents' tasks,
         even if one step fails."""
         errors: list[BaseException] = []
+        if self._client is not None:
+            self._client.close()
+            self._client = None
         for proc in self.agents:
             try:
                 proc.stop()
             except Exception as err:  # keep going: the rest must stop too
                 errors.append(err)
+        agent_dirs = [self.root / f"agent-{i + 1}" for i in range(len(self.agents))]
         try:
-            _kill_agent_tasks([self.root / f"agent-{i + 1}" for i in range(len(self.agents))])
+            _kill_agent_tasks(agent_dirs)
+        except Exception as err:
+            errors.append(err)
+        try:
+            # A safety net under stop_agent_tasks: whatever container of
+            # these nodes is still there (it failed, or a test interfered).
+            self.swept_containers = remove_containers_of(_node_ids(agent_dirs))
+            if self.swept_containers:
+                print(f"cluster {self.root}: removed {len(self.swept_containers)} containers left behind")
         except Exception as err:
             errors.append(err)
         for proc in self.managers:
@@ -306,6 +391,7 @@ def start_cluster(
     agents: int = 3,
     heartbeat: str = "1s",
     labels: list[dict[str, str]] | None = None,
+    runtime: str | None = None,
 ) -> Cluster:
     """A manager and `agents` ready agents (what make_cluster builds), for
     fixtures shared by a whole module. Stopped again if it fails to start."""
@@ -313,7 +399,9 @@ def start_cluster(
     try:
         cluster.start_manager()
         for i in range(agents):
-            cluster.start_agent(labels=(labels[i] if labels else None))
+            cluster.start_agent(
+                labels=(labels[i] if labels else None), **({"runtime": runtime} if runtime else {})
+            )
         if agents:
             cluster.wait_nodes_ready(agents)
     except BaseException:
@@ -328,6 +416,46 @@ def _kill_agent_tasks(agent_dirs: list[Path]) -> None:
     from shoal.cli.daemons import stop_agent_tasks
 
     stop_agent_tasks([d for d in agent_dirs if d.exists()])
+
+
+def _node_ids(agent_dirs: list[Path]) -> list[str]:
+    """The node IDs the agents got when they joined (from their state dirs)."""
+    from shoal.agent.identity import load_identity
+
+    ids = []
+    for d in agent_dirs:
+        identity = load_identity(d) if d.exists() else None
+        if identity is not None:
+            ids.append(identity.node_id)
+    return ids
+
+
+def remove_containers_of(node_ids: list[str]) -> list[str]:
+    """Force-remove every container labelled with one of these node IDs
+    (shoal.node.id), through the Docker SDK rather than shoal's code; their
+    IDs. Nothing to do when no engine answers (then there are none)."""
+    if not node_ids:
+        return []
+    try:
+        import docker
+        import docker.errors
+
+        client = docker.from_env(timeout=10)
+        client.ping()
+    except Exception:
+        return []
+    removed = []
+    try:
+        for node_id in node_ids:
+            for c in client.api.containers(all=True, filters={"label": f"shoal.node.id={node_id}"}):
+                try:
+                    client.api.remove_container(c["Id"], force=True, v=True)
+                except docker.errors.NotFound:
+                    continue
+                removed.append(str(c["Id"]))
+    finally:
+        client.close()
+    return removed
 
 
 def alive(pid: int) -> bool:

@@ -212,6 +212,18 @@ class Control(cgrpc.ControlServicer):
             except VersionConflict:
                 self.view.observe("clusters", await self.store.get("clusters", cluster.meta.id))
         await self.store.delete(node)
+        # Its tasks will never report again: they are orphaned (the
+        # orchestrators replace them, the node being gone).
+        orphaned = []
+        for task in self.view.tasks_by_node.get(node.meta.id, {}).values():
+            if task.status.state <= pb.TASK_STATE_RUNNING:
+                task = clone(task)
+                task.status.state = pb.TASK_STATE_ORPHANED
+                task.status.message = "node removed from the cluster"
+                task.status.timestamp = now_ns()
+                orphaned.append(task)
+        if orphaned:
+            await self.store.batch().extend("update", orphaned).commit()
         return cpb.RemoveNodeResponse(id=node.meta.id)
 
     # -------------------------------------------------------------- services
@@ -313,7 +325,14 @@ class Control(cgrpc.ControlServicer):
         if template_changed:
             service.previous_spec.CopyFrom(current.spec)
             service.previous_spec_version = current.spec_version
-            service.spec_version = current.spec_version + 1
+            # A rollback goes back to the previous version *number* too, so
+            # the tasks that still run it are up to date and stay (Swarm).
+            if request.rollback and current.previous_spec_version:
+                service.spec_version = current.previous_spec_version
+            else:
+                # Never reuse a number: after a rollback the failed version's
+                # number is the previous one, and its tasks may still be about.
+                service.spec_version = max(current.spec_version, current.previous_spec_version) + 1
             # The updater rolls the new version out; this is where it starts.
             if request.rollback:
                 service.update_status.state = pb.UPDATE_STATE_ROLLBACK_STARTED

@@ -102,24 +102,36 @@ class Dispatcher(dgrpc.DispatcherServicer):
         # grace period to come back before anyone calls them down.
         for node in self.view.nodes.values():
             if node.status.state == pb.NODE_STATE_READY and node.status.manager_id == self.manager_id:
-                self.deadlines.setdefault(node.meta.id, time.monotonic() + self.grace())
+                # Twice the usual grace, as Swarm gives nodes of unknown state
+                # after a leader change: agents are still backing off.
+                self.deadlines.setdefault(node.meta.id, time.monotonic() + 2 * self.grace())
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._route_assignments(), name="dispatcher-assignments")
             tg.create_task(self._flush_statuses(), name="dispatcher-statuses")
             tg.create_task(self._watch_deadlines(), name="dispatcher-liveness")
 
     async def _route_assignments(self) -> None:
-        sub = self.view.subscribe(["tasks"])
+        sub = self.view.subscribe(["tasks", "nodes"])
         try:
             while True:
                 events = await sub.get_batch()
                 touched: set[_Session] = set()
                 for ev in events:
+                    if ev.kind == "nodes":
+                        if ev.new is None:
+                            self._end_session(ev.id)  # `node rm`: it is not ours any more
+                        continue
                     self._route(ev, touched)
                 for session in touched:
                     session.flush()
         finally:
             sub.close()
+
+    def _end_session(self, node_id: str) -> None:
+        self.deadlines.pop(node_id, None)
+        session = self.sessions.pop(node_id, None)
+        if session is not None:
+            session.queue.put_nowait(None)
 
     def _route(self, ev: Event, touched: set[_Session]) -> None:
         old_node = _assigned_node(ev.old)
@@ -136,8 +148,17 @@ class Dispatcher(dgrpc.DispatcherServicer):
 
     async def _watch_deadlines(self) -> None:
         while True:
-            await asyncio.sleep(max(0.05, min(1.0, self.heartbeat_period() / 4)))
+            interval = max(0.05, min(1.0, self.heartbeat_period() / 4))
+            before = time.monotonic()
+            await asyncio.sleep(interval)
             now = time.monotonic()
+            overslept = now - before - interval
+            if overslept > self.heartbeat_period():
+                # This manager stalled (a paused process, a starved machine):
+                # heartbeats it could not read are not the nodes' fault.
+                log.warning("dispatcher stalled for %.1fs; extending node deadlines", overslept)
+                for node_id in self.deadlines:
+                    self.deadlines[node_id] += overslept
             expired = [n for n, d in self.deadlines.items() if d < now]
             for node_id in expired:
                 session = self.sessions.pop(node_id, None)

@@ -238,11 +238,13 @@ class ServiceUpdate:
                 pb.UPDATE_STATE_PAUSED, f"update paused (nothing to roll back to): {reason}"
             )
             return
-        failed_spec = clone(svc.spec)
+        failed_spec, failed_version = clone(svc.spec), svc.spec_version
         svc.spec.CopyFrom(svc.previous_spec)
         svc.previous_spec.CopyFrom(failed_spec)
-        svc.previous_spec_version = svc.spec_version
-        svc.spec_version += 1
+        # Back to the previous version number: the tasks that still run it
+        # are up to date, only those of the failed version are replaced.
+        svc.spec_version = svc.previous_spec_version or failed_version + 1
+        svc.previous_spec_version = failed_version
         svc.update_status.state = pb.UPDATE_STATE_ROLLBACK_STARTED
         svc.update_status.message = f"update rolled back due to failure: {reason}"
         svc.update_status.started_at = now_ns()

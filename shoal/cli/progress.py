@@ -124,6 +124,10 @@ def follow(
                 t.meta.id for t in tasks if t.spec_version == svc.spec_version and t.status.state in _FAILED
             }
             now = clock()
+            if status.state in (pb.UPDATE_STATE_UPDATING, pb.UPDATE_STATE_ROLLBACK_STARTED):
+                # Mid-update a new task may wait for the old one to free its
+                # port or resources: that is progress, not being stuck.
+                reason = ""
             if reason and reason == stuck_reason:
                 if stuck_since is not None and now - stuck_since >= STUCK_AFTER:
                     printer.show(lines)

@@ -700,4 +700,4 @@ def logs(
     except grpc.RpcError as err:
         raise CLIError(err.details() or err.code().name) from None
     except KeyboardInterrupt:
-        pass
+        sys.exit(130)

@@ -23,6 +23,7 @@ import ipaddress
 import logging
 import os
 import signal
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +109,7 @@ async def ensure_cluster(store: Store, heartbeat_period_ns: int) -> pb.Cluster:
     if kv is None:
         cluster = pb.Cluster()
         cluster.meta.id = new_id()
+        cluster.meta.created_at = cluster.meta.updated_at = time.time_ns()
         cluster.spec.heartbeat_period = heartbeat_period_ns
         cluster.spec.task_history_limit = 5
         cluster.spec.cert_expiry = DEFAULT_CERT_EXPIRY_NS

@@ -408,7 +408,9 @@ def up(
         click.echo("stopping...")
         _shutdown(state, pids, agent_dirs)
     except BaseException:
-        if not detach or sys.exc_info()[0] is not SystemExit:
+        # Once a detached cluster is recorded it outlives this command (even
+        # if printing the hints fails, e.g. `shoal up -d | head -1`).
+        if not (detach and record.exists()):
             _shutdown(state, pids, [state / f"agent-{i + 1}" for i in range(agents)])
         raise
 

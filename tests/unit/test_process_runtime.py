@@ -674,3 +674,14 @@ def test_restarted_agent_checks_the_health_of_an_adopted_task(state_dir: Path) -
         assert background_tasks() == set()
 
     run(main())
+
+
+def test_a_task_with_mounts_is_rejected_not_run_without_them(tmp_path: Path) -> None:
+    async def main() -> None:
+        runtime = ProcessRuntime(tmp_path)
+        ctx = make_ctx("t-mounts", ["sleep", "1"])
+        ctx.task.spec.container.mounts.add(type="bind", source="/tmp", target="/data")
+        with pytest.raises(TaskRejected, match="cannot mount"):
+            await runtime.controller(ctx).prepare()
+
+    asyncio.run(main())

@@ -982,6 +982,10 @@ class ProcessTaskController:
         argv = tuple(container.command) + tuple(container.args)
         if not argv:
             raise TaskRejected("no command given")
+        if container.mounts:
+            # Refused rather than ignored: a task that expects its volume
+            # must not run without it.
+            raise TaskRejected("mounts: the process runtime cannot mount anything (use --runtime docker)")
         env = self._env()
         for name, value in env.items():
             if not _ENV_NAME.fullmatch(name):

@@ -13,9 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import socket
-import subprocess
 import threading
 import time
 import urllib.request
@@ -46,6 +44,7 @@ from shoal.agent.runtime.docker import (
 )
 from shoal.agent.worker import task_env, task_name
 from shoal.protos import objects_pb2 as pb
+from tests.support.docker_engine import engine_or_skip
 
 pytestmark = pytest.mark.docker
 
@@ -58,15 +57,7 @@ MIB = 1024 * 1024
 @pytest.fixture(scope="module")
 def engine() -> Iterator[Any]:
     """A client of the local engine, with the test images built."""
-    try:
-        client = docker.from_env(timeout=10)
-        client.ping()
-    except Exception as err:
-        why = f"no Docker engine answers ({err}); start one: dockerd > /tmp/dockerd.log 2>&1 &"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI needs Docker: {why}")
-        pytest.skip(why)
-    subprocess.run([str(REPO / "scripts" / "build-test-images")], check=True)
+    client = engine_or_skip()
     try:
         yield client
     finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,3 +117,23 @@ class Client:
     def close(self) -> None:
         if self.channel is not None:
             self.channel.close()
+
+
+def for_each_ref(refs: tuple[str, ...], act: Callable[[str], Any]) -> None:
+    """Run act on each reference, printing it when done; a failure is one
+    `Error:` line and the others still run; exit 1 if any failed (as
+    `docker service rm a b` does)."""
+    import sys
+
+    import click
+
+    failed = False
+    for ref in refs:
+        try:
+            act(ref)
+            click.echo(ref)
+        except CLIError as err:
+            click.echo(f"Error: {err}", err=True)
+            failed = True
+    if failed:
+        sys.exit(1)

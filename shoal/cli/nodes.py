@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from shoal.cli.client import Client, CLIError
+from shoal.cli.client import Client, CLIError, for_each_ref
 from shoal.cli.render import node_json, table
 from shoal.cli.services import print_tasks
 from shoal.protos import control_pb2 as cpb
@@ -99,13 +98,4 @@ def update(
 def rm(client_factory: Callable[[], Client], refs: tuple[str, ...], force: bool) -> None:
     """Remove nodes from the cluster."""
     client = client_factory()
-    failed = False
-    for ref in refs:
-        try:
-            client.call("RemoveNode", cpb.RemoveNodeRequest(ref=ref, force=force))
-            click.echo(ref)
-        except CLIError as err:
-            click.echo(f"Error: {err}", err=True)
-            failed = True
-    if failed:
-        sys.exit(1)
+    for_each_ref(refs, lambda ref: client.call("RemoveNode", cpb.RemoveNodeRequest(ref=ref, force=force)))

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from shoal.cli.client import Client, CLIError
+from shoal.cli.client import Client, CLIError, for_each_ref
 from shoal.cli.progress import follow
 from shoal.cli.render import (
     ago,
@@ -624,16 +624,7 @@ def inspect(client_factory: Callable[[], Client], refs: tuple[str, ...]) -> None
 def rm(client_factory: Callable[[], Client], refs: tuple[str, ...]) -> None:
     """Remove services (their tasks are stopped)."""
     client = client_factory()
-    failed = False
-    for ref in refs:
-        try:
-            client.call("RemoveService", cpb.ObjectRef(ref=ref))
-            click.echo(ref)
-        except CLIError as err:
-            click.echo(f"Error: {err}", err=True)
-            failed = True
-    if failed:
-        sys.exit(1)
+    for_each_ref(refs, lambda ref: client.call("RemoveService", cpb.ObjectRef(ref=ref)))
 
 
 @service.command()

@@ -27,7 +27,7 @@ import docker.errors
 import psutil
 import pytest
 
-from tests.support.cluster import Cluster, wait_for
+from tests.support.cluster import Cluster, stays, wait_for
 from tests.support.docker_engine import (
     LABEL_NODE_ID,
     LABEL_SERVICE_ID,
@@ -91,17 +91,6 @@ def exactly(count: int, get: Callable[[], list[Any]]) -> Callable[[], list[Any] 
         return found if len(found) == count else None
 
     return check
-
-
-def stays(cond: Callable[[], bool], seconds: float, what: str) -> None:
-    """Assert cond() holds at every check for `seconds` (for "nothing else
-    happens" claims: there is no event to wait for)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        assert cond(), f"expected {what} to hold for {seconds}s"
-        if time.monotonic() >= deadline:
-            return
-        time.sleep(0.2)
 
 
 def command_of(container: Any) -> list[str]:

@@ -30,6 +30,7 @@ from tests.support.cluster import (
     pids_of,
     sleep_seconds,
     start_cluster,
+    stays,
     wait_for,
     wait_pids,
 )
@@ -79,17 +80,6 @@ def running_where(cluster: Cluster, service: str, expected: dict[str, int]) -> l
     if hosts(running) != Counter(expected) or len(desired_running(tasks)) != len(running):
         return None
     return running
-
-
-def stays(cond: Callable[[], bool], seconds: float, what: str) -> None:
-    """Assert cond() holds at every check for `seconds` (for "nothing else
-    happens" claims: there is no event to wait for)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        assert cond(), f"expected {what} to hold for {seconds}s"
-        if time.monotonic() >= deadline:
-            return
-        time.sleep(0.2)
 
 
 def assert_refused(res: CLIResult, *mentions: str) -> str:

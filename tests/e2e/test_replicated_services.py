@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import datetime
 import re
-import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.support.cluster import Cluster, alive, pids_of, sleep_seconds, wait_for, wait_pids
+from tests.support.cluster import Cluster, alive, pids_of, sleep_seconds, stays, wait_for, wait_pids
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 
@@ -34,17 +32,6 @@ def in_slot(tasks: list[dict[str, Any]], slot: int) -> list[dict[str, Any]]:
 def moment(text: str) -> datetime.datetime:
     assert RFC3339_UTC.match(text), f"not an RFC 3339 UTC time: {text!r}"
     return datetime.datetime.fromisoformat(text)
-
-
-def stays(cond: Callable[[], bool], seconds: float, what: str) -> None:
-    """Assert cond() holds at every check for `seconds` (for "nothing else
-    happens" claims: there is no event to wait for)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        assert cond(), f"expected {what} to hold for {seconds}s"
-        if time.monotonic() >= deadline:
-            return
-        time.sleep(0.2)
 
 
 def create(cluster: Cluster, *args: str) -> None:

@@ -22,10 +22,18 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
-from tests.support.cluster import CLIResult, Cluster, alive, pids_of, sleep_seconds, wait_for, wait_pids
+from tests.support.cluster import (
+    CLIResult,
+    Cluster,
+    alive,
+    pids_of,
+    sleep_seconds,
+    stays,
+    wait_for,
+    wait_pids,
+)
 
 REPLICAS = 6
 
@@ -107,15 +115,6 @@ def args_of(svc_spec: dict[str, Any]) -> list[str]:
 
 def error_lines(res: CLIResult) -> list[str]:
     return [line for line in res.err.splitlines() if line.startswith("Error:")]
-
-
-def stays(cond: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        assert cond(), f"expected {what} to hold for {seconds}s"
-        if time.monotonic() >= deadline:
-            return
-        time.sleep(0.2)
 
 
 # ------------------------------------------------------------------ rollouts

@@ -50,6 +50,17 @@ def wait_for(cond: Callable[[], Any], timeout: float = 30.0, interval: float = 0
     raise AssertionError(f"timed out after {timeout}s waiting for {what or cond} (last: {last!r})")
 
 
+def stays(cond: Callable[[], bool], seconds: float, what: str) -> None:
+    """Assert cond() holds at every check for `seconds` (for "nothing else
+    happens" claims: there is no event to wait for)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert cond(), f"expected {what} to hold for {seconds}s"
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(0.2)
+
+
 @dataclass
 class CLIResult:
     code: int

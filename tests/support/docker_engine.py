@@ -49,5 +49,16 @@ def containers_of(engine: Any, service: str, node_ids: set[str], running_only: b
     on the nodes `node_ids` (one cluster's: other clusters may share the
     engine and the service name); only running ones unless running_only is
     False."""
-    found = engine.containers.list(all=not running_only, filters={"label": f"{LABEL_SERVICE_NAME}={service}"})
-    return [c for c in found if c.labels.get(LABEL_NODE_ID) in node_ids]
+    import docker.errors
+
+    # The SDK lists, then inspects each container: one removed in between
+    # (what `service rm` tests wait for) makes that fail, so list again.
+    for _ in range(10):
+        try:
+            found = engine.containers.list(
+                all=not running_only, filters={"label": f"{LABEL_SERVICE_NAME}={service}"}
+            )
+        except docker.errors.NotFound:
+            continue
+        return [c for c in found if c.labels.get(LABEL_NODE_ID) in node_ids]
+    raise AssertionError(f"containers of {service} kept vanishing while being listed")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 
-from shoal.agent.identity import join, load_identity
+from shoal.agent.identity import JoinError, join, load_identity
 from shoal.agent.runtime.base import Runtime
 from shoal.agent.session import Session
 from shoal.agent.worker import Worker
@@ -32,7 +32,7 @@ _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}
 @dataclass(frozen=True)
 class AgentSettings:
     managers: list[str]
-    token: str
+    token: str  # only needed to join; empty once the state dir holds an identity
     state_dir: Path
     runtime: str = "process"
     hostname: str = ""
@@ -95,12 +95,25 @@ async def run_agent(settings: AgentSettings, stop: asyncio.Event) -> None:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     identity = load_identity(settings.state_dir)
     if identity is None:
+        if not settings.token:
+            raise JoinError(
+                "this node has not joined a cluster yet: give the join token with --token-file FILE "
+                "or SHOAL_JOIN_TOKEN (`shoal join-token -q worker` prints it)"
+            )
         identity = await join(settings.state_dir, settings.managers, settings.token)
         log.info("joined the cluster as node %s", identity.node_id)
+    elif identity.expired():
+        raise JoinError(identity.expiry_problem(settings.state_dir))
     runtime = await asyncio.to_thread(
         make_runtime, settings.runtime, settings.state_dir, settings.advertise_addr, identity.node_id
     )
-    session = Session(identity, settings.managers, describe(settings, runtime.name), settings.advertise_addr)
+    session = Session(
+        identity,
+        settings.managers,
+        describe(settings, runtime.name),
+        settings.advertise_addr,
+        settings.state_dir,
+    )
     worker = Worker(runtime, identity.node_id, session.report)
     log.info("agent %s starting (runtime %s)", identity.node_id, runtime.name)
     task = asyncio.create_task(session.run(worker), name="session")

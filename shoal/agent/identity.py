@@ -1,19 +1,26 @@
-"""The agent's identity: join once with a token, then reuse the certificate.
+"""The agent's identity: join once with a token, then keep the certificate current.
 
-First start: for each manager given, read its CA over TLS without trusting it
-yet, accept it only if its digest is the token's, then ask NodeCA (with a
-bootstrap certificate, see ``shoal.pki``) to sign a fresh key's CSR. The
-certificate (node ID in its CN), key and CA are kept in STATE_DIR/node; later
-starts load them and never need the token again.
+First start: for each manager given, read the chain it presents without
+trusting it yet and keep the root whose digest the token names; check that
+the manager accepts the token's join certificate (``shoal.pki.join``), so a
+rotated token is reported as such; then ask NodeCA to sign a fresh key's CSR.
+The certificate (node ID in its CN), key and the roots to trust are kept in
+STATE_DIR/node; later starts load them and never need the token again.
+
+Later the session renews the certificate (``renewal_request`` /
+``renewed``) and updates the roots (``with_roots``); each change is saved at
+once, so a restart picks up the newest.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
+from cryptography import x509
 
 from shoal import pki
 from shoal.protos import dispatcher_pb2 as dpb
@@ -34,28 +41,64 @@ class NodeIdentity:
     def channel_credentials(self) -> grpc.ChannelCredentials:
         return pki.channel_credentials(self.ca_pem, self.cert_pem, self.key_pem)
 
+    def expired(self, now: datetime | None = None) -> bool:
+        return pki.cert_info(self.cert_pem).not_after <= (now or datetime.now(UTC))
 
-def _paths(state_dir: Path) -> tuple[Path, Path, Path]:
-    d = state_dir / "node"
-    return d / "ca.pem", d / "cert.pem", d / "key.pem"
+    def expiry_problem(self, state_dir: Path) -> str:
+        """The one line to log when this identity can no longer be used."""
+        when = pki.cert_info(self.cert_pem).not_after.strftime("%Y-%m-%d %H:%M:%S UTC")
+        return (
+            f"this node's certificate expired at {when} (the agent was away longer than the "
+            f"certificate lives); to rejoin, remove {state_dir / 'node'} and start the agent again "
+            "with the current join token (`shoal join-token worker`): it gets a new node ID"
+        )
+
+
+def _dir(state_dir: Path) -> Path:
+    return state_dir / "node"
 
 
 def load_identity(state_dir: Path) -> NodeIdentity | None:
-    ca, cert, key = _paths(state_dir)
-    if not (ca.exists() and cert.exists() and key.exists()):
+    files = pki.read_tls_dir(_dir(state_dir))
+    if files is None:
         return None
-    cert_pem = cert.read_bytes()
-    return NodeIdentity(pki.identity_from_cert(cert_pem).node_id, ca.read_bytes(), cert_pem, key.read_bytes())
+    node_id = pki.identity_from_cert(files.cert_pem).node_id
+    return NodeIdentity(node_id, files.ca_pem, files.cert_pem, files.key_pem)
 
 
-def _save(state_dir: Path, ident: NodeIdentity) -> None:
-    ca, cert, key = _paths(state_dir)
-    ca.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(ca.parent, 0o700)
-    key.touch(mode=0o600)
-    key.write_bytes(ident.key_pem)
-    ca.write_bytes(ident.ca_pem)
-    cert.write_bytes(ident.cert_pem)
+def save_identity(state_dir: Path, ident: NodeIdentity) -> None:
+    pki.write_tls_dir(_dir(state_dir), pki.TLSFiles(ident.ca_pem, ident.cert_pem, ident.key_pem))
+
+
+def with_roots(state_dir: Path, ident: NodeIdentity, ca_pem: bytes) -> NodeIdentity:
+    """The identity trusting other roots (a CA rotation), saved."""
+    if not ca_pem or ca_pem == ident.ca_pem:
+        return ident
+    updated = replace(ident, ca_pem=ca_pem)
+    save_identity(state_dir, updated)
+    return updated
+
+
+def renewal_request() -> tuple[bytes, dpb.CertificateRequest]:
+    """A fresh key (kept by the caller until the answer comes) and its CSR."""
+    key_pem = pki.new_private_key_pem()
+    return key_pem, dpb.CertificateRequest(csr_pem=pki.new_csr_pem(key_pem))
+
+
+def renewed(
+    state_dir: Path, ident: NodeIdentity, key_pem: bytes, issued: dpb.IssuedCertificate
+) -> NodeIdentity:
+    """The identity with its new certificate, saved. ValueError when the
+    answer does not fit the request (another node ID, another key)."""
+    cert_id = pki.identity_from_cert(issued.cert_pem).node_id
+    if cert_id != ident.node_id:
+        raise ValueError(f"the manager issued a certificate for node {cert_id}, not {ident.node_id}")
+    public = pki.load_private_key(key_pem).public_key()
+    if x509.load_pem_x509_certificate(issued.cert_pem).public_key() != public:
+        raise ValueError("the manager issued a certificate for another key")
+    updated = NodeIdentity(ident.node_id, issued.ca_pem or ident.ca_pem, issued.cert_pem, key_pem)
+    save_identity(state_dir, updated)
+    return updated
 
 
 def split_addr(addr: str) -> tuple[str, int]:
@@ -71,25 +114,36 @@ async def join(state_dir: Path, managers: list[str], token: str) -> NodeIdentity
         parsed = pki.parse_join_token(token)
     except pki.InvalidJoinToken as err:
         raise JoinError(str(err)) from None
+    token = token.strip()
     errors: list[str] = []
     for addr in managers:
         host, port = split_addr(addr)
         try:
-            ca_pem = pki.fetch_remote_ca(host, port)
+            chain = await asyncio.to_thread(pki.fetch_remote_chain, host, port)
         except OSError as err:
             errors.append(f"{addr}: cannot reach the manager ({err})")
             continue
         try:
-            pki.verify_ca_against_token(ca_pem, parsed)
+            ca_pem = pki.ca_matching_token(chain, parsed)
         except pki.InvalidJoinToken as err:
-            raise JoinError(f"{addr}: {err}; is this token from this cluster?") from None
-        boot_cert, boot_key = pki.bootstrap_client_bundle()
+            raise JoinError(f"{addr}: {err}") from None
+        join_cert, join_key = pki.join_client_bundle(token)
+        try:
+            accepted = await asyncio.to_thread(pki.join_accepted, host, port, ca_pem, join_cert, join_key)
+        except OSError as err:
+            errors.append(f"{addr}: cannot reach the manager ({err})")
+            continue
+        if not accepted:
+            raise JoinError(
+                f"join refused by {addr}: the manager does not accept this join token (it was rotated, "
+                "or is not this cluster's); get the current one with `shoal join-token worker`"
+            )
         key_pem = pki.new_private_key_pem()
-        creds = pki.channel_credentials(ca_pem, boot_cert, boot_key)
+        creds = pki.channel_credentials(ca_pem, join_cert, join_key)
         async with grpc.aio.secure_channel(addr, creds, options=pki.CHANNEL_OPTIONS) as channel:
             try:
                 resp = await dgrpc.NodeCAStub(channel).IssueNodeCertificate(
-                    dpb.IssueNodeCertificateRequest(csr_pem=pki.new_csr_pem(key_pem), token=token.strip()),
+                    dpb.IssueNodeCertificateRequest(csr_pem=pki.new_csr_pem(key_pem), token=token),
                     timeout=15,
                 )
             except grpc.aio.AioRpcError as err:
@@ -98,6 +152,6 @@ async def join(state_dir: Path, managers: list[str], token: str) -> NodeIdentity
                 errors.append(f"{addr}: {err.details()}")
                 continue
         ident = NodeIdentity(resp.node_id, resp.ca_pem, resp.cert_pem, key_pem)
-        _save(state_dir, ident)
+        save_identity(state_dir, ident)
         return ident
     raise JoinError("could not join: " + "; ".join(errors))

@@ -47,7 +47,14 @@ def _setup_logging(level: str) -> None:
 @click.option("--etcd-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--etcd-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--etcd-key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--unlock-key-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="File holding the unlock key of an autolocked cluster",
+)
 @click.option("--etcd-prefix", default="/shoal/v1/", hidden=True, help="Key prefix (tests share one etcd)")
+@click.option("--handshake-timeout", default="10s", hidden=True, help="TLS and HTTP/2 set-up limit per peer")
+@click.option("--idle-timeout", default="60s", hidden=True, help="Close connections with no call open")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
 def manager(
     etcd_urls: str,
@@ -58,16 +65,24 @@ def manager(
     etcd_ca: Path | None,
     etcd_cert: Path | None,
     etcd_key: Path | None,
+    unlock_key_file: Path | None,
     etcd_prefix: str,
+    handshake_timeout: str,
+    idle_timeout: str,
     log_level: str,
 ) -> None:
     """Run a manager: ControlAPI and Dispatcher over mutual TLS, state in etcd."""
-    from shoal.manager.daemon import ManagerSettings, run_manager, split_hostport
+    from shoal import pki
+    from shoal.manager.daemon import ManagerError, ManagerSettings, run_manager, split_hostport
     from shoal.manager.store import EtcdTLS
 
     try:
         period = parse_duration(heartbeat_period)
         split_hostport(listen)
+        server_limits = pki.ServerLimits(
+            handshake_timeout=parse_duration(handshake_timeout) / 1e9,
+            idle_timeout=parse_duration(idle_timeout) / 1e9,
+        )
     except ValueError as err:
         raise CLIError(str(err)) from None
     if period < 100_000_000:
@@ -86,13 +101,23 @@ def manager(
         heartbeat_period_ns=period,
         etcd_tls=tls,
         etcd_prefix=etcd_prefix.encode(),
+        unlock_key_file=unlock_key_file,
+        limits=server_limits,
     )
-    run_manager(settings)
+    try:
+        run_manager(settings)
+    except ManagerError as err:
+        raise CLIError(str(err)) from None
 
 
 @click.command()
 @click.option("--join", "join_addrs", required=True, help="Manager HOST:PORT[,HOST:PORT...]")
-@click.option("--token", required=True, help="Worker join token (shoal join-token -q worker)")
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File holding the join token (needed only to join; or set SHOAL_JOIN_TOKEN)",
+)
+@click.option("--token", default=None, help="Join token (visible in the process list: prefer --token-file)")
 @click.option("--state-dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--runtime", default="process", type=click.Choice(["process", "docker", "auto"]))
 @click.option("--hostname", default="", help="Name shown in node ls (default: this host's)")
@@ -103,7 +128,8 @@ def manager(
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
 def agent(
     join_addrs: str,
-    token: str,
+    token_file: Path | None,
+    token: str | None,
     state_dir: Path,
     runtime: str,
     hostname: str,
@@ -123,6 +149,7 @@ def agent(
         if not key or not sep:
             raise CLIError(f'--label "{item}": expected KEY=VALUE')
         labels[key] = value
+    join_token = _join_token(token_file, token)
     try:
         memory_bytes = parse_size(memory) if memory else 0
     except ValueError as err:
@@ -132,7 +159,7 @@ def agent(
     _setup_logging(log_level)
     settings = AgentSettings(
         managers=[a for a in join_addrs.split(",") if a],
-        token=token,
+        token=join_token,
         state_dir=state_dir,
         runtime=runtime,
         hostname=hostname,
@@ -147,6 +174,29 @@ def agent(
         main(settings)
     except (JoinError, SessionRefused) as err:
         raise CLIError(str(err)) from None
+
+
+TOKEN_ENV = "SHOAL_JOIN_TOKEN"
+
+
+def _join_token(token_file: Path | None, token: str | None) -> str:
+    """The join token from --token-file, SHOAL_JOIN_TOKEN or --token (in
+    that order); empty when none is given (a node that has joined needs none)."""
+    if token_file is not None:
+        try:
+            return token_file.read_text().strip()
+        except OSError as err:
+            raise CLIError(f"--token-file {token_file}: {err.strerror or err}") from None
+    if os.environ.get(TOKEN_ENV):
+        return os.environ[TOKEN_ENV].strip()
+    if token:
+        click.echo(
+            "warning: --token is visible to every user in the process list; "
+            f"use --token-file FILE or {TOKEN_ENV} instead",
+            err=True,
+        )
+        return token.strip()
+    return ""
 
 
 def _pick_runtime(name: str) -> str:
@@ -181,7 +231,9 @@ def _free_port(host: str = "127.0.0.1", preferred: int = 0) -> int:
     raise CLIError("no free port on this machine")
 
 
-def _spawn(args: list[str], log_path: Path, detach: bool) -> subprocess.Popen[bytes]:
+def _spawn(
+    args: list[str], log_path: Path, detach: bool, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log_file:
         return subprocess.Popen(
@@ -190,6 +242,7 @@ def _spawn(args: list[str], log_path: Path, detach: bool) -> subprocess.Popen[by
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=detach,
+            env=env,
         )
 
 
@@ -357,8 +410,6 @@ def up(
                     "agent",
                     "--join",
                     maddr,
-                    "--token",
-                    token,
                     "--state-dir",
                     str(d),
                     "--hostname",
@@ -370,6 +421,8 @@ def up(
                 ],
                 logs / f"agent-{i + 1}.log",
                 detach,
+                # In the environment, not on the command line: ps shows the latter to everyone.
+                env={**os.environ, TOKEN_ENV: token},
             )
             procs.append(p)
             pids.append(p.pid)

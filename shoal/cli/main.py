@@ -14,10 +14,10 @@ from typing import Any
 
 import click
 
-from shoal.cli import daemons, nodes, services
+from shoal.cli import cluster, daemons, nodes, services
 from shoal.cli.client import Client, CLIError, resolve_target
 from shoal.cli.render import rfc3339
-from shoal.durations import format_duration, parse_duration
+from shoal.durations import format_duration
 from shoal.protos import control_pb2 as cpb
 
 
@@ -90,6 +90,9 @@ def info(client_factory: Factory, fmt: str) -> None:
         "tasks_running": resp.tasks_running,
         "heartbeat_period": format_duration(resp.spec.heartbeat_period),
         "task_history_limit": resp.spec.task_history_limit,
+        "cert_expiry": format_duration(resp.spec.cert_expiry),
+        "autolock": resp.autolock,
+        "locked": resp.locked,
     }
     if fmt == "json":
         click.echo(json.dumps(data, indent=2))
@@ -103,6 +106,9 @@ def info(client_factory: Factory, fmt: str) -> None:
     click.echo(f"Tasks:               {resp.tasks} ({resp.tasks_running} running)")
     click.echo(f"Heartbeat period:    {data['heartbeat_period']}")
     click.echo(f"Task history limit:  {resp.spec.task_history_limit}")
+    click.echo(f"Autolock:            {'on' if resp.autolock else 'off'}")
+    if resp.locked:
+        click.echo("This manager is LOCKED: unlock it with `shoal cluster unlock`")
 
 
 @cli.command(name="join-token")
@@ -120,59 +126,13 @@ def join_token(client_factory: Factory, rotate: bool, quiet: bool, role: str) ->
         click.echo("Successfully rotated worker join token.\n")
     click.echo("To add a worker to this cluster, run the following command:\n")
     managers = ",".join(resp.manager_addrs)
-    click.echo(f"    shoal agent --join {managers} --token {resp.token} --state-dir /var/lib/shoal/agent\n")
+    # The token goes in the environment: an agent's command line is visible to every user.
+    click.echo(
+        f"    SHOAL_JOIN_TOKEN={resp.token} shoal agent --join {managers} --state-dir /var/lib/shoal/agent\n"
+    )
 
 
-@cli.group()
-def cluster() -> None:
-    """Cluster-wide settings."""
-
-
-@cluster.command(name="update")
-@click.option("--heartbeat-period", default=None)
-@click.option("--task-history-limit", type=int, default=None)
-@click.option("--cert-expiry", default=None)
-@click.pass_obj
-def cluster_update(
-    client_factory: Factory,
-    heartbeat_period: str | None,
-    task_history_limit: int | None,
-    cert_expiry: str | None,
-) -> None:
-    """Change the heartbeat period, task history limit or certificate expiry."""
-    req = cpb.UpdateClusterRequest()
-    try:
-        if heartbeat_period is not None:
-            req.heartbeat_period = parse_duration(heartbeat_period)
-        if cert_expiry is not None:
-            req.cert_expiry = parse_duration(cert_expiry)
-    except ValueError as err:
-        raise CLIError(str(err)) from None
-    if task_history_limit is not None:
-        if task_history_limit < 1:
-            raise CLIError(f"--task-history-limit: must be >= 1, got {task_history_limit}")
-        req.task_history_limit = task_history_limit
-    resp = client_factory().call("UpdateCluster", req)
-    spec = resp.spec
-    click.echo(f"heartbeat period:    {format_duration(spec.heartbeat_period)}")
-    click.echo(f"task history limit:  {spec.task_history_limit}")
-    click.echo(f"cert expiry:         {format_duration(spec.cert_expiry)}")
-
-
-@cluster.command(name="admin-bundle")
-@click.option("--out", required=True, type=click.Path(file_okay=False))
-@click.pass_obj
-def admin_bundle(client_factory: Factory, out: str) -> None:
-    """Issue another admin TLS bundle into OUT."""
-    from pathlib import Path
-
-    from shoal.manager.daemon import write_admin_bundle
-
-    b = client_factory().call("IssueAdminBundle", cpb.IssueAdminBundleRequest())
-    write_admin_bundle(Path(out), b.ca_pem, b.cert_pem, b.key_pem)
-    click.echo(out)
-
-
+cli.add_command(cluster.cluster)
 cli.add_command(daemons.manager)
 cli.add_command(daemons.agent)
 cli.add_command(daemons.up)

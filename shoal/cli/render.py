@@ -70,8 +70,7 @@ def _value(fd: Any, value: Any) -> Any:
 
 
 def node_json(node: pb.Node) -> dict[str, Any]:
-    labels = dict(node.description.labels)
-    labels.update(node.spec.labels)
+    labels = dict(node.spec.labels)
     return {
         "id": node.meta.id,
         "hostname": node.description.hostname,

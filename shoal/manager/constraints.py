@@ -76,11 +76,10 @@ def node_field(node: pb.Node, field: str) -> str | None:
     if field == "node.platform.arch":
         return node.description.platform.arch
     if field.startswith("node.labels."):
-        key = field[len("node.labels.") :]
-        # Operator labels (node update) win over the agent's own.
-        if key in node.spec.labels:
-            return node.spec.labels[key]
-        return node.description.labels.get(key)
+        # Only the cluster's record of the labels counts: taken from the
+        # agent when it first joined, changed since only by `node update`.
+        # A re-registering agent cannot attract tasks by claiming labels.
+        return node.spec.labels.get(field[len("node.labels.") :])
     return None
 
 

@@ -2,14 +2,20 @@
 
 Start-up, in order:
 1. connect to etcd; the first manager on an empty prefix initialises the
-   cluster (ID, CA, worker join token) in one transaction, so two managers
-   racing cannot make two clusters;
-2. fill the view (list + watch), write an admin TLS bundle to
-   STATE_DIR/admin if there is none, issue this manager's server certificate;
-3. serve ControlAPI, Dispatcher and NodeCA on ``--listen`` (mutual TLS only);
-4. register in the manager registry and campaign for leadership; while leader,
+   cluster (ID, CA, worker join token, and the keys apart in ClusterKeys) in
+   one transaction, so two managers racing cannot make two clusters;
+2. fill the view (list + watch) and open the cluster's keys (``keyring``:
+   with autolock on, only with the unlock key);
+3. serve ControlAPI, Dispatcher and NodeCA on ``--listen`` (mutual TLS only,
+   with the limits of ``pki.ServerLimits``); a locked manager serves only the
+   unlock call, with the server certificate kept from its last run, and
+   waits;
+4. keep its own certificates current (``ca.manager_certs``: server
+   certificate, accepted roots, the admin bundle in STATE_DIR/admin);
+5. register in the manager registry and campaign for leadership; while leader,
    run the leader-only components (orchestrator, scheduler, reaper, node
-   monitor) with a fenced store, and cancel them the moment leadership is lost.
+   monitor, CA rotation) with a fenced store, and cancel them the moment
+   leadership is lost.
 
 SIGTERM/SIGINT: stop serving, revoke the lease (hands leadership over at
 once), exit 0.
@@ -21,7 +27,6 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import os
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -34,13 +39,16 @@ from shoal import pki
 from shoal.ids import new_id
 from shoal.manager import seal
 from shoal.manager.auth import Authorizer
-from shoal.manager.ca.authority import CertificateAuthority, new_root_ca
-from shoal.manager.ca.nodeca import DEFAULT_CERT_EXPIRY_NS, NodeCA
+from shoal.manager.ca.authority import new_root_ca
+from shoal.manager.ca.manager_certs import DEFAULT_CERT_EXPIRY_NS, ManagerCertificates
+from shoal.manager.ca.nodeca import NodeCA
+from shoal.manager.ca.rotation import RotationFinisher
 from shoal.manager.component import Component, supervise
 from shoal.manager.controlapi.logs import LogGatherer
 from shoal.manager.controlapi.service import Control
 from shoal.manager.dispatcher.dispatcher import GRACE_MULTIPLIER, Dispatcher
 from shoal.manager.election import Leadership, ManagerPresence
+from shoal.manager.keyring import KeyRing, Locked, parse_unlock_key, wrap
 from shoal.manager.node_monitor import NodeMonitor
 from shoal.manager.orchestrator.global_ import GlobalOrchestrator
 from shoal.manager.orchestrator.jobs import JobsOrchestrator
@@ -48,7 +56,7 @@ from shoal.manager.orchestrator.reaper import TaskReaper
 from shoal.manager.orchestrator.replicated import ReplicatedOrchestrator
 from shoal.manager.orchestrator.updater import UpdateSupervisor
 from shoal.manager.scheduler.scheduler import Scheduler
-from shoal.manager.store import Etcd, EtcdTLS, LeadershipLost, Store, StoreError, View
+from shoal.manager.store import Etcd, EtcdTLS, LeadershipLost, NotFound, Store, StoreError, View, clone
 from shoal.manager.store.etcd import cmp_absent, op_put
 from shoal.manager.store.store import DEFAULT_PREFIX, object_key
 from shoal.protos import control_pb2 as cpb
@@ -75,6 +83,10 @@ class ManagerSettings:
     # Lease TTL: how long a crashed leader holds leadership at most.
     election_ttl: int = 5
     extra_sans: list[str] = field(default_factory=list)
+    # With autolock on: the file holding the unlock key (else unlock later
+    # with `shoal cluster unlock`).
+    unlock_key_file: Path | None = None
+    limits: pki.ServerLimits = field(default_factory=pki.ServerLimits)
 
     @property
     def advertise_addr(self) -> str:
@@ -84,6 +96,10 @@ class ManagerSettings:
         if host in ("0.0.0.0", "", "::"):
             host = "127.0.0.1"
         return f"{host}:{port}"
+
+
+class ManagerError(Exception):
+    """The manager cannot start, for a reason the operator must fix."""
 
 
 def split_hostport(addr: str) -> tuple[str, int]:
@@ -103,7 +119,7 @@ def load_or_create_id(path: Path) -> str:
 
 
 async def ensure_cluster(store: Store, heartbeat_period_ns: int) -> pb.Cluster:
-    """The cluster object, created (with its CA and join token) if absent."""
+    """The cluster object, created (with its CA, join token and keys) if absent."""
     marker = store.prefix + b"cluster"
     kv = await store.etcd.get(marker)
     if kv is None:
@@ -115,14 +131,17 @@ async def ensure_cluster(store: Store, heartbeat_period_ns: int) -> pb.Cluster:
         cluster.spec.cert_expiry = DEFAULT_CERT_EXPIRY_NS
         root = new_root_ca(cluster.meta.id)
         cluster.root_ca.cert_pem = root.cert_pem
-        cluster.root_ca.key_pem = root.key_pem
         cluster.root_ca.cert_digest = pki.cert_digest(root.cert_pem)
         cluster.join_tokens.worker = pki.new_join_token(cluster.root_ca.cert_digest)
-        cluster.seal_key = seal.new_key()
-        key = object_key(store.prefix, "clusters", cluster.meta.id)
+        keys = wrap(cluster.meta.id, pb.KeyMaterial(ca_key_pem=root.key_pem, seal_key=seal.new_key()), None)
+        keys.meta.created_at = keys.meta.updated_at = cluster.meta.created_at
         txn = await store.etcd.txn(
             [cmp_absent(marker)],
-            [op_put(marker, cluster.meta.id.encode()), op_put(key, cluster.SerializeToString())],
+            [
+                op_put(marker, cluster.meta.id.encode()),
+                op_put(object_key(store.prefix, "clusters", cluster.meta.id), cluster.SerializeToString()),
+                op_put(object_key(store.prefix, "keys", cluster.meta.id), keys.SerializeToString()),
+            ],
         )
         if txn.succeeded:
             log.info("initialised cluster %s", cluster.meta.id)
@@ -131,6 +150,7 @@ async def ensure_cluster(store: Store, heartbeat_period_ns: int) -> pb.Cluster:
         kv = await store.etcd.get(marker)
         assert kv is not None
     cluster: pb.Cluster = await store.get("clusters", kv.value.decode())  # type: ignore[no-redef]
+    cluster = await _keep_keys_apart(store, cluster)
     if cluster.spec.heartbeat_period != heartbeat_period_ns:
         log.warning(
             "the cluster's heartbeat period is %.3gs (not the %.3gs given here); using the cluster's. "
@@ -141,14 +161,23 @@ async def ensure_cluster(store: Store, heartbeat_period_ns: int) -> pb.Cluster:
     return cluster
 
 
-def write_admin_bundle(directory: Path, ca_pem: bytes, cert_pem: bytes, key_pem: bytes) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    os.chmod(directory, 0o700)
-    (directory / "ca.pem").write_bytes(ca_pem)
-    (directory / "cert.pem").write_bytes(cert_pem)
-    key_path = directory / "key.pem"
-    key_path.touch(mode=0o600)
-    key_path.write_bytes(key_pem)
+async def _keep_keys_apart(store: Store, cluster: pb.Cluster) -> pb.Cluster:
+    """Clusters made before the keys lived in their own object kept them in
+    the cluster object: move them, in one transaction."""
+    if not cluster.root_ca.key_pem and not cluster.seal_key:
+        return cluster
+    moved = clone(cluster)
+    material = pb.KeyMaterial(ca_key_pem=cluster.root_ca.key_pem, seal_key=cluster.seal_key or seal.new_key())
+    moved.root_ca.key_pem = b""
+    moved.seal_key = b""
+    batch = store.batch().update(moved)
+    try:
+        await store.get("keys", cluster.meta.id)
+    except NotFound:
+        batch.create(wrap(cluster.meta.id, material, None))
+    await batch.commit_all_or_nothing()
+    log.info("moved the cluster's CA and seal keys out of the cluster object")
+    return moved
 
 
 class Manager:
@@ -165,6 +194,8 @@ class Manager:
         self.server: grpc.aio.Server | None = None
         self.leader_components: list[Component | NodeMonitor] = []
         self._manager_addrs: list[str] = [settings.advertise_addr]
+        self.certs: ManagerCertificates | None = None
+        self.dispatcher: Dispatcher | None = None
 
     def stats(self) -> dict[str, float]:
         out = {f"store_{k}": float(v) for k, v in self.store.stats.items()}
@@ -173,6 +204,10 @@ class Manager:
         for comp in self.leader_components:
             for key, value in getattr(comp, "stats", {}).items():
                 out[f"{comp.name.replace('-', '_')}_{key}"] = float(value)
+        if self.certs is not None:
+            out["manager_cert_renewals"] = float(self.certs.renewals)
+        if self.dispatcher is not None:
+            out["node_cert_renewals"] = float(self.dispatcher.renewals)
         return out
 
     def cluster(self) -> pb.Cluster:
@@ -192,36 +227,70 @@ class Manager:
         period = self.cluster().spec.heartbeat_period or 5 * SECOND
         return period / SECOND * GRACE_MULTIPLIER
 
-    async def run(self, stop: asyncio.Event) -> None:
-        settings = self.settings
-        settings.state_dir.mkdir(parents=True, exist_ok=True)
-        cluster = await ensure_cluster(self.store, settings.heartbeat_period_ns)
-        await self.view.start()
-        ca = CertificateAuthority(cluster.root_ca.cert_pem, cluster.root_ca.key_pem)
-        admin_dir = settings.state_dir / "admin"
-        if not (admin_dir / "cert.pem").exists():
-            cert, key = ca.issue("admin-" + self.manager_id[:12], pki.ROLE_ADMIN, cluster.meta.id, 90 * 86400)
-            write_admin_bundle(admin_dir, ca.cert_pem, cert, key)
-        host, _ = split_hostport(settings.advertise_addr)
+    def _server_names(self) -> tuple[list[str], list[str]]:
+        """The DNS names and IP addresses this manager's certificate carries."""
+        host, _ = split_hostport(self.settings.advertise_addr)
         ips, names = [], []
-        for h in {host, split_hostport(settings.listen)[0], *settings.extra_sans}:
+        for h in {host, split_hostport(self.settings.listen)[0], *self.settings.extra_sans}:
             try:
-                ips.append(ipaddress.ip_address(h))
+                ips.append(str(ipaddress.ip_address(h)))
             except ValueError:
                 if h:
                     names.append(h)
-        server_cert, server_key = ca.issue(
-            self.manager_id, pki.ROLE_MANAGER, cluster.meta.id, 365 * 86400, dns_names=names, ip_addresses=ips
+        return names, ips
+
+    def _keyring(self) -> KeyRing:
+        settings = self.settings
+        unlock_key = None
+        if settings.unlock_key_file is not None:
+            try:
+                unlock_key = parse_unlock_key(settings.unlock_key_file.read_text())
+            except (OSError, ValueError) as err:
+                raise ManagerError(f"--unlock-key-file {settings.unlock_key_file}: {err}") from None
+        keyring = KeyRing(self.view, unlock_key)
+        keys = self.view.cluster_keys()
+        if keys is None:
+            raise ManagerError("the cluster has no keys object in etcd; was it made by a newer shoal?")
+        if unlock_key is not None and keys.autolock:
+            try:
+                keyring.unlock(unlock_key)
+            except ValueError as err:
+                raise ManagerError(f"--unlock-key-file {settings.unlock_key_file}: {err}") from None
+        return keyring
+
+    async def run(self, stop: asyncio.Event) -> None:
+        settings = self.settings
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        await ensure_cluster(self.store, settings.heartbeat_period_ns)
+        await self.view.start()
+        keyring = self._keyring()
+        names, ips = self._server_names()
+        certs = ManagerCertificates(
+            self.view, self.store, keyring, self.manager_id, settings.state_dir, names, ips
         )
-        authorizer = Authorizer(lambda: self.cluster().root_ca.cert_pem, lambda: self.cluster().meta.id)
+        self.certs = certs
+        try:
+            tls = certs.start()
+        except Locked:
+            raise ManagerError(
+                "the cluster is autolocked and this manager has no server certificate of its own yet: "
+                "start it with --unlock-key-file FILE"
+            ) from None
+        if not keyring.locked:
+            await certs.refresh()
+        unlocked = asyncio.Event()
+        if not keyring.locked:
+            unlocked.set()
+        authorizer = Authorizer(self.view)
         dispatcher = Dispatcher(
-            self.view, self.store, authorizer, self.manager_id, lambda: self._manager_addrs
+            self.view, self.store, authorizer, keyring, self.manager_id, lambda: self._manager_addrs
         )
-        peer_creds = pki.channel_credentials(ca.cert_pem, server_cert, server_key)
+        self.dispatcher = dispatcher
 
         async def forward(addr: str, request: cpb.TaskLogsRequest) -> AsyncIterator[cpb.TaskLogMessage]:
             # Managers reach each other as clients with their own certificate.
-            async with grpc.aio.secure_channel(addr, peer_creds, options=pki.CHANNEL_OPTIONS) as channel:
+            creds = certs.peer_credentials()
+            async with grpc.aio.secure_channel(addr, creds, options=pki.CHANNEL_OPTIONS) as channel:
                 async for msg in cgrpc.ControlStub(channel).TaskLogs(request):
                     yield msg
 
@@ -232,25 +301,42 @@ class Manager:
             return None
 
         logs = LogGatherer(self.view, dispatcher, forward, manager_addr)
-        control = Control(self.view, self.store, authorizer, self._manager_infos, logs, self.stats)
-        server = grpc.aio.server(options=pki.SERVER_OPTIONS)
+        control = Control(
+            self.view,
+            self.store,
+            authorizer,
+            keyring,
+            self._manager_infos,
+            logs,
+            self.stats,
+            on_unlock=unlocked.set,
+        )
+        server = grpc.aio.server(options=pki.server_options(settings.limits))
         cgrpc.add_ControlServicer_to_server(control, server)
         dgrpc.add_DispatcherServicer_to_server(dispatcher, server)
-        dgrpc.add_NodeCAServicer_to_server(NodeCA(self.view.cluster), server)
-        creds = pki.server_credentials(
-            ca.cert_pem, server_cert, server_key, require_client_auth=True, accept_bootstrap=True
-        )
-        server.add_secure_port(settings.listen, creds)
+        dgrpc.add_NodeCAServicer_to_server(NodeCA(self.view.cluster, keyring), server)
+        server.add_secure_port(settings.listen, tls.credentials())
         await server.start()
         self.server = server
-        await self.presence.register()
-        await self._live_manager_ids()
-        log.info("manager %s serving on %s (cluster %s)", self.manager_id, settings.listen, cluster.meta.id)
         try:
+            if keyring.locked:
+                log.warning(
+                    "manager %s is locked (the cluster has autolock on): it serves nothing until "
+                    "unlocked with `shoal cluster unlock` (or restarted with --unlock-key-file)",
+                    self.manager_id,
+                )
+                if not await _first_of(unlocked, stop):
+                    return
+                await certs.refresh()
+            await self.presence.register()
+            await self._live_manager_ids()
+            cluster_id = self.cluster().meta.id
+            log.info("manager %s serving on %s (cluster %s)", self.manager_id, settings.listen, cluster_id)
             async with asyncio.TaskGroup() as tg:
                 tasks = [
                     tg.create_task(self.presence.keep_alive(), name="lease-keepalive"),
                     tg.create_task(supervise("dispatcher", dispatcher.run), name="dispatcher"),
+                    tg.create_task(supervise("certificates", certs.run), name="certificates"),
                     tg.create_task(self._lead_forever(), name="leadership"),
                     tg.create_task(self._refresh_managers(), name="manager-list"),
                 ]
@@ -302,6 +388,7 @@ class Manager:
             UpdateSupervisor(self.view, fenced),
             Scheduler(self.view, fenced),
             TaskReaper(self.view, fenced),
+            RotationFinisher(self.view, fenced),
             NodeMonitor(self.view, fenced, self._live_manager_ids, self._grace),
         ]
         self.leader_components = list(components)
@@ -319,6 +406,15 @@ class Manager:
                 continue
             if not still:
                 raise LeadershipLost("the leader key is gone")
+
+
+async def _first_of(wanted: asyncio.Event, stop: asyncio.Event) -> bool:
+    """Wait for wanted or stop; whether wanted came first."""
+    waits = {asyncio.ensure_future(wanted.wait()), asyncio.ensure_future(stop.wait())}
+    _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for p in pending:
+        p.cancel()
+    return wanted.is_set()
 
 
 def run_manager(settings: ManagerSettings) -> None:

@@ -62,7 +62,7 @@ class GetClusterInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ClusterInfo(_message.Message):
-    __slots__ = ("cluster_id", "managers", "spec", "nodes", "nodes_ready", "services", "tasks", "tasks_running", "created_at", "stats")
+    __slots__ = ("cluster_id", "managers", "spec", "nodes", "nodes_ready", "services", "tasks", "tasks_running", "created_at", "stats", "autolock", "locked")
     class StatsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +80,8 @@ class ClusterInfo(_message.Message):
     TASKS_RUNNING_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     STATS_FIELD_NUMBER: _ClassVar[int]
+    AUTOLOCK_FIELD_NUMBER: _ClassVar[int]
+    LOCKED_FIELD_NUMBER: _ClassVar[int]
     cluster_id: str
     managers: _containers.RepeatedCompositeFieldContainer[ManagerInfo]
     spec: _objects_pb2.ClusterSpec
@@ -90,17 +92,21 @@ class ClusterInfo(_message.Message):
     tasks_running: int
     created_at: int
     stats: _containers.ScalarMap[str, float]
-    def __init__(self, cluster_id: _Optional[str] = ..., managers: _Optional[_Iterable[_Union[ManagerInfo, _Mapping]]] = ..., spec: _Optional[_Union[_objects_pb2.ClusterSpec, _Mapping]] = ..., nodes: _Optional[int] = ..., nodes_ready: _Optional[int] = ..., services: _Optional[int] = ..., tasks: _Optional[int] = ..., tasks_running: _Optional[int] = ..., created_at: _Optional[int] = ..., stats: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    autolock: bool
+    locked: bool
+    def __init__(self, cluster_id: _Optional[str] = ..., managers: _Optional[_Iterable[_Union[ManagerInfo, _Mapping]]] = ..., spec: _Optional[_Union[_objects_pb2.ClusterSpec, _Mapping]] = ..., nodes: _Optional[int] = ..., nodes_ready: _Optional[int] = ..., services: _Optional[int] = ..., tasks: _Optional[int] = ..., tasks_running: _Optional[int] = ..., created_at: _Optional[int] = ..., stats: _Optional[_Mapping[str, float]] = ..., autolock: _Optional[bool] = ..., locked: _Optional[bool] = ...) -> None: ...
 
 class UpdateClusterRequest(_message.Message):
-    __slots__ = ("heartbeat_period", "task_history_limit", "cert_expiry")
+    __slots__ = ("heartbeat_period", "task_history_limit", "cert_expiry", "max_replicas")
     HEARTBEAT_PERIOD_FIELD_NUMBER: _ClassVar[int]
     TASK_HISTORY_LIMIT_FIELD_NUMBER: _ClassVar[int]
     CERT_EXPIRY_FIELD_NUMBER: _ClassVar[int]
+    MAX_REPLICAS_FIELD_NUMBER: _ClassVar[int]
     heartbeat_period: int
     task_history_limit: int
     cert_expiry: int
-    def __init__(self, heartbeat_period: _Optional[int] = ..., task_history_limit: _Optional[int] = ..., cert_expiry: _Optional[int] = ...) -> None: ...
+    max_replicas: int
+    def __init__(self, heartbeat_period: _Optional[int] = ..., task_history_limit: _Optional[int] = ..., cert_expiry: _Optional[int] = ..., max_replicas: _Optional[int] = ...) -> None: ...
 
 class GetJoinTokenRequest(_message.Message):
     __slots__ = ("role", "rotate")
@@ -119,18 +125,93 @@ class JoinTokenResponse(_message.Message):
     def __init__(self, token: _Optional[str] = ..., manager_addrs: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class IssueAdminBundleRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("expiry", "issued_to")
+    EXPIRY_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_TO_FIELD_NUMBER: _ClassVar[int]
+    expiry: int
+    issued_to: str
+    def __init__(self, expiry: _Optional[int] = ..., issued_to: _Optional[str] = ...) -> None: ...
 
 class AdminBundle(_message.Message):
-    __slots__ = ("ca_pem", "cert_pem", "key_pem")
+    __slots__ = ("ca_pem", "cert_pem", "key_pem", "record")
     CA_PEM_FIELD_NUMBER: _ClassVar[int]
     CERT_PEM_FIELD_NUMBER: _ClassVar[int]
     KEY_PEM_FIELD_NUMBER: _ClassVar[int]
+    RECORD_FIELD_NUMBER: _ClassVar[int]
     ca_pem: bytes
     cert_pem: bytes
     key_pem: bytes
-    def __init__(self, ca_pem: _Optional[bytes] = ..., cert_pem: _Optional[bytes] = ..., key_pem: _Optional[bytes] = ...) -> None: ...
+    record: _objects_pb2.AdminBundleRecord
+    def __init__(self, ca_pem: _Optional[bytes] = ..., cert_pem: _Optional[bytes] = ..., key_pem: _Optional[bytes] = ..., record: _Optional[_Union[_objects_pb2.AdminBundleRecord, _Mapping]] = ...) -> None: ...
+
+class ListAdminBundlesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListAdminBundlesResponse(_message.Message):
+    __slots__ = ("bundles",)
+    BUNDLES_FIELD_NUMBER: _ClassVar[int]
+    bundles: _containers.RepeatedCompositeFieldContainer[_objects_pb2.AdminBundleRecord]
+    def __init__(self, bundles: _Optional[_Iterable[_Union[_objects_pb2.AdminBundleRecord, _Mapping]]] = ...) -> None: ...
+
+class GetCAStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RotateCARequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CAStatus(_message.Message):
+    __slots__ = ("digest", "not_after", "rotating", "previous_digest", "nodes", "nodes_pending", "rotation_started_at")
+    class NodesPendingEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    NOT_AFTER_FIELD_NUMBER: _ClassVar[int]
+    ROTATING_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    NODES_PENDING_FIELD_NUMBER: _ClassVar[int]
+    ROTATION_STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    digest: str
+    not_after: int
+    rotating: bool
+    previous_digest: str
+    nodes: int
+    nodes_pending: _containers.ScalarMap[str, str]
+    rotation_started_at: int
+    def __init__(self, digest: _Optional[str] = ..., not_after: _Optional[int] = ..., rotating: _Optional[bool] = ..., previous_digest: _Optional[str] = ..., nodes: _Optional[int] = ..., nodes_pending: _Optional[_Mapping[str, str]] = ..., rotation_started_at: _Optional[int] = ...) -> None: ...
+
+class SetAutolockRequest(_message.Message):
+    __slots__ = ("enabled",)
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    def __init__(self, enabled: _Optional[bool] = ...) -> None: ...
+
+class SetAutolockResponse(_message.Message):
+    __slots__ = ("autolock", "unlock_key")
+    AUTOLOCK_FIELD_NUMBER: _ClassVar[int]
+    UNLOCK_KEY_FIELD_NUMBER: _ClassVar[int]
+    autolock: bool
+    unlock_key: str
+    def __init__(self, autolock: _Optional[bool] = ..., unlock_key: _Optional[str] = ...) -> None: ...
+
+class UnlockManagerRequest(_message.Message):
+    __slots__ = ("unlock_key",)
+    UNLOCK_KEY_FIELD_NUMBER: _ClassVar[int]
+    unlock_key: str
+    def __init__(self, unlock_key: _Optional[str] = ...) -> None: ...
+
+class UnlockManagerResponse(_message.Message):
+    __slots__ = ("manager_id",)
+    MANAGER_ID_FIELD_NUMBER: _ClassVar[int]
+    manager_id: str
+    def __init__(self, manager_id: _Optional[str] = ...) -> None: ...
 
 class ListNodesRequest(_message.Message):
     __slots__ = ()

@@ -55,6 +55,36 @@ class ControlStub:
                 request_serializer=shoal_dot_protos_dot_control__pb2.IssueAdminBundleRequest.SerializeToString,
                 response_deserializer=shoal_dot_protos_dot_control__pb2.AdminBundle.FromString,
                 _registered_method=True)
+        self.ListAdminBundles = channel.unary_unary(
+                '/shoal.v1.Control/ListAdminBundles',
+                request_serializer=shoal_dot_protos_dot_control__pb2.ListAdminBundlesRequest.SerializeToString,
+                response_deserializer=shoal_dot_protos_dot_control__pb2.ListAdminBundlesResponse.FromString,
+                _registered_method=True)
+        self.RevokeAdminBundle = channel.unary_unary(
+                '/shoal.v1.Control/RevokeAdminBundle',
+                request_serializer=shoal_dot_protos_dot_control__pb2.ObjectRef.SerializeToString,
+                response_deserializer=shoal_dot_protos_dot_objects__pb2.AdminBundleRecord.FromString,
+                _registered_method=True)
+        self.GetCAStatus = channel.unary_unary(
+                '/shoal.v1.Control/GetCAStatus',
+                request_serializer=shoal_dot_protos_dot_control__pb2.GetCAStatusRequest.SerializeToString,
+                response_deserializer=shoal_dot_protos_dot_control__pb2.CAStatus.FromString,
+                _registered_method=True)
+        self.RotateCA = channel.unary_unary(
+                '/shoal.v1.Control/RotateCA',
+                request_serializer=shoal_dot_protos_dot_control__pb2.RotateCARequest.SerializeToString,
+                response_deserializer=shoal_dot_protos_dot_control__pb2.CAStatus.FromString,
+                _registered_method=True)
+        self.SetAutolock = channel.unary_unary(
+                '/shoal.v1.Control/SetAutolock',
+                request_serializer=shoal_dot_protos_dot_control__pb2.SetAutolockRequest.SerializeToString,
+                response_deserializer=shoal_dot_protos_dot_control__pb2.SetAutolockResponse.FromString,
+                _registered_method=True)
+        self.UnlockManager = channel.unary_unary(
+                '/shoal.v1.Control/UnlockManager',
+                request_serializer=shoal_dot_protos_dot_control__pb2.UnlockManagerRequest.SerializeToString,
+                response_deserializer=shoal_dot_protos_dot_control__pb2.UnlockManagerResponse.FromString,
+                _registered_method=True)
         self.ListNodes = channel.unary_unary(
                 '/shoal.v1.Control/ListNodes',
                 request_serializer=shoal_dot_protos_dot_control__pb2.ListNodesRequest.SerializeToString,
@@ -140,6 +170,46 @@ class ControlServicer:
 
     def IssueAdminBundle(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAdminBundles(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeAdminBundle(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCAStatus(self, request, context):
+        """The cluster CA: its status, and a rotation to a new one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateCA(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetAutolock(self, request, context):
+        """Autolock: turning it on answers with the unlock key (shown once).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnlockManager(self, request, context):
+        """Unlocks the manager that answers (a locked manager serves only this,
+        GetClusterInfo and GetCAStatus).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -241,6 +311,36 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.IssueAdminBundle,
                     request_deserializer=shoal_dot_protos_dot_control__pb2.IssueAdminBundleRequest.FromString,
                     response_serializer=shoal_dot_protos_dot_control__pb2.AdminBundle.SerializeToString,
+            ),
+            'ListAdminBundles': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAdminBundles,
+                    request_deserializer=shoal_dot_protos_dot_control__pb2.ListAdminBundlesRequest.FromString,
+                    response_serializer=shoal_dot_protos_dot_control__pb2.ListAdminBundlesResponse.SerializeToString,
+            ),
+            'RevokeAdminBundle': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeAdminBundle,
+                    request_deserializer=shoal_dot_protos_dot_control__pb2.ObjectRef.FromString,
+                    response_serializer=shoal_dot_protos_dot_objects__pb2.AdminBundleRecord.SerializeToString,
+            ),
+            'GetCAStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCAStatus,
+                    request_deserializer=shoal_dot_protos_dot_control__pb2.GetCAStatusRequest.FromString,
+                    response_serializer=shoal_dot_protos_dot_control__pb2.CAStatus.SerializeToString,
+            ),
+            'RotateCA': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateCA,
+                    request_deserializer=shoal_dot_protos_dot_control__pb2.RotateCARequest.FromString,
+                    response_serializer=shoal_dot_protos_dot_control__pb2.CAStatus.SerializeToString,
+            ),
+            'SetAutolock': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAutolock,
+                    request_deserializer=shoal_dot_protos_dot_control__pb2.SetAutolockRequest.FromString,
+                    response_serializer=shoal_dot_protos_dot_control__pb2.SetAutolockResponse.SerializeToString,
+            ),
+            'UnlockManager': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnlockManager,
+                    request_deserializer=shoal_dot_protos_dot_control__pb2.UnlockManagerRequest.FromString,
+                    response_serializer=shoal_dot_protos_dot_control__pb2.UnlockManagerResponse.SerializeToString,
             ),
             'ListNodes': grpc.unary_unary_rpc_method_handler(
                     servicer.ListNodes,
@@ -411,6 +511,168 @@ class Control:
             '/shoal.v1.Control/IssueAdminBundle',
             shoal_dot_protos_dot_control__pb2.IssueAdminBundleRequest.SerializeToString,
             shoal_dot_protos_dot_control__pb2.AdminBundle.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAdminBundles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/ListAdminBundles',
+            shoal_dot_protos_dot_control__pb2.ListAdminBundlesRequest.SerializeToString,
+            shoal_dot_protos_dot_control__pb2.ListAdminBundlesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeAdminBundle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/RevokeAdminBundle',
+            shoal_dot_protos_dot_control__pb2.ObjectRef.SerializeToString,
+            shoal_dot_protos_dot_objects__pb2.AdminBundleRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCAStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/GetCAStatus',
+            shoal_dot_protos_dot_control__pb2.GetCAStatusRequest.SerializeToString,
+            shoal_dot_protos_dot_control__pb2.CAStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateCA(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/RotateCA',
+            shoal_dot_protos_dot_control__pb2.RotateCARequest.SerializeToString,
+            shoal_dot_protos_dot_control__pb2.CAStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAutolock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/SetAutolock',
+            shoal_dot_protos_dot_control__pb2.SetAutolockRequest.SerializeToString,
+            shoal_dot_protos_dot_control__pb2.SetAutolockResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnlockManager(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/UnlockManager',
+            shoal_dot_protos_dot_control__pb2.UnlockManagerRequest.SerializeToString,
+            shoal_dot_protos_dot_control__pb2.UnlockManagerResponse.FromString,
             options,
             channel_credentials,
             insecure,

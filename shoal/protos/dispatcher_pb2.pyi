@@ -8,16 +8,24 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class AgentMessage(_message.Message):
-    __slots__ = ("register", "heartbeat", "statuses", "log_chunk")
+    __slots__ = ("register", "heartbeat", "statuses", "log_chunk", "cert_request")
     REGISTER_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     STATUSES_FIELD_NUMBER: _ClassVar[int]
     LOG_CHUNK_FIELD_NUMBER: _ClassVar[int]
+    CERT_REQUEST_FIELD_NUMBER: _ClassVar[int]
     register: Register
     heartbeat: Heartbeat
     statuses: TaskStatusBatch
     log_chunk: LogChunk
-    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., statuses: _Optional[_Union[TaskStatusBatch, _Mapping]] = ..., log_chunk: _Optional[_Union[LogChunk, _Mapping]] = ...) -> None: ...
+    cert_request: CertificateRequest
+    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., statuses: _Optional[_Union[TaskStatusBatch, _Mapping]] = ..., log_chunk: _Optional[_Union[LogChunk, _Mapping]] = ..., cert_request: _Optional[_Union[CertificateRequest, _Mapping]] = ...) -> None: ...
+
+class CertificateRequest(_message.Message):
+    __slots__ = ("csr_pem",)
+    CSR_PEM_FIELD_NUMBER: _ClassVar[int]
+    csr_pem: bytes
+    def __init__(self, csr_pem: _Optional[bytes] = ...) -> None: ...
 
 class LogLine(_message.Message):
     __slots__ = ("stream", "data", "timestamp")
@@ -92,16 +100,38 @@ class TaskStatusBatch(_message.Message):
     def __init__(self, updates: _Optional[_Iterable[_Union[TaskStatusUpdate, _Mapping]]] = ...) -> None: ...
 
 class ManagerMessage(_message.Message):
-    __slots__ = ("started", "assignments", "log_request", "log_cancel")
+    __slots__ = ("started", "assignments", "log_request", "log_cancel", "certificate", "trust")
     STARTED_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
     LOG_REQUEST_FIELD_NUMBER: _ClassVar[int]
     LOG_CANCEL_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    TRUST_FIELD_NUMBER: _ClassVar[int]
     started: SessionStarted
     assignments: Assignments
     log_request: LogRequest
     log_cancel: LogCancel
-    def __init__(self, started: _Optional[_Union[SessionStarted, _Mapping]] = ..., assignments: _Optional[_Union[Assignments, _Mapping]] = ..., log_request: _Optional[_Union[LogRequest, _Mapping]] = ..., log_cancel: _Optional[_Union[LogCancel, _Mapping]] = ...) -> None: ...
+    certificate: IssuedCertificate
+    trust: TrustUpdate
+    def __init__(self, started: _Optional[_Union[SessionStarted, _Mapping]] = ..., assignments: _Optional[_Union[Assignments, _Mapping]] = ..., log_request: _Optional[_Union[LogRequest, _Mapping]] = ..., log_cancel: _Optional[_Union[LogCancel, _Mapping]] = ..., certificate: _Optional[_Union[IssuedCertificate, _Mapping]] = ..., trust: _Optional[_Union[TrustUpdate, _Mapping]] = ...) -> None: ...
+
+class IssuedCertificate(_message.Message):
+    __slots__ = ("cert_pem", "ca_pem", "error")
+    CERT_PEM_FIELD_NUMBER: _ClassVar[int]
+    CA_PEM_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    cert_pem: bytes
+    ca_pem: bytes
+    error: str
+    def __init__(self, cert_pem: _Optional[bytes] = ..., ca_pem: _Optional[bytes] = ..., error: _Optional[str] = ...) -> None: ...
+
+class TrustUpdate(_message.Message):
+    __slots__ = ("ca_pem", "renew")
+    CA_PEM_FIELD_NUMBER: _ClassVar[int]
+    RENEW_FIELD_NUMBER: _ClassVar[int]
+    ca_pem: bytes
+    renew: bool
+    def __init__(self, ca_pem: _Optional[bytes] = ..., renew: _Optional[bool] = ...) -> None: ...
 
 class SessionStarted(_message.Message):
     __slots__ = ("node_id", "heartbeat_period", "managers")
@@ -114,24 +144,24 @@ class SessionStarted(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., heartbeat_period: _Optional[int] = ..., managers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Assignments(_message.Message):
-    __slots__ = ("full", "tasks", "removed")
+    __slots__ = ("full", "tasks", "removed", "more")
     FULL_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
     REMOVED_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
     full: bool
     tasks: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Task]
     removed: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, full: _Optional[bool] = ..., tasks: _Optional[_Iterable[_Union[_objects_pb2.Task, _Mapping]]] = ..., removed: _Optional[_Iterable[str]] = ...) -> None: ...
+    more: bool
+    def __init__(self, full: _Optional[bool] = ..., tasks: _Optional[_Iterable[_Union[_objects_pb2.Task, _Mapping]]] = ..., removed: _Optional[_Iterable[str]] = ..., more: _Optional[bool] = ...) -> None: ...
 
 class IssueNodeCertificateRequest(_message.Message):
-    __slots__ = ("csr_pem", "token", "node_id")
+    __slots__ = ("csr_pem", "token")
     CSR_PEM_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
-    NODE_ID_FIELD_NUMBER: _ClassVar[int]
     csr_pem: bytes
     token: str
-    node_id: str
-    def __init__(self, csr_pem: _Optional[bytes] = ..., token: _Optional[str] = ..., node_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, csr_pem: _Optional[bytes] = ..., token: _Optional[str] = ...) -> None: ...
 
 class IssueNodeCertificateResponse(_message.Message):
     __slots__ = ("node_id", "cert_pem", "ca_pem")

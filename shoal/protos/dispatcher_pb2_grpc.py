@@ -101,7 +101,8 @@ class Dispatcher:
 
 
 class NodeCAStub:
-    """Reached over TLS without a client certificate: it is how a node gets one.
+    """Reached with a join certificate (see shoal/pki.py): it is how a node gets
+    a certificate of the cluster's CA.
     """
 
     def __init__(self, channel):
@@ -118,7 +119,8 @@ class NodeCAStub:
 
 
 class NodeCAServicer:
-    """Reached over TLS without a client certificate: it is how a node gets one.
+    """Reached with a join certificate (see shoal/pki.py): it is how a node gets
+    a certificate of the cluster's CA.
     """
 
     def IssueNodeCertificate(self, request, context):
@@ -144,7 +146,8 @@ def add_NodeCAServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class NodeCA:
-    """Reached over TLS without a client certificate: it is how a node gets one.
+    """Reached with a join certificate (see shoal/pki.py): it is how a node gets
+    a certificate of the cluster's CA.
     """
 
     @staticmethod

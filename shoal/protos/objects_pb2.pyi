@@ -142,14 +142,16 @@ class Meta(_message.Message):
     def __init__(self, id: _Optional[str] = ..., version: _Optional[int] = ..., created_at: _Optional[int] = ..., updated_at: _Optional[int] = ...) -> None: ...
 
 class ClusterSpec(_message.Message):
-    __slots__ = ("heartbeat_period", "task_history_limit", "cert_expiry")
+    __slots__ = ("heartbeat_period", "task_history_limit", "cert_expiry", "max_replicas")
     HEARTBEAT_PERIOD_FIELD_NUMBER: _ClassVar[int]
     TASK_HISTORY_LIMIT_FIELD_NUMBER: _ClassVar[int]
     CERT_EXPIRY_FIELD_NUMBER: _ClassVar[int]
+    MAX_REPLICAS_FIELD_NUMBER: _ClassVar[int]
     heartbeat_period: int
     task_history_limit: int
     cert_expiry: int
-    def __init__(self, heartbeat_period: _Optional[int] = ..., task_history_limit: _Optional[int] = ..., cert_expiry: _Optional[int] = ...) -> None: ...
+    max_replicas: int
+    def __init__(self, heartbeat_period: _Optional[int] = ..., task_history_limit: _Optional[int] = ..., cert_expiry: _Optional[int] = ..., max_replicas: _Optional[int] = ...) -> None: ...
 
 class JoinTokens(_message.Message):
     __slots__ = ("worker", "manager")
@@ -160,30 +162,72 @@ class JoinTokens(_message.Message):
     def __init__(self, worker: _Optional[str] = ..., manager: _Optional[str] = ...) -> None: ...
 
 class RootCA(_message.Message):
-    __slots__ = ("cert_pem", "key_pem", "cert_digest")
+    __slots__ = ("cert_pem", "key_pem", "cert_digest", "previous_cert_pem", "cross_signed_pem", "rotation_started_at")
     CERT_PEM_FIELD_NUMBER: _ClassVar[int]
     KEY_PEM_FIELD_NUMBER: _ClassVar[int]
     CERT_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_CERT_PEM_FIELD_NUMBER: _ClassVar[int]
+    CROSS_SIGNED_PEM_FIELD_NUMBER: _ClassVar[int]
+    ROTATION_STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     cert_pem: bytes
     key_pem: bytes
     cert_digest: str
-    def __init__(self, cert_pem: _Optional[bytes] = ..., key_pem: _Optional[bytes] = ..., cert_digest: _Optional[str] = ...) -> None: ...
+    previous_cert_pem: bytes
+    cross_signed_pem: bytes
+    rotation_started_at: int
+    def __init__(self, cert_pem: _Optional[bytes] = ..., key_pem: _Optional[bytes] = ..., cert_digest: _Optional[str] = ..., previous_cert_pem: _Optional[bytes] = ..., cross_signed_pem: _Optional[bytes] = ..., rotation_started_at: _Optional[int] = ...) -> None: ...
+
+class AdminBundleRecord(_message.Message):
+    __slots__ = ("id", "issued_at", "expires_at", "revoked_at", "issued_to")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_TO_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    issued_at: int
+    expires_at: int
+    revoked_at: int
+    issued_to: str
+    def __init__(self, id: _Optional[str] = ..., issued_at: _Optional[int] = ..., expires_at: _Optional[int] = ..., revoked_at: _Optional[int] = ..., issued_to: _Optional[str] = ...) -> None: ...
 
 class Cluster(_message.Message):
-    __slots__ = ("meta", "spec", "root_ca", "join_tokens", "removed_nodes", "seal_key")
+    __slots__ = ("meta", "spec", "root_ca", "join_tokens", "removed_nodes", "seal_key", "admin_bundles")
     META_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     ROOT_CA_FIELD_NUMBER: _ClassVar[int]
     JOIN_TOKENS_FIELD_NUMBER: _ClassVar[int]
     REMOVED_NODES_FIELD_NUMBER: _ClassVar[int]
     SEAL_KEY_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_BUNDLES_FIELD_NUMBER: _ClassVar[int]
     meta: Meta
     spec: ClusterSpec
     root_ca: RootCA
     join_tokens: JoinTokens
     removed_nodes: _containers.RepeatedScalarFieldContainer[str]
     seal_key: bytes
-    def __init__(self, meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ClusterSpec, _Mapping]] = ..., root_ca: _Optional[_Union[RootCA, _Mapping]] = ..., join_tokens: _Optional[_Union[JoinTokens, _Mapping]] = ..., removed_nodes: _Optional[_Iterable[str]] = ..., seal_key: _Optional[bytes] = ...) -> None: ...
+    admin_bundles: _containers.RepeatedCompositeFieldContainer[AdminBundleRecord]
+    def __init__(self, meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ClusterSpec, _Mapping]] = ..., root_ca: _Optional[_Union[RootCA, _Mapping]] = ..., join_tokens: _Optional[_Union[JoinTokens, _Mapping]] = ..., removed_nodes: _Optional[_Iterable[str]] = ..., seal_key: _Optional[bytes] = ..., admin_bundles: _Optional[_Iterable[_Union[AdminBundleRecord, _Mapping]]] = ...) -> None: ...
+
+class ClusterKeys(_message.Message):
+    __slots__ = ("meta", "autolock", "material", "material_digest")
+    META_FIELD_NUMBER: _ClassVar[int]
+    AUTOLOCK_FIELD_NUMBER: _ClassVar[int]
+    MATERIAL_FIELD_NUMBER: _ClassVar[int]
+    MATERIAL_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    meta: Meta
+    autolock: bool
+    material: bytes
+    material_digest: bytes
+    def __init__(self, meta: _Optional[_Union[Meta, _Mapping]] = ..., autolock: _Optional[bool] = ..., material: _Optional[bytes] = ..., material_digest: _Optional[bytes] = ...) -> None: ...
+
+class KeyMaterial(_message.Message):
+    __slots__ = ("ca_key_pem", "seal_key")
+    CA_KEY_PEM_FIELD_NUMBER: _ClassVar[int]
+    SEAL_KEY_FIELD_NUMBER: _ClassVar[int]
+    ca_key_pem: bytes
+    seal_key: bytes
+    def __init__(self, ca_key_pem: _Optional[bytes] = ..., seal_key: _Optional[bytes] = ...) -> None: ...
 
 class NodeSpec(_message.Message):
     __slots__ = ("availability", "labels")
@@ -251,19 +295,33 @@ class NodeStatus(_message.Message):
     timestamp: int
     def __init__(self, state: _Optional[_Union[NodeState, str]] = ..., message: _Optional[str] = ..., addr: _Optional[str] = ..., manager_id: _Optional[str] = ..., timestamp: _Optional[int] = ...) -> None: ...
 
+class NodeCertificate(_message.Message):
+    __slots__ = ("serial", "not_after", "ca_digest", "issued_at")
+    SERIAL_FIELD_NUMBER: _ClassVar[int]
+    NOT_AFTER_FIELD_NUMBER: _ClassVar[int]
+    CA_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_AT_FIELD_NUMBER: _ClassVar[int]
+    serial: str
+    not_after: int
+    ca_digest: str
+    issued_at: int
+    def __init__(self, serial: _Optional[str] = ..., not_after: _Optional[int] = ..., ca_digest: _Optional[str] = ..., issued_at: _Optional[int] = ...) -> None: ...
+
 class Node(_message.Message):
-    __slots__ = ("meta", "spec", "description", "status", "role")
+    __slots__ = ("meta", "spec", "description", "status", "role", "certificate")
     META_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     meta: Meta
     spec: NodeSpec
     description: NodeDescription
     status: NodeStatus
     role: NodeRole
-    def __init__(self, meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[NodeSpec, _Mapping]] = ..., description: _Optional[_Union[NodeDescription, _Mapping]] = ..., status: _Optional[_Union[NodeStatus, _Mapping]] = ..., role: _Optional[_Union[NodeRole, str]] = ...) -> None: ...
+    certificate: NodeCertificate
+    def __init__(self, meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[NodeSpec, _Mapping]] = ..., description: _Optional[_Union[NodeDescription, _Mapping]] = ..., status: _Optional[_Union[NodeStatus, _Mapping]] = ..., role: _Optional[_Union[NodeRole, str]] = ..., certificate: _Optional[_Union[NodeCertificate, _Mapping]] = ...) -> None: ...
 
 class RestartPolicy(_message.Message):
     __slots__ = ("condition", "delay", "max_attempts", "window")

@@ -50,7 +50,8 @@ class SimNode:
         desc.resources.nano_cpus = 8 * 10**9
         desc.resources.memory_bytes = 32 << 30
         desc.labels["zone"] = ZONES[self.index % len(ZONES)]
-        session = Session(identity, self.managers, desc, f"127.1.{self.index // 250}.{self.index % 250 + 1}")
+        addr = f"127.1.{self.index // 250}.{self.index % 250 + 1}"
+        session = Session(identity, self.managers, desc, addr, self.state_dir)
         self.worker = Worker(self.runtime, identity.node_id, session.report)
         self.task = asyncio.create_task(session.run(self.worker))
 

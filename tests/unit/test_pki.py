@@ -1,12 +1,14 @@
 """shoal.pki and the cluster CA: tokens, certificates, and real TLS over gRPC.
 
-The end-to-end tests run a grpc.aio server laid out as a manager is: one server,
-a mutual-TLS port and a join port, answering "who am I" with the caller's role.
+The end-to-end tests run a grpc.aio server laid out as a manager is: one
+mutual-TLS port accepting the cluster CA and a token's join root, with dynamic
+credentials, answering "who am I" with the identity the CA's signature proves.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import string
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,10 +24,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from shoal import pki
 from shoal.manager.ca.authority import CertificateAuthority, check_token, new_root_ca
+from shoal.manager.ca.manager_certs import ServerTLS
+from tests.support import forge
 
 CLUSTER = "cluster1"
 HOUR = 3600
-WHOAMI = "/shoal.test.Who/Am"
 
 
 @dataclass(frozen=True)
@@ -154,7 +157,7 @@ def test_cert_digest_is_50_base36_characters_and_names_one_certificate(cluster: 
 
 def test_root_ca_is_a_long_lived_ca_for_its_cluster(cluster: Cluster) -> None:
     cert = x509.load_pem_x509_certificate(cluster.ca.cert_pem)
-    assert cert.subject.rfc4514_string() == f"O={CLUSTER},CN=shoal-ca"
+    assert re.fullmatch(rf"O={CLUSTER},CN=shoal-ca-[0-9a-f]{{8}}", cert.subject.rfc4514_string())
     assert cert.issuer == cert.subject
     assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     assert cert.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign
@@ -238,45 +241,117 @@ def test_client_certificate_needs_its_key(cluster: Cluster) -> None:
         pki.channel_credentials(cluster.ca.cert_pem, cluster.admin.cert)
 
 
+# ---------------------------------------------------------------- identity by signature
+
+
+def test_identity_is_read_only_from_certificates_the_ca_signed(cluster: Cluster) -> None:
+    roots = [cluster.ca.cert_pem]
+    assert pki.verified_identity(cluster.admin.cert, roots) == pki.Identity("admin", pki.ROLE_ADMIN, CLUSTER)
+    assert pki.verified_identity(cluster.worker.cert, roots) == pki.Identity("w1", pki.ROLE_WORKER, CLUSTER)
+    assert pki.verified_identity(cluster.other_admin.cert, roots) is None
+    assert pki.verified_identity(cluster.admin.cert, [cluster.other_ca.cert_pem]) is None
+
+
+@pytest.mark.parametrize("role", [pki.ROLE_ADMIN, pki.ROLE_MANAGER, pki.ROLE_WORKER])
+@pytest.mark.parametrize("via_lookalike", [True, False])
+def test_forged_certificates_carry_no_identity(cluster: Cluster, role: str, via_lookalike: bool) -> None:
+    """An intermediate named exactly like the cluster CA (or a leaf naming it
+    as issuer) is refused: the check is the CA's signature, not its name."""
+    token = pki.new_join_token(pki.cert_digest(cluster.ca.cert_pem))
+    for signer in (forge.own_signer(), forge.join_signer(token)):
+        chain, _ = forge.forged_chain(signer, cluster.ca.cert_pem, role, "w1", via_lookalike=via_lookalike)
+        leaf = pki.split_pems(chain)[0]
+        assert pki.identity_from_cert(leaf).role == role  # the subject claims it...
+        assert pki.verified_identity(leaf, [cluster.ca.cert_pem]) is None  # ...and is not believed
+
+
+def test_an_expired_certificate_carries_no_identity(cluster: Cluster) -> None:
+    later = datetime.now(UTC) + timedelta(hours=2)
+    assert pki.verified_identity(cluster.admin.cert, [cluster.ca.cert_pem], now=later) is None
+
+
+def test_renewal_falls_between_half_and_four_fifths_of_the_lifetime(cluster: Cluster) -> None:
+    # Issued now (not_before is backdated an hour) for one hour.
+    delays = [pki.renewal_delay(cluster.admin.cert) for _ in range(200)]
+    assert all(0.5 * HOUR - 5 <= d <= 0.8 * HOUR for d in delays)
+    assert max(delays) - min(delays) > 0.1 * HOUR  # spread, so nodes do not renew together
+
+
+def test_a_cross_signed_root_chains_the_new_root_to_the_old_one(cluster: Cluster) -> None:
+    new_root = new_root_ca(CLUSTER)
+    cross = cluster.ca.cross_sign(new_root.cert_pem)
+    cross_cert = x509.load_pem_x509_certificate(cross)
+    new_cert = x509.load_pem_x509_certificate(new_root.cert_pem)
+    assert cross_cert.subject == new_cert.subject
+    assert cross_cert.public_key() == new_cert.public_key()
+    assert pki.issuer_of(cross, (cluster.ca.cert_pem,)) == cluster.ca.cert_pem
+    new_ca = CertificateAuthority(new_root.cert_pem, new_root.key_pem)
+    leaf = new_ca.issue("m9", pki.ROLE_MANAGER, CLUSTER, HOUR)[0]
+    assert pki.issuer_of(leaf, (cross,)) == cross  # so old-root clients can follow the chain
+
+
+# ---------------------------------------------------------------- join certificates
+
+
+def test_join_certificates_chain_to_their_tokens_root_only(cluster: Cluster) -> None:
+    digest = pki.cert_digest(cluster.ca.cert_pem)
+    token, other = pki.new_join_token(digest), pki.new_join_token(digest)
+    cert, _ = pki.join_client_bundle(token)
+    assert pki.issuer_of(cert, (pki.join_root_pem(token),)) is not None
+    assert pki.issuer_of(cert, (pki.join_root_pem(other),)) is None
+    assert pki.join_root_pem(token) == pki.join_root_pem(f" {token}\n")  # one root per token
+    # A join certificate names nobody.
+    assert pki.verified_identity(cert, [pki.join_root_pem(token), cluster.ca.cert_pem]) is None
+
+
+def test_the_chain_a_manager_presents_yields_the_root_its_token_names(cluster: Cluster) -> None:
+    digest = pki.cert_digest(cluster.ca.cert_pem)
+    chain = [cluster.manager.cert, cluster.ca.cert_pem]
+    assert pki.ca_matching_token(chain, pki.new_join_token(digest)) == cluster.ca.cert_pem
+    with pytest.raises(pki.InvalidJoinToken, match="does not match the join token's digest"):
+        pki.ca_matching_token(chain, pki.new_join_token(pki.cert_digest(cluster.other_ca.cert_pem)))
+
+
 # ---------------------------------------------------------------- TLS end to end
 
-
-@dataclass(frozen=True)
-class Ports:
-    mtls: int
-    join: int
+WHO = "shoal.test.Who"
 
 
 def _raw(data: bytes) -> bytes:
     return data
 
 
-def _whoami_handler(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
-    identity = pki.peer_identity(context)
-    return b"anonymous" if identity is None else identity.role.encode()
+def _whoami_handler(cluster: Cluster) -> Any:
+    def handler(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        pem = pki.peer_cert_pem(context)
+        identity = pki.verified_identity(pem, [cluster.ca.cert_pem]) if pem else None
+        return b"anonymous" if identity is None else identity.role.encode()
+
+    return handler
+
+
+@dataclass
+class Listener:
+    port: int
+    tls: ServerTLS
 
 
 @asynccontextmanager
-async def _manager(cluster: Cluster, server: Bundle | None = None) -> AsyncIterator[Ports]:
+async def _manager(cluster: Cluster, token: str, server: Bundle | None = None) -> AsyncIterator[Listener]:
+    """A server laid out as a manager's: one port, mutual TLS, client roots
+    = the cluster CA and the token's join root, dynamic credentials."""
     cert = server or cluster.manager
-    srv = grpc.aio.server(options=pki.SERVER_OPTIONS)
+    srv = grpc.aio.server(options=pki.server_options(pki.ServerLimits()))
     handler = grpc.unary_unary_rpc_method_handler(
-        _whoami_handler, request_deserializer=_raw, response_serializer=_raw
+        _whoami_handler(cluster), request_deserializer=_raw, response_serializer=_raw
     )
-    srv.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("shoal.test.Who", {"Am": handler})])
-    ca = cluster.ca.cert_pem
-    ports = Ports(
-        mtls=srv.add_secure_port(
-            "127.0.0.1:0", pki.server_credentials(ca, cert.cert, cert.key, require_client_auth=True)
-        ),
-        join=srv.add_secure_port(
-            "127.0.0.1:0",
-            pki.server_credentials(ca, cert.cert, cert.key, require_client_auth=False),
-        ),
-    )
+    srv.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(WHO, {"Am": handler})])
+    roots = cluster.ca.cert_pem + pki.join_root_pem(token)
+    tls = ServerTLS(cert.cert + cluster.ca.cert_pem, cert.key, roots)
+    port = srv.add_secure_port("127.0.0.1:0", tls.credentials())
     await srv.start()
     try:
-        yield ports
+        yield Listener(port, tls)
     finally:
         await srv.stop(None)
 
@@ -289,15 +364,13 @@ async def _whoami(port: int, creds: grpc.ChannelCredentials | None) -> str:
         else grpc.aio.secure_channel(target, creds, options=pki.CHANNEL_OPTIONS)
     )
     async with channel:
-        call = channel.unary_unary(WHOAMI, request_serializer=_raw, response_deserializer=_raw)
+        call = channel.unary_unary(f"/{WHO}/Am", request_serializer=_raw, response_deserializer=_raw)
         reply: bytes = await call(b"", timeout=5)
         return reply.decode()
 
 
-def _creds(ca_pem: bytes, client: Bundle | None = None) -> grpc.ChannelCredentials:
-    if client is None:
-        return pki.channel_credentials(ca_pem)
-    return pki.channel_credentials(ca_pem, client.cert, client.key)
+def _creds(ca_pem: bytes, cert: bytes | None = None, key: bytes | None = None) -> grpc.ChannelCredentials:
+    return pki.channel_credentials(ca_pem, cert, key)
 
 
 async def _refused(port: int, creds: grpc.ChannelCredentials | None) -> grpc.StatusCode:
@@ -307,79 +380,114 @@ async def _refused(port: int, creds: grpc.ChannelCredentials | None) -> grpc.Sta
     return code
 
 
-def test_fetched_remote_ca_is_the_cluster_ca_and_matches_the_token(cluster: Cluster) -> None:
-    async def scenario() -> list[bytes]:
-        async with _manager(cluster) as ports:
-            return [
-                await asyncio.to_thread(pki.fetch_remote_ca, "127.0.0.1", port)
-                for port in (ports.join, ports.mtls)
-            ]
-
-    token = pki.new_join_token(pki.cert_digest(cluster.ca.cert_pem))
-    for fetched in asyncio.run(scenario()):
-        assert fetched == cluster.ca.cert_pem
-        pki.verify_ca_against_token(fetched, token)
+@pytest.fixture(scope="module")
+def token(cluster: Cluster) -> str:
+    return pki.new_join_token(pki.cert_digest(cluster.ca.cert_pem))
 
 
-def test_callers_with_certificates_are_identified_by_role_on_the_mtls_port(
-    cluster: Cluster,
-) -> None:
-    async def scenario(port: str) -> list[str]:
-        async with _manager(cluster) as ports:
-            p = getattr(ports, port)
+def test_callers_are_identified_by_role_and_joiners_are_anonymous(cluster: Cluster, token: str) -> None:
+    async def scenario() -> list[str]:
+        async with _manager(cluster, token) as m:
             ca = cluster.ca.cert_pem
             return [
-                await _whoami(p, _creds(ca, cluster.admin)),
-                await _whoami(p, _creds(ca, cluster.worker)),
+                await _whoami(m.port, _creds(ca, cluster.admin.cert, cluster.admin.key)),
+                await _whoami(m.port, _creds(ca, cluster.worker.cert, cluster.worker.key)),
+                await _whoami(m.port, _creds(ca, *pki.join_client_bundle(token))),
             ]
 
-    assert asyncio.run(scenario("mtls")) == [pki.ROLE_ADMIN, pki.ROLE_WORKER]
-    # grpcio does not even request a client certificate where it is not required.
-    assert asyncio.run(scenario("join")) == ["anonymous", "anonymous"]
+    assert asyncio.run(scenario()) == [pki.ROLE_ADMIN, pki.ROLE_WORKER, "anonymous"]
 
 
-def test_caller_without_a_certificate_is_anonymous_on_the_join_port_only(
-    cluster: Cluster,
-) -> None:
+def test_certificates_a_token_holder_can_sign_name_nobody(cluster: Cluster, token: str) -> None:
+    """A leaf the join key signed passes the handshake but is anonymous, even
+    when it claims the admin role; a look-alike CA below the join root fails
+    the handshake itself (the join root allows no intermediates)."""
+
     async def scenario() -> tuple[str, grpc.StatusCode]:
-        async with _manager(cluster) as ports:
-            creds = _creds(cluster.ca.cert_pem)
-            return await _whoami(ports.join, creds), await _refused(ports.mtls, creds)
+        async with _manager(cluster, token) as m:
+            ca = cluster.ca.cert_pem
+            signer = forge.join_signer(token)
+            leaf, key = forge.forged_chain(signer, ca, pki.ROLE_ADMIN, "x", via_lookalike=False)
+            lookalike, key2 = forge.forged_chain(signer, ca, pki.ROLE_ADMIN, "x")
+            return await _whoami(m.port, _creds(ca, leaf, key)), await _refused(
+                m.port, _creds(ca, lookalike, key2)
+            )
 
     assert asyncio.run(scenario()) == ("anonymous", grpc.StatusCode.UNAVAILABLE)
 
 
-def test_plaintext_client_is_refused(cluster: Cluster) -> None:
+def test_without_a_current_token_or_certificate_there_is_no_handshake(cluster: Cluster, token: str) -> None:
+    other_token = pki.new_join_token(pki.cert_digest(cluster.ca.cert_pem))
+
     async def scenario() -> list[grpc.StatusCode]:
-        async with _manager(cluster) as ports:
-            return [await _refused(ports.join, None), await _refused(ports.mtls, None)]
-
-    assert asyncio.run(scenario()) == [grpc.StatusCode.UNAVAILABLE] * 2
-
-
-def test_client_trusting_another_ca_refuses_the_manager(cluster: Cluster) -> None:
-    async def scenario() -> list[grpc.StatusCode]:
-        async with _manager(cluster) as ports:
-            other = cluster.other_ca.cert_pem
+        async with _manager(cluster, token) as m:
+            ca = cluster.ca.cert_pem
+            forged, key = forge.forged_chain(forge.own_signer(), ca, pki.ROLE_ADMIN, "x")
             return [
-                await _refused(ports.join, _creds(other)),
-                await _refused(ports.mtls, _creds(other, cluster.other_admin)),
+                await _refused(m.port, None),  # plaintext
+                await _refused(m.port, _creds(ca)),  # no client certificate
+                await _refused(m.port, _creds(ca, *pki.join_client_bundle(other_token))),
+                await _refused(m.port, _creds(ca, cluster.other_admin.cert, cluster.other_admin.key)),
+                await _refused(m.port, _creds(ca, forged, key)),
             ]
 
-    assert asyncio.run(scenario()) == [grpc.StatusCode.UNAVAILABLE] * 2
+    assert asyncio.run(scenario()) == [grpc.StatusCode.UNAVAILABLE] * 5
 
 
-def test_certificate_from_another_cluster_is_refused_on_the_mtls_port(cluster: Cluster) -> None:
+def test_a_rotated_token_stops_working_at_the_next_handshake(cluster: Cluster, token: str) -> None:
+    new_token = pki.new_join_token(pki.cert_digest(cluster.ca.cert_pem))
+
+    async def scenario() -> tuple[str, grpc.StatusCode, str]:
+        async with _manager(cluster, token) as m:
+            ca = cluster.ca.cert_pem
+            before = await _whoami(m.port, _creds(ca, *pki.join_client_bundle(token)))
+            m.tls.update(cluster.manager.cert + ca, cluster.manager.key, ca + pki.join_root_pem(new_token))
+            return (
+                before,
+                await _refused(m.port, _creds(ca, *pki.join_client_bundle(token))),
+                await _whoami(m.port, _creds(ca, *pki.join_client_bundle(new_token))),
+            )
+
+    assert asyncio.run(scenario()) == ("anonymous", grpc.StatusCode.UNAVAILABLE, "anonymous")
+
+
+def test_a_joiner_reads_the_chain_and_learns_whether_its_token_is_accepted(
+    cluster: Cluster, token: str
+) -> None:
+    other_token = pki.new_join_token(pki.cert_digest(cluster.ca.cert_pem))
+
+    async def scenario() -> tuple[list[bytes], bool, bool]:
+        async with _manager(cluster, token) as m:
+            chain = await asyncio.to_thread(pki.fetch_remote_chain, "127.0.0.1", m.port)
+            ok = await asyncio.to_thread(
+                pki.join_accepted, "127.0.0.1", m.port, cluster.ca.cert_pem, *pki.join_client_bundle(token)
+            )
+            refused = await asyncio.to_thread(
+                pki.join_accepted,
+                "127.0.0.1",
+                m.port,
+                cluster.ca.cert_pem,
+                *pki.join_client_bundle(other_token),
+            )
+            return chain, ok, refused
+
+    chain, ok, refused = asyncio.run(scenario())
+    assert pki.ca_matching_token(chain, token) == cluster.ca.cert_pem
+    assert (ok, refused) == (True, False)
+
+
+def test_client_trusting_another_ca_refuses_the_manager(cluster: Cluster, token: str) -> None:
     async def scenario() -> grpc.StatusCode:
-        async with _manager(cluster) as ports:
-            return await _refused(ports.mtls, _creds(cluster.ca.cert_pem, cluster.other_admin))
+        async with _manager(cluster, token) as m:
+            other = cluster.other_ca.cert_pem
+            return await _refused(m.port, _creds(other, cluster.other_admin.cert, cluster.other_admin.key))
 
     assert asyncio.run(scenario()) == grpc.StatusCode.UNAVAILABLE
 
 
-def test_worker_certificate_cannot_serve_as_a_manager(cluster: Cluster) -> None:
+def test_worker_certificate_cannot_serve_as_a_manager(cluster: Cluster, token: str) -> None:
     async def scenario() -> grpc.StatusCode:
-        async with _manager(cluster, server=cluster.worker) as ports:
-            return await _refused(ports.join, _creds(cluster.ca.cert_pem))
+        async with _manager(cluster, token, server=cluster.worker) as m:
+            return await _refused(m.port, _creds(cluster.ca.cert_pem, cluster.admin.cert, cluster.admin.key))
 
     assert asyncio.run(scenario()) == grpc.StatusCode.UNAVAILABLE

@@ -27,7 +27,7 @@ def make_node(
     n.description.hostname = f"host{i}"
     n.description.resources.memory_bytes = memory
     n.description.resources.nano_cpus = cpus * 10**9
-    n.description.labels.update(labels or {})
+    n.spec.labels.update(labels or {})
     n.status.state = pb.NODE_STATE_READY if ready else pb.NODE_STATE_DOWN
     n.spec.availability = availability  # type: ignore[assignment]
     return n
@@ -172,7 +172,7 @@ def test_placement_never_breaks_a_rule(
         node = by_id[node_id]
         assert node.status.state == pb.NODE_STATE_READY
         assert node.spec.availability == pb.NODE_AVAILABILITY_ACTIVE
-        zone = node.description.labels.get("zone")
+        zone = node.spec.labels.get("zone")
         if constraint == "node.labels.zone==a":
             assert zone == "a"
         if constraint == "node.labels.zone!=b":

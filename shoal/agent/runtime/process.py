@@ -86,6 +86,7 @@ from shoal.agent.runtime.base import (
     TaskRejected,
 )
 from shoal.protos import objects_pb2 as pb
+from shoal.signals import parse_signal
 
 log = logging.getLogger(__name__)
 
@@ -162,32 +163,6 @@ printf '%s\\n' "$?" >"$1/exit_code.tmp" && command -p mv -f -- "$1/exit_code.tmp
 """
 # Shown as the wrapper's $0 in ps, next to the task directory.
 _WRAPPER_NAME = "shoal-task"
-
-
-def parse_signal(name: str) -> int:
-    """The signal number for a stop_signal value: "SIGTERM", "TERM", "term",
-    "15" or "SIGRTMIN+3". An empty string means SIGTERM. Raises ValueError for
-    anything else."""
-    text = name.strip().upper()
-    if not text:
-        return int(signal.SIGTERM)
-    if text.isdigit():
-        number = int(text)
-        if number not in {int(s) for s in signal.valid_signals()}:
-            raise ValueError(f"unknown signal {name!r}")
-        return number
-    if not text.startswith("SIG"):
-        text = "SIG" + text
-    rt = re.fullmatch(r"SIGRTMIN\+(\d+)|SIGRTMAX-(\d+)", text)
-    if rt:
-        number = signal.SIGRTMIN + int(rt[1]) if rt[1] is not None else signal.SIGRTMAX - int(rt[2])
-        if not signal.SIGRTMIN <= number <= signal.SIGRTMAX:
-            raise ValueError(f"unknown signal {name!r}")
-        return int(number)
-    try:
-        return int(signal.Signals[text])
-    except KeyError:
-        raise ValueError(f"unknown signal {name!r}") from None
 
 
 @dataclass(frozen=True)

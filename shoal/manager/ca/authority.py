@@ -1,13 +1,19 @@
 """The cluster's certificate authority: the root CA and the certificates it signs.
 
-Data flow: at cluster init ``new_root_ca`` makes the root, which is stored in
-etcd (``Cluster.root_ca``). Every manager builds a ``CertificateAuthority`` from
-it and uses it to
+Data flow: at cluster init ``new_root_ca`` makes the root; its certificate is
+stored in ``Cluster.root_ca`` and its key, apart, in ``ClusterKeys`` (see
+``shoal.manager.keyring``). Every manager builds a ``CertificateAuthority`` from
+the two and uses it to
 
 - sign a joining node's CSR (``sign_csr``) once the NodeCA service has checked
   the join token with ``check_token``; the CA, not the node, picks the subject;
 - issue its own server certificate and admin bundles (``issue``), generating
-  the key itself because nothing outside the manager needs to hold it first.
+  the key itself because nothing outside the manager needs to hold it first;
+- during a CA rotation, sign the new root with the old key (``cross_sign``),
+  so clients that trust only the old root accept servers with new certificates.
+
+Each root has a subject of its own (``shoal-ca-<random>``): certificate paths
+are built by name, and two roots of one name would be confused.
 
 Subjects carry identity (CN = node ID, OU = role, O = cluster ID, read back by
 ``shoal.pki.identity_from_cert``); SANs carry the role as a DNS name, so only
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,13 +35,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from shoal.pki import ROLES, load_private_key, new_private_key_pem
+from shoal.pki import ISSUE_BACKDATE, ROLES, load_private_key, new_private_key_pem
 
 CA_COMMON_NAME = "shoal-ca"
 ROOT_VALIDITY = timedelta(days=20 * 365)  # Swarm's root lifetime
-# Swarm backdates certificates so a node whose clock is a little behind the
-# manager's does not reject a certificate as not yet valid.
-BACKDATE = timedelta(hours=1)
+BACKDATE = ISSUE_BACKDATE
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -54,7 +59,7 @@ def new_root_ca(cluster_id: str) -> RootCAMaterial:
     key = load_private_key(key_pem)
     name = x509.Name(
         [
-            x509.NameAttribute(NameOID.COMMON_NAME, CA_COMMON_NAME),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"{CA_COMMON_NAME}-{secrets.token_hex(4)}"),
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, cluster_id),
         ]
     )
@@ -105,6 +110,23 @@ class CertificateAuthority:
     @property
     def cert_pem(self) -> bytes:
         return self._cert_pem
+
+    def cross_sign(self, new_root_pem: bytes) -> bytes:
+        """The new root's certificate (same subject, key and extensions) signed
+        by this CA: an intermediate that chains the new root to this one."""
+        new = x509.load_pem_x509_certificate(new_root_pem)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(new.subject)
+            .issuer_name(self._cert.subject)
+            .public_key(new.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(new.not_valid_before_utc)
+            .not_valid_after(min(new.not_valid_after_utc, self._cert.not_valid_after_utc))
+        )
+        for ext in new.extensions:
+            builder = builder.add_extension(ext.value, critical=ext.critical)
+        return _pem(builder.sign(self._key, hashes.SHA256()))
 
     def sign_csr(
         self, csr_pem: bytes, node_id: str, role: str, cluster_id: str, expiry_seconds: int

@@ -1,13 +1,21 @@
 """NodeCA: turns a join token and a CSR into a node certificate.
 
-Reached with a bootstrap certificate (anonymous, see ``shoal.pki``): the token
-is the only credential. The node ID is chosen here and written into the
-certificate's CN; the Node object appears when the agent first registers.
+Reached with a join certificate (see ``shoal.pki.join``), which carries no
+identity: the token in the request is the credential, compared in constant
+time with the cluster's current one. The node ID is chosen here and written
+into the certificate's CN; the Node object appears when the agent first
+registers.
+
+Each peer address gets a few attempts at once and then one every few
+seconds (``JoinRateLimit``), so a token cannot be guessed at line rate; and
+refusals are logged at most once per ``REFUSAL_LOG_INTERVAL`` with a count,
+so a flood cannot fill the log either.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,45 +23,120 @@ import grpc
 
 from shoal import pki
 from shoal.ids import new_id
-from shoal.manager.ca.authority import CertificateAuthority, check_token
+from shoal.manager.auth import ca_bundle
+from shoal.manager.ca.authority import check_token
+from shoal.manager.ca.manager_certs import DEFAULT_CERT_EXPIRY_NS
+from shoal.manager.keyring import KeyRing, Locked
 from shoal.protos import dispatcher_pb2 as dpb
 from shoal.protos import dispatcher_pb2_grpc as dgrpc
 from shoal.protos import objects_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CERT_EXPIRY_NS = 90 * 24 * 3600 * 1_000_000_000
+MAX_CSR_BYTES = 8 * 1024
+REFUSAL_LOG_INTERVAL = 10.0
+
+
+class JoinRateLimit:
+    """A token bucket per peer address: ``burst`` attempts at once, then one
+    per ``1 / per_second`` seconds."""
+
+    MAX_PEERS = 10_000
+
+    def __init__(self, burst: int = 10, per_second: float = 0.5, clock: Callable[[], float] = time.monotonic):
+        self.burst = burst
+        self.per_second = per_second
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # peer -> (tokens, at)
+
+    def allow(self, peer: str) -> bool:
+        now = self.clock()
+        tokens, at = self._buckets.get(peer, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - at) * self.per_second)
+        allowed = tokens >= 1.0
+        self._buckets[peer] = (tokens - 1.0 if allowed else tokens, now)
+        if len(self._buckets) > self.MAX_PEERS:
+            # Forget peers whose bucket has refilled: they lose nothing.
+            full = self.burst / self.per_second
+            self._buckets = {p: (t, a) for p, (t, a) in self._buckets.items() if now - a < full}
+        return allowed
+
+
+class _RefusalLog:
+    def __init__(self) -> None:
+        self._count = 0
+        self._since = 0.0
+        self._last_logged = -REFUSAL_LOG_INTERVAL
+
+    def refused(self, peer: str, reason: str) -> None:
+        now = time.monotonic()
+        self._count += 1
+        if now - self._last_logged >= REFUSAL_LOG_INTERVAL:
+            extra = (
+                f" ({self._count} refusals in the last {now - self._since:.0f}s)" if self._count > 1 else ""
+            )
+            log.warning("refused a join from %s: %s%s", peer, reason, extra)
+            self._last_logged = self._since = now
+            self._count = 0
 
 
 class NodeCA(dgrpc.NodeCAServicer):
-    def __init__(self, cluster: Callable[[], pb.Cluster | None]) -> None:
+    def __init__(
+        self,
+        cluster: Callable[[], pb.Cluster | None],
+        keyring: KeyRing,
+        rate_limit: JoinRateLimit | None = None,
+    ) -> None:
         self._cluster = cluster
+        self._keyring = keyring
+        self._limit = rate_limit or JoinRateLimit()
+        self._refusals = _RefusalLog()
+
+    async def _refuse(self, context: Any, peer: str, code: grpc.StatusCode, message: str) -> None:
+        self._refusals.refused(peer, message)
+        await context.abort(code, message)
 
     async def IssueNodeCertificate(
         self, request: dpb.IssueNodeCertificateRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> dpb.IssueNodeCertificateResponse:
+        peer = pki.peer_address(context)
+        if not self._limit.allow(peer):
+            await self._refuse(
+                context, peer, grpc.StatusCode.RESOURCE_EXHAUSTED, "too many join attempts; wait and retry"
+            )
         cluster = self._cluster()
         if cluster is None:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the cluster is not initialised yet")
             raise AssertionError("unreachable")
+        if len(request.token) > 200 or len(request.csr_pem) > MAX_CSR_BYTES:
+            await self._refuse(
+                context, peer, grpc.StatusCode.INVALID_ARGUMENT, "join request too large (token or CSR)"
+            )
         try:
             pki.parse_join_token(request.token)
         except pki.InvalidJoinToken as err:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+            await self._refuse(context, peer, grpc.StatusCode.INVALID_ARGUMENT, str(err))
         if not check_token(request.token.strip(), cluster.join_tokens.worker):
-            log.warning("refused a join with an invalid token from %s", context.peer())
-            await context.abort(
+            await self._refuse(
+                context,
+                peer,
                 grpc.StatusCode.PERMISSION_DENIED,
                 "invalid join token: it does not match this cluster's worker token "
                 "(get the current one with `shoal join-token worker`)",
             )
-        ca = CertificateAuthority(cluster.root_ca.cert_pem, cluster.root_ca.key_pem)
+        try:
+            ca = self._keyring.ca()
+        except Locked as err:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
+            raise AssertionError("unreachable") from err
         node_id = new_id()
         expiry = (cluster.spec.cert_expiry or DEFAULT_CERT_EXPIRY_NS) // 1_000_000_000
         try:
             cert = ca.sign_csr(request.csr_pem, node_id, pki.ROLE_WORKER, cluster.meta.id, expiry)
         except ValueError as err:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"certificate request refused: {err}")
+            await self._refuse(
+                context, peer, grpc.StatusCode.INVALID_ARGUMENT, f"certificate request refused: {err}"
+            )
             raise AssertionError("unreachable") from err
         log.info("issued a worker certificate for new node %s", node_id)
-        return dpb.IssueNodeCertificateResponse(node_id=node_id, cert_pem=cert, ca_pem=ca.cert_pem)
+        return dpb.IssueNodeCertificateResponse(node_id=node_id, cert_pem=cert, ca_pem=ca_bundle(cluster))

@@ -3,70 +3,34 @@
 Reads come from the manager's view; writes go through the store with the
 version the caller (or the view) saw, so concurrent writers get a conflict,
 never a lost update. Every spec is defaulted and validated here
-(``validate``). Store errors become gRPC status codes in ``_rpc``, the only
-place that translation happens.
+(``validate``). Store errors become gRPC status codes in one place, the only
+place that translation happens (``common.rpc``).
 """
 
 from __future__ import annotations
 
 import base64
-import functools
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeAlias, TypeVar
+from collections.abc import AsyncIterator
 
 import grpc
 
-from shoal import pki
 from shoal.ids import new_id
-from shoal.manager import seal
-from shoal.manager.auth import Authorizer
-from shoal.manager.ca.authority import CertificateAuthority
+from shoal.manager import limits, seal
 from shoal.manager.controlapi import validate
-from shoal.manager.controlapi.logs import LogGatherer
+from shoal.manager.controlapi.cluster import ClusterAPI
+from shoal.manager.controlapi.common import Ctx, resolve, rpc, stream_rpc
 from shoal.manager.store import (
     AlreadyExists,
-    LeadershipLost,
     NotFound,
-    Store,
-    StoreUnavailable,
     VersionConflict,
-    View,
     clone,
     now_ns,
+    update_with_retry,
 )
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import control_pb2_grpc as cgrpc
 from shoal.protos import objects_pb2 as pb
-
-Ctx: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
-R = TypeVar("R")
-
-_STATUS = [
-    (ValueError, grpc.StatusCode.INVALID_ARGUMENT),
-    (NotFound, grpc.StatusCode.NOT_FOUND),
-    (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
-    (VersionConflict, grpc.StatusCode.ABORTED),
-    (LeadershipLost, grpc.StatusCode.UNAVAILABLE),
-    (StoreUnavailable, grpc.StatusCode.UNAVAILABLE),
-]
-
-
-def _rpc(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
-    """Authorize (admin or manager) and translate our errors to status codes."""
-
-    @functools.wraps(fn)
-    async def wrapper(self: Control, request: Any, context: Ctx) -> R:
-        await self.auth.require(context, pki.ROLE_ADMIN, pki.ROLE_MANAGER)
-        try:
-            return await fn(self, request, context)
-        except tuple(cls for cls, _ in _STATUS) as err:
-            code = next(code for cls, code in _STATUS if isinstance(err, cls))
-            await context.abort(code, str(err))
-            raise AssertionError("unreachable") from err
-
-    return wrapper
-
 
 AVAILABILITY = {
     "active": pb.NODE_AVAILABILITY_ACTIVE,
@@ -75,107 +39,33 @@ AVAILABILITY = {
 }
 
 
-class Control(cgrpc.ControlServicer):
-    def __init__(
-        self,
-        view: View,
-        store: Store,
-        authorizer: Authorizer,
-        managers: Callable[[], Awaitable[list[cpb.ManagerInfo]]],
-        logs: LogGatherer | None = None,
-        stats: Callable[[], dict[str, float]] | None = None,
-    ) -> None:
-        self.view = view
-        self.store = store
-        self.auth = authorizer
-        self.managers = managers
-        self.logs = logs
-        self.stats = stats or dict
-
-    # -------------------------------------------------------------- lookups
-
-    def _cluster(self) -> pb.Cluster:
-        cluster = self.view.cluster()
-        if cluster is None:
-            raise StoreUnavailable("the cluster is not initialised yet")
-        return cluster
+class Control(ClusterAPI, cgrpc.ControlServicer):
+    """The whole ControlAPI: cluster calls (``ClusterAPI``), nodes, services,
+    tasks and logs."""
 
     def resolve_service(self, ref: str) -> pb.Service:
-        service: pb.Service = _resolve(ref, self.view.services, lambda s: s.spec.name, "service")
+        service: pb.Service = resolve(ref, self.view.services, lambda s: s.spec.name, "service")
         return service
 
     def resolve_node(self, ref: str) -> pb.Node:
-        node: pb.Node = _resolve(ref, self.view.nodes, lambda n: n.description.hostname, "node")
+        node: pb.Node = resolve(ref, self.view.nodes, lambda n: n.description.hostname, "node")
         return node
 
-    # -------------------------------------------------------------- cluster
-
-    @_rpc
-    async def GetClusterInfo(self, request: cpb.GetClusterInfoRequest, context: Ctx) -> cpb.ClusterInfo:
-        cluster = self._cluster()
-        return cpb.ClusterInfo(
-            cluster_id=cluster.meta.id,
-            managers=await self.managers(),
-            spec=cluster.spec,
-            nodes=len(self.view.nodes),
-            nodes_ready=sum(1 for n in self.view.nodes.values() if n.status.state == pb.NODE_STATE_READY),
-            services=len(self.view.services),
-            tasks=len(self.view.tasks),
-            tasks_running=sum(self.view.running_by_service.values()),
-            created_at=cluster.meta.created_at,
-            stats=self.stats(),
-        )
-
-    @_rpc
-    async def UpdateCluster(self, request: cpb.UpdateClusterRequest, context: Ctx) -> cpb.ClusterInfo:
-        cluster = clone(self._cluster())
-        if request.heartbeat_period:
-            if request.heartbeat_period < 100_000_000:
-                raise ValueError("heartbeat_period: must be at least 100ms")
-            cluster.spec.heartbeat_period = request.heartbeat_period
-        if request.task_history_limit:
-            if request.task_history_limit < 0:
-                raise ValueError(f"task_history_limit: must be >= 0, got {request.task_history_limit}")
-            cluster.spec.task_history_limit = request.task_history_limit
-        if request.cert_expiry:
-            if request.cert_expiry < 3600 * validate.SECOND:
-                raise ValueError("cert_expiry: must be at least 1h")
-            cluster.spec.cert_expiry = request.cert_expiry
-        await self.store.update(cluster)
-        return await self.GetClusterInfo.__wrapped__(self, cpb.GetClusterInfoRequest(), context)  # type: ignore[attr-defined,no-any-return]
-
-    @_rpc
-    async def GetJoinToken(self, request: cpb.GetJoinTokenRequest, context: Ctx) -> cpb.JoinTokenResponse:
-        if request.role not in ("worker", ""):
-            raise ValueError(f'role "{request.role}": only worker tokens exist (managers share etcd instead)')
-        cluster = self._cluster()
-        if request.rotate:
-            cluster = clone(cluster)
-            cluster.join_tokens.worker = pki.new_join_token(cluster.root_ca.cert_digest)
-            await self.store.update(cluster)
-        addrs = [m.addr for m in await self.managers()]
-        return cpb.JoinTokenResponse(token=cluster.join_tokens.worker, manager_addrs=addrs)
-
-    @_rpc
-    async def IssueAdminBundle(self, request: cpb.IssueAdminBundleRequest, context: Ctx) -> cpb.AdminBundle:
-        cluster = self._cluster()
-        ca = CertificateAuthority(cluster.root_ca.cert_pem, cluster.root_ca.key_pem)
-        expiry = (cluster.spec.cert_expiry or 90 * 24 * 3600 * validate.SECOND) // validate.SECOND
-        cert, key = ca.issue("admin-" + new_id()[:12], pki.ROLE_ADMIN, cluster.meta.id, expiry)
-        return cpb.AdminBundle(ca_pem=ca.cert_pem, cert_pem=cert, key_pem=key)
+    def max_replicas(self) -> int:
+        return validate.replicas_limit(self.view.cluster())
 
     # -------------------------------------------------------------- nodes
 
-    @_rpc
+    @rpc
     async def ListNodes(self, request: cpb.ListNodesRequest, context: Ctx) -> cpb.ListNodesResponse:
         nodes = sorted(self.view.nodes.values(), key=lambda n: n.description.hostname)
         return cpb.ListNodesResponse(nodes=nodes)
 
-    @_rpc
+    @rpc
     async def GetNode(self, request: cpb.ObjectRef, context: Ctx) -> pb.Node:
         return self.resolve_node(request.ref)
 
-    @_rpc
+    @rpc
     async def UpdateNode(self, request: cpb.UpdateNodeRequest, context: Ctx) -> pb.Node:
         node = clone(self.resolve_node(request.ref))
         if request.availability:
@@ -184,17 +74,19 @@ class Control(cgrpc.ControlServicer):
                     f'availability "{request.availability}": must be one of active, pause, drain'
                 )
             node.spec.availability = AVAILABILITY[request.availability]
-        for key, value in request.label_add.items():
+        for key in request.label_add:
             if not key:
                 raise ValueError("label-add: a label needs a key (KEY=VALUE)")
-            node.spec.labels[key] = value
+        limits.check_labels("label-add", request.label_add)
+        node.spec.labels.update(request.label_add)
         for key in request.label_rm:
             if key not in node.spec.labels:
-                raise ValueError(f'label-rm: node has no label "{key}"')
+                raise ValueError(f'label-rm: node has no label "{key[:80]}"')
             del node.spec.labels[key]
+        limits.check_labels("node labels", node.spec.labels)
         return await self.store.update(node)
 
-    @_rpc
+    @rpc
     async def RemoveNode(self, request: cpb.RemoveNodeRequest, context: Ctx) -> cpb.RemoveNodeResponse:
         node = self.resolve_node(request.ref)
         if node.status.state == pb.NODE_STATE_READY and not request.force:
@@ -202,15 +94,14 @@ class Control(cgrpc.ControlServicer):
                 f"node {node.description.hostname} ({node.meta.id}) is not down and can't be removed "
                 "(stop its agent first, or use --force)"
             )
-        for _ in range(10):
-            cluster = clone(self._cluster())
+
+        def revoke(cluster: pb.Cluster) -> None:
             if node.meta.id not in cluster.removed_nodes:
                 cluster.removed_nodes.append(node.meta.id)
-            try:
-                await self.store.update(cluster)
-                break
-            except VersionConflict:
-                self.view.observe("clusters", await self.store.get("clusters", cluster.meta.id))
+
+        # Revoked first: from this write on, its certificate is refused on
+        # every call by every manager (auth.Authorizer).
+        await update_with_retry(self.view, self.store, "clusters", self.cluster().meta.id, revoke)
         await self.store.delete(node)
         # Its tasks will never report again: they are orphaned (the
         # orchestrators replace them, the node being gone).
@@ -228,13 +119,13 @@ class Control(cgrpc.ControlServicer):
 
     # -------------------------------------------------------------- services
 
-    @_rpc
+    @rpc
     async def CreateService(self, request: cpb.CreateServiceRequest, context: Ctx) -> pb.Service:
         spec = clone(request.spec)
         if not spec.name:
             spec.name = _generated_name()
         validate.apply_defaults(spec)
-        validate.validate_service_spec(spec)
+        validate.validate_service_spec(spec, self.max_replicas())
         self._check_unique(spec)
         service = pb.Service(spec=spec, spec_version=1)
         service.meta.id = new_id()
@@ -243,25 +134,15 @@ class Control(cgrpc.ControlServicer):
         return await self.store.create(service)
 
     async def _seal_auth(self, auth: str, service_id: str) -> bytes:
-        """Check the credentials' shape and seal them with the cluster key
-        (made on first use for clusters initialised without one)."""
+        """Check the credentials' shape and seal them with the cluster's key."""
+        limits.check_text("registry_auth", auth, limits.MAX_REGISTRY_AUTH)
         try:
             decoded = json.loads(base64.b64decode(auth, validate=True))
             if not isinstance(decoded, dict):
                 raise ValueError
         except ValueError:
             raise ValueError("registry_auth: expected base64 of a JSON object (username, password)") from None
-        for _ in range(10):
-            cluster = self._cluster()
-            if cluster.seal_key:
-                return seal.seal(cluster.seal_key, auth.encode(), service_id.encode())
-            cluster = clone(cluster)
-            cluster.seal_key = seal.new_key()
-            try:
-                await self.store.update(cluster)
-            except VersionConflict:
-                self.view.observe("clusters", await self.store.get("clusters", cluster.meta.id))
-        raise VersionConflict("the cluster is being changed by someone else; retry")
+        return seal.seal(self.keyring.seal_key(), auth.encode(), service_id.encode())
 
     def _check_unique(self, spec: pb.ServiceSpec, service_id: str = "") -> None:
         existing = self.view.service_by_name(spec.name)
@@ -287,11 +168,11 @@ class Control(cgrpc.ControlServicer):
                         f"by service {other.spec.name}"
                     )
 
-    @_rpc
+    @rpc
     async def GetService(self, request: cpb.ObjectRef, context: Ctx) -> pb.Service:
         return self.resolve_service(request.ref)
 
-    @_rpc
+    @rpc
     async def UpdateService(self, request: cpb.UpdateServiceRequest, context: Ctx) -> pb.Service:
         current = self.resolve_service(request.ref)
         if request.version and request.version != current.meta.version:
@@ -311,7 +192,7 @@ class Control(cgrpc.ControlServicer):
             if spec.mode != current.spec.mode:
                 raise ValueError("mode: cannot change the mode of an existing service")
             validate.apply_defaults(spec)
-            validate.validate_service_spec(spec)
+            validate.validate_service_spec(spec, self.max_replicas())
         self._check_unique(spec, current.meta.id)
         if request.force:
             spec.task.force_update = current.spec.task.force_update + 1
@@ -345,30 +226,28 @@ class Control(cgrpc.ControlServicer):
         service.spec.CopyFrom(spec)
         return await self.store.update(service)
 
-    @_rpc
+    @rpc
     async def ScaleService(self, request: cpb.ScaleServiceRequest, context: Ctx) -> pb.Service:
-        for _ in range(10):
-            current = self.resolve_service(request.ref)
-            if current.spec.mode not in (pb.SERVICE_MODE_REPLICATED, pb.SERVICE_MODE_REPLICATED_JOB):
-                raise ValueError(f"scale can only be used with replicated mode (service {current.spec.name})")
-            if request.replicas < 0:
-                raise ValueError(f"replicas: must be >= 0, got {request.replicas}")
-            service = clone(current)
-            service.spec.replicas = request.replicas
-            try:
-                return await self.store.update(service)
-            except VersionConflict:
-                fresh = await self.store.get("services", current.meta.id)
-                self.view.observe("services", fresh)
-        raise VersionConflict("service is being changed by someone else; retry")
+        current = self.resolve_service(request.ref)
+        if current.spec.mode not in (pb.SERVICE_MODE_REPLICATED, pb.SERVICE_MODE_REPLICATED_JOB):
+            raise ValueError(f"scale can only be used with replicated mode (service {current.spec.name})")
+        validate.check_replicas("replicas", request.replicas, self.max_replicas())
 
-    @_rpc
+        def scale(service: pb.Service) -> None:
+            service.spec.replicas = request.replicas
+
+        updated: pb.Service = await update_with_retry(
+            self.view, self.store, "services", current.meta.id, scale
+        )
+        return updated
+
+    @rpc
     async def RemoveService(self, request: cpb.ObjectRef, context: Ctx) -> cpb.RemoveServiceResponse:
         service = self.resolve_service(request.ref)
         await self.store.delete(service)
         return cpb.RemoveServiceResponse(id=service.meta.id, name=service.spec.name)
 
-    @_rpc
+    @rpc
     async def ListServices(self, request: cpb.ListServicesRequest, context: Ctx) -> cpb.ListServicesResponse:
         out = cpb.ListServicesResponse()
         for service in sorted(self.view.services.values(), key=lambda s: s.spec.name):
@@ -383,7 +262,7 @@ class Control(cgrpc.ControlServicer):
             )
         return out
 
-    @_rpc
+    @rpc
     async def ListTasks(self, request: cpb.ListTasksRequest, context: Ctx) -> cpb.ListTasksResponse:
         if request.service:
             service = self.resolve_service(request.service)
@@ -398,7 +277,9 @@ class Control(cgrpc.ControlServicer):
         wanted = request.desired_state
         if wanted:
             if wanted not in ("running", "shutdown", "accepted"):
-                raise ValueError(f'filter desired-state "{wanted}": must be running, shutdown or accepted')
+                raise ValueError(
+                    f'filter desired-state "{wanted[:40]}": must be running, shutdown or accepted'
+                )
             if wanted == "running":
                 tasks = [t for t in tasks if t.desired_state <= pb.TASK_STATE_RUNNING]
             elif wanted == "shutdown":
@@ -412,8 +293,12 @@ class Control(cgrpc.ControlServicer):
                 out.node_hostnames[t.node_id] = node.description.hostname
         return out
 
+    @stream_rpc
     async def TaskLogs(self, request: cpb.TaskLogsRequest, context: Ctx) -> AsyncIterator[cpb.TaskLogMessage]:
-        await self.auth.require(context, pki.ROLE_ADMIN, pki.ROLE_MANAGER)
+        if request.tail < -1 or request.since < 0:
+            raise ValueError("logs: tail must be >= -1 and since >= 0")
+        if len(request.task_ids) > limits.MAX_ITEMS:
+            raise ValueError(f"logs: at most {limits.MAX_ITEMS} task IDs")
         if self.logs is None:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "logs are not served here")
             return
@@ -427,28 +312,12 @@ class Control(cgrpc.ControlServicer):
                 tasks = list(self.view.tasks_by_service.get(service_id, {}).values())
             except (NotFound, ValueError):
                 try:
-                    tasks = [_resolve(request.ref, self.view.tasks, lambda t: "", "task")]
+                    tasks = [resolve(request.ref, self.view.tasks, lambda t: "", "task")]
                 except (NotFound, ValueError):
                     await context.abort(grpc.StatusCode.NOT_FOUND, f"no such service or task: {request.ref}")
                     return
         async for msg in self.logs.gather(tasks, request, service_id):
             yield msg
-
-
-def _resolve(ref: str, table: dict[str, Any], name_of: Callable[[Any], str], what: str) -> Any:
-    if not ref:
-        raise ValueError(f"{what}: a name or ID is required")
-    if ref in table:
-        return table[ref]
-    by_name = [obj for obj in table.values() if name_of(obj) == ref]
-    if len(by_name) == 1:
-        return by_name[0]
-    by_prefix = [obj for obj_id, obj in table.items() if obj_id.startswith(ref)]
-    if len(by_prefix) == 1:
-        return by_prefix[0]
-    if len(by_prefix) > 1 or len(by_name) > 1:
-        raise ValueError(f'{what} "{ref}" is ambiguous: it matches more than one {what}')
-    raise NotFound(f"{what} {ref} not found")
 
 
 _ADJECTIVES = ["brave", "calm", "eager", "fond", "keen", "lucid", "merry", "quiet", "swift", "wise"]

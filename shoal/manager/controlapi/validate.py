@@ -3,23 +3,43 @@
 The ControlAPI runs these on every create and update: the client is never
 trusted. Each error is a ``ValueError`` whose message names the field, says
 what is wrong and what is allowed, e.g. ``replicas: must be >= 0, got -1``.
+Every field has an upper bound too (``shoal.manager.limits``), so no spec
+can make the manager build an unbounded number of tasks or store an
+unbounded value.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Iterable
 
+from shoal.manager import limits
 from shoal.manager.constraints import parse_constraint
 from shoal.protos import objects_pb2 as pb
+from shoal.signals import parse_signal
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 MAX_NAME = 63
-SECOND = 1_000_000_000
+SECOND = limits.SECOND
 
 # Swarm's defaults (api/defaults/service.go).
 DEFAULT_STOP_GRACE = 10 * SECOND
 DEFAULT_RESTART_DELAY = 5 * SECOND
 DEFAULT_MONITOR = 5 * SECOND
+
+# An image reference, as Docker reads one: [domain[:port]/]path[:tag][@digest],
+# path components in lower case.
+_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*(?::[0-9]+)?"
+_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_RE = re.compile(
+    rf"^(?:{_DOMAIN}/)?{_PATH_PART}(?:/{_PATH_PART})*"
+    r"(?::[\w][\w.-]{0,127})?"
+    r"(?:@[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-fA-F0-9]{32,})?$",
+    re.ASCII,
+)
+_MOUNT_TYPES = ("bind", "volume", "tmpfs")
 
 
 def default_restart_policy() -> pb.RestartPolicy:
@@ -70,8 +90,21 @@ def validate_name(name: str) -> None:
         raise ValueError("name: must not be empty")
     if len(name) > MAX_NAME or not NAME_RE.match(name):
         raise ValueError(
-            f'name "{name}": invalid; use letters, digits, "_", "." and "-", '
+            f'name "{name[: MAX_NAME + 1]}": invalid; use letters, digits, "_", "." and "-", '
             f"starting with a letter or digit, at most {MAX_NAME} characters"
+        )
+
+
+def validate_image(image: str) -> None:
+    if not image:
+        raise ValueError("image: must not be empty")
+    limits.check_text("image", image, limits.MAX_IMAGE)
+    if any(c.isspace() for c in image):
+        raise ValueError(f'image "{image}": must not contain spaces')
+    if not _IMAGE_RE.match(image):
+        raise ValueError(
+            f'image "{image}": not a valid reference (expected [registry/]name[:tag][@digest], '
+            "the name in lower case)"
         )
 
 
@@ -80,66 +113,157 @@ def _non_negative(field: str, value: float) -> None:
         raise ValueError(f"{field}: must be >= 0, got {value}")
 
 
-def validate_service_spec(spec: pb.ServiceSpec) -> None:
+def replicas_limit(cluster: pb.Cluster | None) -> int:
+    configured = cluster.spec.max_replicas if cluster is not None else 0
+    return configured or limits.DEFAULT_MAX_REPLICAS
+
+
+def check_replicas(field: str, value: int, max_replicas: int) -> None:
+    _non_negative(field, value)
+    if value > max_replicas:
+        raise ValueError(
+            f"{field}: at most {max_replicas} per service (the cluster's max-replicas; "
+            f"change it with `shoal cluster update --max-replicas N`), got {value}"
+        )
+
+
+def validate_service_spec(spec: pb.ServiceSpec, max_replicas: int = limits.DEFAULT_MAX_REPLICAS) -> None:
+    size = spec.ByteSize()
+    if size > limits.MAX_SPEC_BYTES:
+        raise ValueError(f"spec: at most {limits.MAX_SPEC_BYTES // 1024} KiB, got {size // 1024} KiB")
     validate_name(spec.name)
+    limits.check_labels("label", spec.labels)
+    limits.check_enum("mode", spec.mode, pb.ServiceMode)
     global_mode = spec.mode in (pb.SERVICE_MODE_GLOBAL, pb.SERVICE_MODE_GLOBAL_JOB)
     if global_mode and spec.HasField("replicas"):
         raise ValueError("replicas: only replicated services have replicas (this service is global)")
     if spec.HasField("replicas"):
-        _non_negative("replicas", spec.replicas)
-    _non_negative("max_concurrent", spec.max_concurrent)
-    container = spec.task.container
-    if not container.image:
-        raise ValueError("image: must not be empty")
-    if any(c.isspace() for c in container.image):
-        raise ValueError(f'image "{container.image}": must not contain spaces')
-    for env in container.env:
-        if "=" not in env or env.startswith("="):
-            raise ValueError(f'env "{env}": expected KEY=VALUE')
-    _non_negative("stop_grace_period", container.stop_grace_period)
-    restart = spec.task.restart
-    _non_negative("restart_delay", restart.delay)
-    _non_negative("restart_max_attempts", restart.max_attempts)
-    _non_negative("restart_window", restart.window)
-    placement = spec.task.placement
-    _non_negative("replicas_max_per_node", placement.max_replicas_per_node)
-    for expr in placement.constraints:
-        parse_constraint(expr)
-    for pref in placement.preferences:
-        if not pref.spread.startswith("node.labels.") or pref.spread == "node.labels.":
-            raise ValueError(f'placement preference "spread={pref.spread}": expected spread=node.labels.KEY')
-    res = spec.task.resources
-    for name, value in (
-        ("reserve_cpu", res.reservations.nano_cpus),
-        ("reserve_memory", res.reservations.memory_bytes),
-        ("limit_cpu", res.limits.nano_cpus),
-        ("limit_memory", res.limits.memory_bytes),
-    ):
-        _non_negative(name, value)
+        check_replicas("replicas", spec.replicas, max_replicas)
+    check_replicas("max_concurrent", spec.max_concurrent, max_replicas)
+    _validate_container(spec.task.container)
+    _validate_task(spec.task)
     for which, cfg in (("update", spec.update), ("rollback", spec.rollback)):
-        _non_negative(f"{which}_parallelism", cfg.parallelism)
-        _non_negative(f"{which}_delay", cfg.delay)
-        _non_negative(f"{which}_monitor", cfg.monitor)
-        if not 0 <= cfg.max_failure_ratio <= 1:
-            raise ValueError(
-                f"{which}_max_failure_ratio: must be between 0 and 1, got {cfg.max_failure_ratio}"
-            )
+        _validate_update_config(which, cfg, max_replicas)
     if spec.rollback.failure_action == pb.FAILURE_ACTION_ROLLBACK:
         raise ValueError("rollback_failure_action: must be pause or continue")
+    _validate_ports(spec.ports)
+
+
+def _validate_container(container: pb.ContainerSpec) -> None:
+    validate_image(container.image)
+    limits.check_texts("command", container.command, limits.MAX_ITEMS, limits.MAX_ITEM_BYTES)
+    limits.check_texts("args", container.args, limits.MAX_ITEMS, limits.MAX_ITEM_BYTES)
+    limits.check_texts("env", container.env, limits.MAX_ITEMS, limits.MAX_ITEM_BYTES)
+    for env in container.env:
+        key, sep, _ = env.partition("=")
+        if not sep or not key:
+            raise ValueError(f'env "{env[:80]}": expected KEY=VALUE')
+        limits.check_text(f'env key "{key[:80]}"', key, limits.MAX_ENV_KEY)
+    limits.check_text("workdir", container.workdir, limits.MAX_PATH)
+    limits.check_duration("stop_grace_period", container.stop_grace_period)
+    limits.check_text("stop_signal", container.stop_signal, limits.MAX_SIGNAL)
+    if container.stop_signal:
+        try:
+            parse_signal(container.stop_signal)
+        except ValueError:
+            raise ValueError(
+                f'stop_signal "{container.stop_signal}": unknown signal (e.g. SIGTERM, TERM, 15)'
+            ) from None
+    limits.check_labels("container label", container.labels)
+    _validate_healthcheck(container.healthcheck)
+    if len(container.mounts) > limits.MAX_MOUNTS:
+        raise ValueError(f"mount: at most {limits.MAX_MOUNTS} mounts, got {len(container.mounts)}")
+    for mount in container.mounts:
+        if mount.type not in _MOUNT_TYPES:
+            raise ValueError(f'mount type "{mount.type[:40]}": must be bind, volume or tmpfs')
+        limits.check_text("mount source", mount.source, limits.MAX_PATH)
+        limits.check_text("mount target", mount.target, limits.MAX_PATH, allow_empty=False)
+        if not mount.target.startswith("/"):
+            raise ValueError(f'mount target "{mount.target}": must be an absolute path')
+        _non_negative("mount tmpfs_size", mount.tmpfs_size)
+
+
+def _validate_healthcheck(hc: pb.HealthCheck) -> None:
+    limits.check_texts("healthcheck test", hc.test, limits.MAX_ITEMS, limits.MAX_ITEM_BYTES)
+    if hc.test:
+        kind = hc.test[0]
+        if kind not in ("NONE", "CMD", "CMD-SHELL"):
+            raise ValueError("healthcheck: test must start with NONE, CMD or CMD-SHELL")
+        if kind == "CMD" and len(hc.test) < 2:
+            raise ValueError("healthcheck: CMD needs a command after it")
+        if kind == "CMD-SHELL" and len(hc.test) != 2:
+            raise ValueError("healthcheck: CMD-SHELL takes exactly one command string")
+    limits.check_duration("health_interval", hc.interval, limits.MIN_HEALTH_INTERVAL)
+    limits.check_duration("health_timeout", hc.timeout, limits.MIN_HEALTH_INTERVAL)
+    limits.check_duration("health_start_period", hc.start_period)
+    if hc.retries > limits.MAX_HEALTH_RETRIES:
+        raise ValueError(f"health_retries: at most {limits.MAX_HEALTH_RETRIES}, got {hc.retries}")
+
+
+def _validate_task(task: pb.TaskSpec) -> None:
+    restart = task.restart
+    limits.check_enum("restart_condition", restart.condition, pb.RestartCondition)
+    limits.check_duration("restart_delay", restart.delay)
+    limits.check_range("restart_max_attempts", restart.max_attempts, 0, limits.MAX_RESTART_ATTEMPTS)
+    limits.check_duration("restart_window", restart.window)
+    placement = task.placement
+    if len(placement.constraints) > limits.MAX_CONSTRAINTS:
+        raise ValueError(f"constraint: at most {limits.MAX_CONSTRAINTS}, got {len(placement.constraints)}")
+    for expr in placement.constraints:
+        limits.check_text("constraint", expr, limits.MAX_CONSTRAINT)
+        parse_constraint(expr)
+    if len(placement.preferences) > limits.MAX_PREFERENCES:
+        raise ValueError(
+            f"placement preference: at most {limits.MAX_PREFERENCES}, got {len(placement.preferences)}"
+        )
+    for pref in placement.preferences:
+        limits.check_text("placement preference", pref.spread, limits.MAX_LABEL_KEY + 20)
+        if not pref.spread.startswith("node.labels.") or pref.spread == "node.labels.":
+            raise ValueError(f'placement preference "spread={pref.spread}": expected spread=node.labels.KEY')
+    _non_negative("replicas_max_per_node", placement.max_replicas_per_node)
+    res = task.resources
+    for name, value, high in (
+        ("reserve_cpu", res.reservations.nano_cpus, limits.MAX_NANO_CPUS),
+        ("reserve_memory", res.reservations.memory_bytes, limits.MAX_MEMORY),
+        ("limit_cpu", res.limits.nano_cpus, limits.MAX_NANO_CPUS),
+        ("limit_memory", res.limits.memory_bytes, limits.MAX_MEMORY),
+    ):
+        _non_negative(name, value)
+        if value > high:
+            raise ValueError(f"{name}: at most {high}, got {value}")
+    if 0 < res.limits.memory_bytes < limits.MIN_MEMORY_LIMIT:
+        raise ValueError(
+            f"limit_memory: must be at least 4MiB ({limits.MIN_MEMORY_LIMIT} bytes), "
+            f"got {res.limits.memory_bytes}"
+        )
+
+
+def _validate_update_config(which: str, cfg: pb.UpdateConfig, max_replicas: int) -> None:
+    check_replicas(f"{which}_parallelism", cfg.parallelism, max_replicas)
+    limits.check_duration(f"{which}_delay", cfg.delay)
+    limits.check_duration(f"{which}_monitor", cfg.monitor)
+    limits.check_enum(f"{which}_failure_action", cfg.failure_action, pb.FailureAction)
+    limits.check_enum(f"{which}_order", cfg.order, pb.UpdateOrder)
+    ratio = cfg.max_failure_ratio
+    if math.isnan(ratio) or not 0 <= ratio <= 1:
+        raise ValueError(f"{which}_max_failure_ratio: must be between 0 and 1, got {ratio}")
+
+
+def _validate_ports(ports: Iterable[pb.PortConfig]) -> None:
+    items = list(ports)
+    if len(items) > limits.MAX_PORTS:
+        raise ValueError(f"publish: at most {limits.MAX_PORTS} ports, got {len(items)}")
     seen: set[tuple[str, int]] = set()
-    for port in spec.ports:
+    for port in items:
         if not 0 < port.target_port < 65536:
             raise ValueError(f"publish: target port must be 1-65535, got {port.target_port}")
         if port.published_port >= 65536:
             raise ValueError(f"publish: published port must be 1-65535, got {port.published_port}")
         if port.protocol not in ("tcp", "udp", "sctp"):
-            raise ValueError(f'publish: protocol must be tcp, udp or sctp, got "{port.protocol}"')
+            raise ValueError(f'publish: protocol must be tcp, udp or sctp, got "{port.protocol[:20]}"')
         if port.publish_mode not in ("host", "ingress"):
-            raise ValueError(f'publish: mode must be host or ingress, got "{port.publish_mode}"')
+            raise ValueError(f'publish: mode must be host or ingress, got "{port.publish_mode[:20]}"')
         key = (port.protocol, port.published_port)
         if port.published_port and key in seen:
             raise ValueError(f"publish: port {port.published_port}/{port.protocol} is published twice")
         seen.add(key)
-    hc = container.healthcheck
-    if hc.test and hc.test[0] not in ("NONE", "CMD", "CMD-SHELL"):
-        raise ValueError("healthcheck: test must start with NONE, CMD or CMD-SHELL")

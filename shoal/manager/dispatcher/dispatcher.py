@@ -6,15 +6,25 @@ READY, and which manager holds the session), answers with SessionStarted (its
 node ID, the heartbeat period, the managers to fail over to) and the full set
 of the node's tasks, then streams changes as the view sees them.
 
-What the agent sends back:
+What the agent sends back, each checked first (``checks``: a node speaks
+only for its own tasks, in the states agents own, within bounds):
 - heartbeats: each one pushes the node's deadline to now + 3 periods (Swarm's
   grace); a node past its deadline is marked DOWN by the manager that held its
   session (``NodeMonitor`` on the leader covers managers that died);
 - task statuses: collected from all sessions and written every 100 ms in one
-  batch; a status never moves a task backwards.
+  batch; a status never moves a task backwards;
+- certificate requests: the node's renewal (or re-certification during a CA
+  rotation), signed here with the cluster CA for the same node ID. Whenever
+  the cluster's roots change, every session is told which roots to trust and
+  whether to renew (``TrustUpdate``).
+
+Labels: an agent's ``--label`` values become the node's labels when it first
+registers; afterwards only ``node update`` changes them, whatever the agent
+sends.
 
 Assignments are routed with the view's tasks-by-node index: one event touches
-one session, never a scan of all tasks.
+one session, never a scan of all tasks. Large sets go in several messages of
+at most ``ASSIGNMENT_CHUNK_BYTES``.
 """
 
 from __future__ import annotations
@@ -30,10 +40,13 @@ import grpc
 
 from shoal import pki
 from shoal.ids import new_id
-from shoal.manager import seal
-from shoal.manager.auth import Authorizer
+from shoal.manager import limits, seal
+from shoal.manager.auth import Authorizer, ca_bundle, trusted_roots
+from shoal.manager.ca.manager_certs import DEFAULT_CERT_EXPIRY_NS
+from shoal.manager.dispatcher.checks import NotYours, check_log_chunk, check_registration, check_status
+from shoal.manager.keyring import KeyRing, Locked
 from shoal.manager.logsource import NodeNotConnected
-from shoal.manager.store import Event, Store, StoreError, View, clone, now_ns
+from shoal.manager.store import Event, Store, StoreError, View, clone, now_ns, update_with_retry
 from shoal.protos import dispatcher_pb2 as dpb
 from shoal.protos import dispatcher_pb2_grpc as dgrpc
 from shoal.protos import objects_pb2 as pb
@@ -45,24 +58,59 @@ log = logging.getLogger(__name__)
 GRACE_MULTIPLIER = 3
 STATUS_FLUSH_INTERVAL = 0.1
 DEFAULT_HEARTBEAT_NS = 5_000_000_000
+# Assignments per message, in bytes: far below the agent's receive limit.
+ASSIGNMENT_CHUNK_BYTES = 1024 * 1024
+# A node asks for a certificate a few times per lifetime; more often than
+# this is refused (each one signs and writes the node object).
+MIN_RENEWAL_INTERVAL = 1.0
+MAX_CSR_BYTES = 8 * 1024
+
+
+def assignment_messages(tasks: list[pb.Task], removed: list[str], full: bool) -> list[dpb.ManagerMessage]:
+    """One set of assignments as messages of bounded size; for a full set,
+    all but the last say ``more``."""
+    messages: list[dpb.ManagerMessage] = []
+    msg, size = dpb.ManagerMessage(), 0
+    msg.assignments.full = full
+    for task in tasks:
+        task_size = task.ByteSize()
+        if msg.assignments.tasks and size + task_size > ASSIGNMENT_CHUNK_BYTES:
+            msg.assignments.more = full
+            messages.append(msg)
+            msg, size = dpb.ManagerMessage(), 0
+            msg.assignments.full = full
+        msg.assignments.tasks.append(task)
+        size += task_size
+    msg.assignments.removed.extend(removed)
+    messages.append(msg)
+    return messages
 
 
 class _Session:
-    def __init__(self, node_id: str) -> None:
+    def __init__(self, node_id: str, cert_pem: bytes) -> None:
         self.node_id = node_id
         self.queue: asyncio.Queue[dpb.ManagerMessage | None] = asyncio.Queue()
         self.upserts: dict[str, pb.Task] = {}
         self.removed: set[str] = set()
+        # The certificate the node holds: presented, or issued since.
+        self.cert_pem = cert_pem
+        self.last_renewal = 0.0
+        # Why the session ends, when the node misbehaved.
+        self.error: tuple[grpc.StatusCode, str] | None = None
 
     def flush(self) -> None:
         if not self.upserts and not self.removed:
             return
-        msg = dpb.ManagerMessage()
-        msg.assignments.tasks.extend(self.upserts.values())
-        msg.assignments.removed.extend(self.removed)
+        for msg in assignment_messages(list(self.upserts.values()), list(self.removed), full=False):
+            self.queue.put_nowait(msg)
         self.upserts.clear()
         self.removed.clear()
-        self.queue.put_nowait(msg)
+
+    def fail(self, code: grpc.StatusCode, message: str) -> None:
+        if self.error is None:
+            self.error = (code, message)
+            log.warning("ending the session of node %s: %s", self.node_id, message)
+        self.queue.put_nowait(None)
 
 
 class Dispatcher(dgrpc.DispatcherServicer):
@@ -71,12 +119,14 @@ class Dispatcher(dgrpc.DispatcherServicer):
         view: View,
         store: Store,
         authorizer: Authorizer,
+        keyring: KeyRing,
         manager_id: str,
         manager_addrs: Callable[[], list[str]],
     ) -> None:
         self.view = view
         self.store = store
         self.auth = authorizer
+        self.keyring = keyring
         self.manager_id = manager_id
         self.manager_addrs = manager_addrs
         self.sessions: dict[str, _Session] = {}
@@ -85,6 +135,8 @@ class Dispatcher(dgrpc.DispatcherServicer):
         self._status_wakeup = asyncio.Event()
         # Log requests in flight: request ID -> (session, queue of chunks)
         self._logs: dict[str, tuple[_Session, asyncio.Queue[dpb.LogChunk | None]]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self.renewals = 0
 
     def heartbeat_period(self) -> float:
         cluster = self.view.cluster()
@@ -111,7 +163,7 @@ class Dispatcher(dgrpc.DispatcherServicer):
             tg.create_task(self._watch_deadlines(), name="dispatcher-liveness")
 
     async def _route_assignments(self) -> None:
-        sub = self.view.subscribe(["tasks", "nodes"])
+        sub = self.view.subscribe(["tasks", "nodes", "clusters"])
         try:
             while True:
                 events = await sub.get_batch()
@@ -120,6 +172,11 @@ class Dispatcher(dgrpc.DispatcherServicer):
                     if ev.kind == "nodes":
                         if ev.new is None:
                             self._end_session(ev.id)  # `node rm`: it is not ours any more
+                        continue
+                    if ev.kind == "clusters":
+                        if ev.old is None or ev.new is None or ca_bundle(ev.old) != ca_bundle(ev.new):
+                            for session in self.sessions.values():
+                                session.queue.put_nowait(self._trust_update(session))
                         continue
                     self._route(ev, touched)
                 for session in touched:
@@ -241,25 +298,26 @@ class Dispatcher(dgrpc.DispatcherServicer):
     ) -> AsyncIterator[dpb.ManagerMessage]:
         ident = await self.auth.require(context, pki.ROLE_WORKER)
         node_id = ident.node_id
-        cluster = self.view.cluster()
-        if cluster is not None and node_id in cluster.removed_nodes:
-            await context.abort(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"node {node_id} was removed from the cluster; join again with a fresh state dir",
-            )
+        if self.keyring.locked:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(Locked()))
+        cert_pem = pki.peer_cert_pem(context) or b""
         first = await anext(aiter(request_iterator), None)
         if first is None or first.WhichOneof("msg") != "register":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a session starts with Register")
             return
+        try:
+            check_registration(first.register)
+        except ValueError as err:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"registration refused: {err}")
         if not first.register.addr:
             # Like Docker: a node that names no address is reached at the one
             # it connected from.
-            first.register.addr = _peer_ip(context.peer())
-        await self._register(node_id, first.register)
+            first.register.addr = pki.peer_address(context)
+        await self._register(node_id, first.register, cert_pem)
         old = self.sessions.get(node_id)
         if old is not None:
             old.queue.put_nowait(None)
-        session = _Session(node_id)
+        session = _Session(node_id, cert_pem)
         self.sessions[node_id] = session
         self.deadlines[node_id] = time.monotonic() + self.grace()
         log.info("node %s (%s) connected", node_id, first.register.description.hostname)
@@ -269,22 +327,24 @@ class Dispatcher(dgrpc.DispatcherServicer):
         started.started.heartbeat_period = int(self.heartbeat_period() * 1e9)
         started.started.managers.extend(self.manager_addrs())
         yield started
-        full = dpb.ManagerMessage()
-        full.assignments.full = True
-        full.assignments.tasks.extend(
+        yield self._trust_update(session)
+        tasks = [
             self._with_credentials(t)
             for t in self.view.tasks_by_node.get(node_id, {}).values()
             if _assigned_node(t)
-        )
-        yield full
+        ]
+        for msg in assignment_messages(tasks, [], full=True):
+            yield msg
 
         reader = asyncio.create_task(self._read(node_id, session, request_iterator))
         try:
             while True:
-                msg = await session.queue.get()
-                if msg is None:
-                    return
-                yield msg
+                queued = await session.queue.get()
+                if queued is None:
+                    break
+                yield queued
+            if session.error is not None:
+                await context.abort(*session.error)
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -304,27 +364,129 @@ class Dispatcher(dgrpc.DispatcherServicer):
                     break
                 self.deadlines[node_id] = time.monotonic() + self.grace()
                 if kind == "statuses":
-                    for update in msg.statuses.updates:
-                        self._statuses[update.task_id] = update.status
-                    self._status_wakeup.set()
+                    if not self._take_statuses(session, msg.statuses):
+                        break
                 elif kind == "log_chunk":
                     waiting = self._logs.get(msg.log_chunk.request_id)
-                    if waiting is not None:
+                    if waiting is not None and waiting[0] is session:
+                        try:
+                            check_log_chunk(msg.log_chunk)
+                        except ValueError as err:
+                            session.fail(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+                            break
                         waiting[1].put_nowait(msg.log_chunk)
+                elif kind == "cert_request":
+                    self._spawn(self._renew(session, msg.cert_request))
         except (grpc.RpcError, asyncio.CancelledError):
             pass
         finally:
             session.queue.put_nowait(None)
 
+    def _take_statuses(self, session: _Session, batch: dpb.TaskStatusBatch) -> bool:
+        """Queue the statuses of one message for writing, all or none; False
+        (and the session failed) when the node overstepped."""
+        if len(batch.updates) > limits.MAX_STATUS_UPDATES:
+            session.fail(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"statuses: at most {limits.MAX_STATUS_UPDATES} in one message, got {len(batch.updates)}",
+            )
+            return False
+        checked: dict[str, pb.TaskStatus] = {}
+        for update in batch.updates:
+            task = self.view.tasks.get(update.task_id)
+            if task is None or not _assigned_node(task):
+                continue  # gone, or not yet assigned in this view: nothing to write
+            try:
+                checked[update.task_id] = check_status(session.node_id, task, update.status)
+            except NotYours as err:
+                session.fail(grpc.StatusCode.PERMISSION_DENIED, str(err))
+                return False
+            except ValueError as err:
+                session.fail(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+                return False
+        if checked:
+            self._statuses.update(checked)
+            self._status_wakeup.set()
+        return True
+
+    # -------------------------------------------------------------- certificates
+
+    def _trust_update(self, session: _Session) -> dpb.ManagerMessage:
+        """Which roots the node should trust, and whether it must renew (its
+        certificate is not from the current root: a CA rotation)."""
+        msg = dpb.ManagerMessage()
+        cluster = self.view.cluster()
+        if cluster is None:
+            return msg
+        msg.trust.ca_pem = ca_bundle(cluster)
+        msg.trust.renew = pki.issuer_of(session.cert_pem, (cluster.root_ca.cert_pem,)) is None
+        return msg
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _renew(self, session: _Session, request: dpb.CertificateRequest) -> None:
+        reply = dpb.ManagerMessage()
+        now = time.monotonic()
+        cluster = self.view.cluster()
+        if now - session.last_renewal < MIN_RENEWAL_INTERVAL:
+            reply.certificate.error = "certificate requests too frequent; retry in a second"
+        elif len(request.csr_pem) > MAX_CSR_BYTES or cluster is None:
+            reply.certificate.error = "certificate request refused: too large"
+        else:
+            session.last_renewal = now
+            expiry = (cluster.spec.cert_expiry or DEFAULT_CERT_EXPIRY_NS) // 1_000_000_000
+            try:
+                cert = self.keyring.ca().sign_csr(
+                    request.csr_pem, session.node_id, pki.ROLE_WORKER, cluster.meta.id, expiry
+                )
+            except (Locked, ValueError) as err:
+                reply.certificate.error = f"certificate request refused: {err}"
+            else:
+                reply.certificate.cert_pem = cert
+                reply.certificate.ca_pem = ca_bundle(cluster)
+                session.cert_pem = cert
+                self.renewals += 1
+                try:
+                    await self._record_certificate(session.node_id, cert, issued=True)
+                except StoreError as err:
+                    log.warning("recording node %s's new certificate: %s", session.node_id, err)
+                log.info("renewed the certificate of node %s", session.node_id)
+        if self.sessions.get(session.node_id) is session:
+            session.queue.put_nowait(reply)
+
+    def _certificate_record(self, cert_pem: bytes, issued: bool) -> pb.NodeCertificate:
+        record = pb.NodeCertificate()
+        cluster = self.view.cluster()
+        if not cert_pem or cluster is None:
+            return record
+        info = pki.cert_info(cert_pem)
+        issuer = pki.issuer_of(cert_pem, trusted_roots(cluster))
+        record.serial = info.serial
+        record.not_after = int(info.not_after.timestamp() * 1e9)
+        record.ca_digest = pki.cert_digest(issuer) if issuer else ""
+        record.issued_at = now_ns() if issued else 0
+        return record
+
+    async def _record_certificate(self, node_id: str, cert_pem: bytes, issued: bool) -> None:
+        record = self._certificate_record(cert_pem, issued)
+
+        def change(node: pb.Node) -> None:
+            node.certificate.CopyFrom(record)
+
+        await update_with_retry(self.view, self.store, "nodes", node_id, change)
+
     def _with_credentials(self, task: pb.Task) -> pb.Task:
         """The task as sent to its node: with the service's registry
         credentials unsealed, if it has any (they are never stored so)."""
         service = self.view.services.get(task.service_id)
-        cluster = self.view.cluster()
-        if service is None or not service.registry_auth_sealed or cluster is None or not cluster.seal_key:
+        if service is None or not service.registry_auth_sealed:
             return task
         try:
-            auth = seal.unseal(cluster.seal_key, service.registry_auth_sealed, service.meta.id.encode())
+            key = self.keyring.seal_key()
+            auth = seal.unseal(key, service.registry_auth_sealed, service.meta.id.encode())
         except Exception:
             log.warning("cannot unseal the registry credentials of service %s", service.spec.name)
             return task
@@ -370,12 +532,22 @@ class Dispatcher(dgrpc.DispatcherServicer):
                 cancel.log_cancel.request_id = request_id
                 session.queue.put_nowait(cancel)
 
-    async def _register(self, node_id: str, reg: dpb.Register) -> None:
+    async def _register(self, node_id: str, reg: dpb.Register, cert_pem: bytes) -> None:
         for _ in range(10):
             current = self.view.nodes.get(node_id)
             node = clone(current) if current is not None else pb.Node()
             node.meta.id = node_id
             node.description.CopyFrom(reg.description)
+            if current is None:
+                # First join: the agent's labels become the node's.
+                node.spec.labels.update(reg.description.labels)
+            else:
+                # Later registrations cannot change them, nor the record of them.
+                node.description.labels.clear()
+                node.description.labels.update(current.description.labels)
+            record = self._certificate_record(cert_pem, issued=False)
+            if current is None or current.certificate.serial != record.serial:
+                node.certificate.CopyFrom(record)
             node.status.state = pb.NODE_STATE_READY
             node.status.message = ""
             node.status.addr = reg.addr
@@ -402,13 +574,6 @@ def _assigned_node(task: pb.Task | None) -> str:
     if task is None or task.status.state < pb.TASK_STATE_ASSIGNED:
         return ""
     return task.node_id
-
-
-def _peer_ip(peer: str) -> str:
-    """'ipv4:127.0.0.1:5000' or 'ipv6:[::1]:5000' -> the address."""
-    _, _, rest = peer.partition(":")
-    host = rest.rsplit(":", 1)[0]
-    return host.strip("[]")
 
 
 def _moves_forward(current: pb.TaskStatus, new: pb.TaskStatus) -> bool:

@@ -43,16 +43,15 @@ def task_event_matters(ev: Event) -> bool:
 
 
 def node_event_matters(ev: Event) -> bool:
-    """Availability, state, labels and existence matter; heartbeat-time
-    details (address, description) do not."""
+    """Availability, state, labels (in the spec) and existence matter;
+    heartbeat-time details (address, description) do not."""
     old, new = ev.old, ev.new
     if old is None or new is None:
         return True
     same_spec = old.spec.SerializeToString(deterministic=True) == new.spec.SerializeToString(
         deterministic=True
     )
-    same_labels = dict(old.description.labels) == dict(new.description.labels)
-    return bool(old.status.state != new.status.state or not same_spec or not same_labels)
+    return bool(old.status.state != new.status.state or not same_spec)
 
 
 class Orchestrator(Component):

@@ -11,7 +11,7 @@ from shoal.manager.store.errors import (
 )
 from shoal.manager.store.etcd import Etcd, EtcdTLS
 from shoal.manager.store.store import Batch, BatchResult, Store, clone, kind_of, now_ns
-from shoal.manager.store.view import Event, Subscription, View
+from shoal.manager.store.view import Event, Subscription, View, update_with_retry
 
 __all__ = [
     "AlreadyExists",
@@ -32,4 +32,5 @@ __all__ = [
     "clone",
     "kind_of",
     "now_ns",
+    "update_with_retry",
 ]

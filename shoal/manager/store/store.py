@@ -34,9 +34,11 @@ from shoal.protos import objects_pb2 as pb
 
 DEFAULT_PREFIX = b"/shoal/v1/"
 
-Kind = Literal["clusters", "nodes", "services", "tasks"]
+Kind = Literal["clusters", "keys", "nodes", "services", "tasks"]
 KINDS: dict[str, type[Any]] = {
     "clusters": pb.Cluster,
+    # The cluster's secrets, apart from the cluster object (shoal.manager.keyring).
+    "keys": pb.ClusterKeys,
     "nodes": pb.Node,
     "services": pb.Service,
     "tasks": pb.Task,
@@ -233,6 +235,25 @@ class Store:
                     result.conflicts.append(Conflict(op.obj, op.action, cur))
             pending = retry
 
+    async def _commit_all_or_nothing(self, ops: builtins.list[_Op]) -> None:
+        if len(ops) > e.MAX_TXN_OPS - 1:
+            raise ValueError(f"an all-or-nothing write holds at most {e.MAX_TXN_OPS - 1} objects")
+        compares = [op.compare() for op in ops]
+        ranges = []
+        if self.fence is not None:
+            compares.append(e.cmp_created(*self.fence))
+            ranges.append(self.fence[0])
+        txn = await self.etcd.txn(compares, [op.request() for op in ops], ranges)
+        self.stats["txns"] += 1
+        if not txn.succeeded:
+            if self.fence is not None:
+                fence_kv = next(iter(txn.current), None)
+                if fence_kv is None or fence_kv.create_revision != self.fence[1]:
+                    raise LeadershipLost("this manager is no longer the leader")
+            names = ", ".join(f"{op.kind[:-1]} {op.obj.meta.id}" for op in ops)
+            raise VersionConflict(f"{names}: changed by someone else meanwhile (version conflict); retry")
+        self._finish(ops, txn.revision, BatchResult())
+
     def _finish(self, ops: builtins.list[_Op], revision: int, result: BatchResult) -> None:
         committed: builtins.list[Committed] = []
         for op in ops:
@@ -311,6 +332,13 @@ class Batch:
         if chunk:
             chunks.append(chunk)
         return chunks, sequential
+
+    async def commit_all_or_nothing(self) -> None:
+        """Write every object of this (small) batch in one transaction, or none
+        of them (VersionConflict): for objects that must change together, such
+        as a new CA's certificate and its key."""
+        ops, self._ops = self._ops, []
+        await asyncio.shield(self._store._commit_all_or_nothing(ops))
 
     async def commit(self) -> BatchResult:
         """Write everything. Shielded: a caller cancelled mid-commit does not

@@ -22,13 +22,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from shoal.manager.store import etcd as e
-from shoal.manager.store.errors import Compacted
-from shoal.manager.store.store import KINDS, Committed, Store, decode, parse_key
+from shoal.manager.store.errors import Compacted, VersionConflict
+from shoal.manager.store.store import KINDS, Committed, Store, clone, decode, parse_key
 from shoal.protos import objects_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,9 @@ class View:
 
     def cluster(self) -> pb.Cluster | None:
         return next(iter(self.objects["clusters"].values()), None)
+
+    def cluster_keys(self) -> pb.ClusterKeys | None:
+        return next(iter(self.objects["keys"].values()), None)
 
     def service_by_name(self, name: str) -> pb.Service | None:
         for svc in self.services.values():
@@ -317,3 +320,22 @@ class View:
                     by_node.pop(obj.meta.id, None)
                     if not by_node:
                         del self.tasks_by_node[obj.node_id]
+
+
+async def update_with_retry(
+    view: View, store: Store, kind: str, obj_id: str, change: Callable[[Any], None], attempts: int = 10
+) -> Any:
+    """Apply change to a copy of the view's object and write it; on a version
+    conflict read it again and re-apply. ``change`` may raise (a ValueError
+    refuses the update); NotFound when the object is gone."""
+    for _ in range(attempts):
+        current = view.objects[kind].get(obj_id)
+        if current is None:
+            current = await store.get(kind, obj_id)
+        obj = clone(current)
+        change(obj)
+        try:
+            return await store.update(obj)
+        except VersionConflict:
+            view.observe(kind, await store.get(kind, obj_id))
+    raise VersionConflict(f"{kind[:-1]} {obj_id} is being changed by someone else; retry")

@@ -1,0 +1,105 @@
+"""What an agent may say, checked before the dispatcher believes it.
+
+A node's certificate names it; from then on it may speak only for itself
+(as Kubernetes' NodeRestriction admits a kubelet): it reports status only
+for tasks assigned to its own node, only in the states agents own
+(``accepted`` … ``rejected``), and everything it sends is bounded. A
+violation is not a bug to tolerate but a node misbehaving: the session is
+ended with PERMISSION_DENIED (someone else's task) or INVALID_ARGUMENT
+(a malformed message), and nothing it sent in that message is written.
+
+Texts that are merely long (an error message, a log line) are cut, not
+refused: a real agent may meet a verbose runtime error.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from shoal.manager import limits
+from shoal.protos import dispatcher_pb2 as dpb
+from shoal.protos import objects_pb2 as pb
+
+# The states an agent moves a task through (DESIGN.md: the agent moves
+# everything from accepted onward); new/pending/assigned belong to the
+# orchestrators and the scheduler, remove/orphaned to the managers.
+AGENT_STATES = frozenset(
+    {
+        pb.TASK_STATE_ACCEPTED,
+        pb.TASK_STATE_PREPARING,
+        pb.TASK_STATE_READY,
+        pb.TASK_STATE_STARTING,
+        pb.TASK_STATE_RUNNING,
+        pb.TASK_STATE_COMPLETE,
+        pb.TASK_STATE_SHUTDOWN,
+        pb.TASK_STATE_FAILED,
+        pb.TASK_STATE_REJECTED,
+    }
+)
+# A runtime backend's name: pluggable, so a shape rather than a list.
+RUNTIME_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
+
+
+class NotYours(Exception):
+    """A node spoke for something that is not its own."""
+
+
+def cut(text: str, max_bytes: int) -> str:
+    """text, cut to at most max_bytes of UTF-8 (never inside a character)."""
+    data = text.encode()
+    if len(data) <= max_bytes:
+        return text
+    return data[: max_bytes - 3].decode(errors="ignore") + "..."
+
+
+def check_registration(reg: dpb.Register) -> None:
+    """ValueError naming the field when a registration is malformed."""
+    desc = reg.description
+    limits.check_text("hostname", desc.hostname, limits.MAX_HOSTNAME, allow_empty=False)
+    if any(c.isspace() or not c.isprintable() for c in desc.hostname):
+        raise ValueError("hostname: must not contain spaces or control characters")
+    limits.check_text("platform os", desc.platform.os, limits.MAX_PLATFORM)
+    limits.check_text("platform arch", desc.platform.arch, limits.MAX_PLATFORM)
+    if not RUNTIME_NAME.fullmatch(desc.runtime):
+        raise ValueError("runtime: a name of lower-case letters, digits and '-', at most 32")
+    limits.check_range("nano_cpus", desc.resources.nano_cpus, 0, limits.MAX_NANO_CPUS)
+    limits.check_range("memory_bytes", desc.resources.memory_bytes, 0, limits.MAX_MEMORY)
+    limits.check_labels("labels", desc.labels, limits.MAX_NODE_LABELS)
+    if reg.addr:
+        try:
+            ipaddress.ip_address(reg.addr)
+        except ValueError:
+            raise ValueError(f'addr "{reg.addr[:64]}": must be an IP address') from None
+    limits.check_text("session_id", reg.session_id, 64)
+
+
+def check_status(node_id: str, task: pb.Task, status: pb.TaskStatus) -> pb.TaskStatus:
+    """The status to store for one of the node's tasks, texts cut to size.
+    NotYours for a task of another node (or not yet handed to it),
+    ValueError for a state or health value an agent may not report."""
+    if task.node_id != node_id or task.status.state < pb.TASK_STATE_ASSIGNED:
+        raise NotYours(f"task {task.meta.id} is not assigned to node {node_id}")
+    if status.state not in AGENT_STATES:
+        raise ValueError(
+            f"task {task.meta.id}: state {status.state} is not one an agent reports (accepted ... rejected)"
+        )
+    limits.check_enum(f"task {task.meta.id} health", status.health, pb.Health)
+    small = limits.MAX_STATUS_TEXT
+    if len(status.message.encode()) <= small and len(status.err.encode()) <= small:
+        return status
+    capped = pb.TaskStatus()
+    capped.CopyFrom(status)
+    capped.message = cut(status.message, limits.MAX_STATUS_TEXT)
+    capped.err = cut(status.err, limits.MAX_STATUS_TEXT)
+    return capped
+
+
+def check_log_chunk(chunk: dpb.LogChunk) -> None:
+    """Cut over-long lines in place; ValueError for a chunk of too many."""
+    if len(chunk.lines) > limits.MAX_LOG_LINES:
+        raise ValueError(f"log chunk: at most {limits.MAX_LOG_LINES} lines, got {len(chunk.lines)}")
+    for line in chunk.lines:
+        if len(line.data) > limits.MAX_LOG_LINE:
+            line.data = line.data[: limits.MAX_LOG_LINE]
+    chunk.error = cut(chunk.error, limits.MAX_STATUS_TEXT)

@@ -27,6 +27,7 @@ import click
 
 from shoal.cli.client import Client, CLIError, Target, write_context
 from shoal.durations import parse_duration, parse_size
+from shoal.etcd_certs import etcd_tls_args, make_etcd_certs
 from shoal.protos import control_pb2 as cpb
 
 
@@ -342,12 +343,23 @@ def up(
     procs: list[subprocess.Popen[bytes]] = []
     logs = state / "logs"
     try:
+        etcd_flags: list[str] = []
         if not etcd_url:
             etcd = shutil.which("etcd")
             if etcd is None:
                 raise CLIError("etcd is not installed: apt-get install -y etcd-server (or give --etcd URL)")
+            # Only the manager may reach the cluster's state: mutual TLS.
+            certs = make_etcd_certs(state / "etcd-tls", ["127.0.0.1"])
+            etcd_flags = [
+                "--etcd-ca",
+                str(certs.ca),
+                "--etcd-cert",
+                str(certs.client_cert),
+                "--etcd-key",
+                str(certs.client_key),
+            ]
             cport, pport = _free_port(preferred=2379), _free_port(preferred=2380)
-            etcd_url = f"http://127.0.0.1:{cport}"
+            etcd_url = f"https://127.0.0.1:{cport}"
             p = _spawn(
                 [
                     etcd,
@@ -365,6 +377,7 @@ def up(
                     f"http://127.0.0.1:{pport}",
                     "--initial-cluster",
                     f"shoal-up=http://127.0.0.1:{pport}",
+                    *etcd_tls_args(certs),
                 ],
                 logs / "etcd.log",
                 detach,
@@ -386,6 +399,7 @@ def up(
                 str(state / "manager"),
                 "--heartbeat-period",
                 heartbeat_period,
+                *etcd_flags,
             ],
             logs / "manager.log",
             detach,

@@ -79,22 +79,25 @@ def test_registry_credentials_are_never_stored_in_plain_text(make_cluster: Any, 
     assert res.returncode == 0, res.stderr
     service_id = res.stdout.strip()
 
-    async def raw() -> tuple[bytes, pb.Cluster, pb.Service]:
+    async def raw() -> tuple[bytes, pb.ClusterKeys, pb.Service]:
         etcd = Etcd([cluster.etcd.url])
         store = Store(etcd, cluster.prefix.encode())
         try:
             kvs, _ = await etcd.list_prefix(cluster.prefix.encode())
             everything = b"".join(kv.value for kv in kvs)
             svc = await store.get("services", service_id)
-            clusters = await store.list("clusters")
-            return everything, clusters[0], svc
+            keys = await store.list("keys")
+            return everything, keys[0], svc
         finally:
             etcd.close()
 
-    everything, cl, svc = asyncio.run(raw())
+    everything, keys, svc = asyncio.run(raw())
     assert PASSWORD.encode() not in everything
     assert base64.b64encode(f"alice:{PASSWORD}".encode()) not in everything
+    # The seal key is apart from the service, in the cluster's keys object
+    # (plain, as autolock is off: whoever reads etcd holds the cluster).
+    material = pb.KeyMaterial.FromString(keys.material)
     opened = json.loads(
-        base64.b64decode(seal.unseal(cl.seal_key, svc.registry_auth_sealed, service_id.encode()))
+        base64.b64decode(seal.unseal(material.seal_key, svc.registry_auth_sealed, service_id.encode()))
     )
     assert opened["password"] == PASSWORD

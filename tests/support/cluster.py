@@ -159,7 +159,8 @@ class Cluster:
     def tls_dir(self) -> Path:
         return self.root / "manager-1" / "admin"
 
-    def start_manager(self) -> Proc:
+    def start_manager(self, *extra: str) -> Proc:
+        """manager-N on its own port; extra flags go on its command line."""
         index = len(self.managers) + 1
         port = free_port()
         addr = f"127.0.0.1:{port}"
@@ -180,6 +181,8 @@ class Cluster:
                 self.heartbeat,
                 "--etcd-prefix",
                 self.prefix,
+                *self.etcd.manager_args(),
+                *extra,
             ],
             self.root / "logs" / f"manager-{index}.log",
         )
@@ -194,6 +197,9 @@ class Cluster:
     def restart(self, proc: Proc) -> None:
         proc.start(self.env)
 
+    def agent_dir(self, proc: Proc) -> Path:
+        return self.root / f"agent-{self.agents.index(proc) + 1}"
+
     def token(self) -> str:
         res = self.cli("join-token", "-q", "worker")
         assert res.code == 0, res.err
@@ -203,8 +209,13 @@ class Cluster:
         self, labels: dict[str, str] | None = None, hostname: str = "", token: str | None = None, **flags: str
     ) -> Proc:
         """Start agent-N (state dir ROOT/agent-N) with the cluster's join
-        token, or with `token` (tests of refused joins pass a wrong one)."""
+        token, or with `token` (tests of refused joins pass a wrong one), in
+        a token file as a careful operator would."""
         index = len(self.agents) + 1
+        token_file = self.root / f"agent-{index}.token"
+        token_file.parent.mkdir(parents=True, exist_ok=True)
+        token_file.touch(mode=0o600)
+        token_file.write_text((self.token() if token is None else token) + "\n")
         args = [
             sys.executable,
             "-m",
@@ -212,8 +223,8 @@ class Cluster:
             "agent",
             "--join",
             ",".join(self.manager_addrs),
-            "--token",
-            self.token() if token is None else token,
+            "--token-file",
+            str(token_file),
             "--state-dir",
             str(self.root / f"agent-{index}"),
             "--hostname",
@@ -241,7 +252,11 @@ class Cluster:
         result: list[dict[str, Any]] = wait_for(ready, timeout, what=f"{count} ready nodes")
         return result
 
-    def cli(self, *args: str, timeout: float = 120) -> CLIResult:
+    def cli(self, *args: str, timeout: float = 120, stdin: str | None = None) -> CLIResult:
+        return self.cli_as(self.tls_dir, *args, timeout=timeout, stdin=stdin)
+
+    def cli_as(self, tls_dir: Path, *args: str, timeout: float = 120, stdin: str | None = None) -> CLIResult:
+        """The CLI with another TLS bundle (another admin, a node's own, a forged one)."""
         cmd = [
             sys.executable,
             "-m",
@@ -249,10 +264,10 @@ class Cluster:
             "--host",
             ",".join(self.manager_addrs),
             "--tls-dir",
-            str(self.tls_dir),
+            str(tls_dir),
             *args,
         ]
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=self.env)
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=self.env, input=stdin)
         return CLIResult(res.returncode, res.stdout, res.stderr)
 
     def popen_cli(self, *args: str) -> subprocess.Popen[str]:

@@ -6,9 +6,12 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from pathlib import Path
+
+from shoal.etcd_certs import EtcdCerts, etcd_tls_args, make_etcd_certs
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -18,14 +21,20 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class EtcdServer:
-    def __init__(self, data_dir: Path, extra_args: tuple[str, ...] = ()) -> None:
+    """With tls, clients must present a certificate of its CA (``self.certs``)."""
+
+    def __init__(self, data_dir: Path, extra_args: tuple[str, ...] = (), tls: bool = False) -> None:
         binary = shutil.which("etcd")
         if binary is None:
             raise RuntimeError("etcd is not installed: apt-get install -y etcd-server")
         self.client_port = free_port()
         self.peer_port = free_port()
-        self.url = f"http://127.0.0.1:{self.client_port}"
+        self.certs: EtcdCerts | None = None
         data_dir.mkdir(parents=True, exist_ok=True)
+        if tls:
+            self.certs = make_etcd_certs(data_dir / "tls", ["127.0.0.1"])
+            extra_args = (*extra_args, *etcd_tls_args(self.certs))
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.client_port}"
         self.log_path = data_dir / "etcd.log"
         args = [
             binary,
@@ -64,12 +73,32 @@ class EtcdServer:
                     pass
                 import urllib.request
 
-                with urllib.request.urlopen(f"{self.url}/health", timeout=1) as resp:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=1, context=self._ssl()) as resp:
                     if b"true" in resp.read():
                         return
             except OSError:
                 time.sleep(0.1)
         raise RuntimeError(f"etcd did not become ready: see {self.log_path}")
+
+    def _ssl(self) -> ssl.SSLContext | None:
+        if self.certs is None:
+            return None
+        ctx = ssl.create_default_context(cafile=str(self.certs.ca))
+        ctx.load_cert_chain(self.certs.client_cert, self.certs.client_key)
+        return ctx
+
+    def manager_args(self) -> list[str]:
+        """The flags a manager needs to reach this etcd."""
+        if self.certs is None:
+            return []
+        return [
+            "--etcd-ca",
+            str(self.certs.ca),
+            "--etcd-cert",
+            str(self.certs.client_cert),
+            "--etcd-key",
+            str(self.certs.client_key),
+        ]
 
     def stop(self) -> None:
         if self.process.poll() is None:

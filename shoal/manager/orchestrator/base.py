@@ -7,6 +7,11 @@ node they run on or could run on) and commits the difference in one batch.
 Replacements that wait out a restart delay are created desired READY; the
 orchestrator that made them moves them to RUNNING when the delay has passed,
 and a new leader picks such pending restarts up from the view.
+
+A pass changes at most ``MAX_CHANGES_PER_PASS`` tasks: a service that needs
+more (created with 100,000 replicas, or scaled to 0 from there) gets them
+over several passes, with the event loop free in between, so the leader's
+lease keep-alive and every other loop keep running whatever was asked.
 """
 
 from __future__ import annotations
@@ -22,8 +27,12 @@ from shoal.protos import objects_pb2 as pb
 log = logging.getLogger(__name__)
 
 RUNNING = pb.TASK_STATE_RUNNING
-# Look again at services whose batch hit a version conflict after this long.
+# Look again at services whose batch hit a version conflict (or that were cut
+# short by the budget below) after this long.
 CONFLICT_RETRY = 0.1
+# Task creations and desired-state changes in one pass: a few hundred
+# milliseconds of work on a small machine.
+MAX_CHANGES_PER_PASS = 2000
 
 
 def task_event_matters(ev: Event) -> bool:
@@ -70,6 +79,14 @@ class Orchestrator(Component):
 
     def reconcile_service(self, service: pb.Service, tasks: list[pb.Task], batch: Batch) -> None:
         raise NotImplementedError
+
+    def room(self, batch: Batch, service_id: str, wanted: int) -> int:
+        """How many of `wanted` changes this pass may still make for a
+        service; the service is looked at again soon if that is fewer."""
+        left = max(0, MAX_CHANGES_PER_PASS - len(batch))
+        if wanted > left:
+            self._retry.add(service_id)
+        return min(wanted, left)
 
     def reconcile_deleted(self, service_id: str, tasks: list[pb.Task], batch: Batch) -> None:
         """Tasks of a removed service; only one orchestrator handles these."""
@@ -119,7 +136,11 @@ class Orchestrator(Component):
         return await commit_desired(self.view, self.store, batch)
 
     async def tick(self) -> None:
-        """Start delayed restarts whose time has come."""
+        """Start delayed restarts whose time has come; look again at services
+        left for later."""
+        if self._retry:
+            dirty, self._retry = set(self._retry), set()
+            await self._reconcile(dirty)
         now = now_ns()
         batch = self.store.batch()
         for task_id, at in list(self._delayed.items()):
@@ -147,6 +168,9 @@ class Orchestrator(Component):
     async def _reconcile(self, service_ids: set[str]) -> None:
         batch = self.store.batch()
         for service_id in service_ids:
+            if len(batch) >= MAX_CHANGES_PER_PASS:
+                self._retry.add(service_id)  # the next pass, with the loop free in between
+                continue
             service = self.view.services.get(service_id)
             tasks = list(self.view.tasks_by_service.get(service_id, {}).values())
             if service is None:

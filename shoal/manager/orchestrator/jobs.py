@@ -81,11 +81,9 @@ class JobsOrchestrator(Orchestrator):
                         active += 1
                 else:
                     active += 1
-        for slot in idle_slots:
-            if active >= limit:
-                break
+        starts = self.room(batch, service.meta.id, max(0, min(len(idle_slots), limit - active)))
+        for slot in idle_slots[:starts]:
             batch.create(new_task(service, slot))
-            active += 1
         # Slots beyond a lowered replica count are not wanted any more.
         for slot, slot_tasks in by_slot.items():
             if slot > total:

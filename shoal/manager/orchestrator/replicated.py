@@ -47,10 +47,9 @@ class ReplicatedOrchestrator(Orchestrator):
     modes = (pb.SERVICE_MODE_REPLICATED,)
 
     def reconcile_deleted(self, service_id: str, tasks: list[pb.Task], batch: Batch) -> None:
-        batch.extend(
-            "update",
-            (with_desired(t, pb.TASK_STATE_REMOVE) for t in tasks if t.desired_state < pb.TASK_STATE_REMOVE),
-        )
+        going = [t for t in tasks if t.desired_state < pb.TASK_STATE_REMOVE]
+        room = self.room(batch, service_id, len(going))
+        batch.extend("update", (with_desired(t, pb.TASK_STATE_REMOVE) for t in going[:room]))
 
     def node_changed(self, node_id: str, batch: Batch) -> set[str]:
         """Replace, at once and elsewhere, the tasks of a node that cannot run
@@ -120,16 +119,21 @@ class ReplicatedOrchestrator(Orchestrator):
         if len(occupied) > want:
             # Remove slots not running first, then the highest numbers.
             order = sorted(occupied.items(), key=lambda item: (item[1].status.state == RUNNING, -item[0]))
-            for slot, _ in order[: len(occupied) - want]:
+            already = len(desired) + len(created)
+            allowed = max(0, self.room(batch, service.meta.id, already + len(occupied) - want) - already)
+            for slot, _ in order[:allowed]:
                 created.pop(slot, None)
                 for t in history[slot]:
                     if occupies_slot(t):
                         desired[t.meta.id] = with_desired(t, pb.TASK_STATE_REMOVE)
                 del occupied[slot]
         slot = 1
-        while len(occupied) < want:
+        already = len(desired) + len(created)
+        allowed = max(0, self.room(batch, service.meta.id, already + max(0, want - len(occupied))) - already)
+        while len(occupied) < want and allowed > 0:
             while slot in occupied:
                 slot += 1
             created[slot] = occupied[slot] = new_task(service, slot)
+            allowed -= 1
         batch.extend("update", desired.values())
         batch.extend("create", created.values())

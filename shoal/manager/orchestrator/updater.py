@@ -47,6 +47,9 @@ from shoal.protos import objects_pb2 as pb
 
 log = logging.getLogger(__name__)
 
+# Slots prepared between two yields to the event loop.
+YIELD_EVERY = 1000
+
 RUNNING = pb.TASK_STATE_RUNNING
 POLL = 0.1
 # How long stop-first waits for an old task to stop before starting the new
@@ -257,7 +260,9 @@ class ServiceUpdate:
         groups = current_tasks(self.tasks())
         old: list[pb.Task] = []
         fresh: list[pb.Task] = []
-        for key in keys:
+        for i, key in enumerate(keys):
+            if i and i % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # parallelism 0 may mean 100,000 slots: let the loop breathe
             stale = [t for t in groups.get(key, []) if t.spec_version != svc.spec_version]
             if not stale:
                 continue  # the slot went away or was replaced meanwhile

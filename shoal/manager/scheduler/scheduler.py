@@ -12,6 +12,7 @@ It writes ``node_id`` and the ASSIGNED status, nothing else.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -25,6 +26,9 @@ from shoal.protos import objects_pb2 as pb
 log = logging.getLogger(__name__)
 
 RUNNING = pb.TASK_STATE_RUNNING
+# Tasks placed in one pass: bounds the time one pass holds the event loop
+# (a few hundred milliseconds), whatever the number of pending tasks.
+MAX_PLACEMENTS_PER_PASS = 2000
 
 
 def is_pending(task: pb.Task) -> bool:
@@ -56,6 +60,7 @@ class Scheduler(Component):
         # every task counted on a node.
         self.infos: dict[str, NodeInfo] = {}
         self.counted: dict[str, tuple[str, pb.Task]] = {}
+        self._deferred: list[str] = []
         # Figures for benchmarks: placements made and seconds spent placing.
         self.stats = {"placed": 0, "seconds": 0.0, "passes": 0}
 
@@ -125,16 +130,28 @@ class Scheduler(Component):
     async def tick(self) -> None:
         if self.pending:
             await self._schedule()
+            await asyncio.sleep(0)
 
     async def _schedule(self) -> None:
         started = time.perf_counter()
         groups: dict[tuple[str, int], list[pb.Task]] = defaultdict(list)
-        for task_id in list(self.pending):
+        # Tasks left out of the last pass go first, so that a pass cut short
+        # never starves them behind tasks that fit nowhere.
+        deferred, self._deferred = self._deferred, []
+        first = set(deferred)
+        taken = 0
+        for task_id in [*deferred, *(t for t in self.pending if t not in first)]:
             task = self.view.tasks.get(task_id)
             if task is None or not is_pending(task):
                 self.pending.discard(task_id)
                 continue
+            if taken >= MAX_PLACEMENTS_PER_PASS:
+                self._deferred.append(task_id)
+                continue
             groups[(task.service_id, task.spec_version)].append(task)
+            taken += 1
+        if self._deferred:
+            self.wake_at = time.monotonic()  # the rest in the next pass, the loop free in between
         if not groups:
             return
         infos = self.infos

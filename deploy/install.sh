@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install shoal on one host: a Python venv in /opt/shoal, /usr/local/bin/shoal,
+# Install shoal on one host: a Python venv in /opt/shoal/venv, the link
+# /usr/local/bin/shoal (the layout of scripts/setup, see scripts/lib.sh),
 # the systemd units, and example settings in /etc/shoal. Running it again
 # upgrades shoal and refreshes the units. Settings already in /etc/shoal are
 # kept. It enables and starts nothing; it prints what to do next.
@@ -12,6 +13,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+. "$here/../scripts/lib.sh"
 
 usage() {
     cat <<EOF
@@ -21,7 +23,7 @@ Usage: $0 [--with-etcd] [--source PATH|URL] [--prefix DIR] [--no-apt] [--root DI
                  for hosts that run an etcd member next to a manager
   --source SPEC  what pip installs: a source tree, a wheel, or a URL
                  (default: the repository this script belongs to, $(dirname "$here"))
-  --prefix DIR   where the venv goes (default: /opt/shoal)
+  --prefix DIR   the venv goes in DIR/venv (default: $SHOAL_PREFIX)
   --no-apt       do not run apt-get; python3 and python3-venv must already be there
   --root DIR     install under DIR instead of / (for trying the script out):
                  no apt-get, no user creation, no systemctl; the venv's
@@ -33,7 +35,7 @@ EOF
 with_etcd=0
 use_apt=1
 source_spec=""
-prefix=/opt/shoal
+prefix=$SHOAL_PREFIX
 root=""
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -97,7 +99,11 @@ command -v "$python" >/dev/null || die "$python not found (apt-get install pytho
 
 # ---------------------------------------------------------------- venv
 
-venv="$root$prefix"
+venv="$root$prefix/venv"
+if [ -f "$root$prefix/pyvenv.cfg" ]; then
+    echo "install.sh: note: $prefix holds the venv of an older install.sh; shoal now lives in $prefix/venv." \
+        "Remove $prefix/{bin,include,lib,lib64,pyvenv.cfg} when nothing uses them." >&2
+fi
 if [ ! -x "$venv/bin/python" ]; then
     say "creating the venv $venv"
     mkdir -p "$(dirname "$venv")"
@@ -108,21 +114,17 @@ fi
 say "installing shoal from $source_spec"
 pip_target="$source_spec"
 if [ -d "$source_spec" ]; then
-    # setuptools writes build/ and *.egg-info into the tree it builds from.
-    # Build from a copy so that the source tree (perhaps a git checkout owned
-    # by someone else) is left as it was.
     workdir="$(mktemp -d)"
     trap 'rm -rf "$workdir"' EXIT
-    tar -C "$source_spec" --exclude=.git --exclude=build --exclude='*.egg-info' \
-        --exclude=__pycache__ -cf - . | tar -C "$workdir" -xf -
+    copy_source_tree "$source_spec" "$workdir"
     pip_target="$workdir"
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "$pip_target"
 "$venv/bin/shoal" --version >/dev/null || die "shoal does not run from $venv/bin/shoal"
 
-install -d -m 0755 "$root/usr/local/bin"
-ln -sfn "$prefix/bin/shoal" "$root/usr/local/bin/shoal"
-say "linked /usr/local/bin/shoal -> $prefix/bin/shoal"
+install -d -m 0755 "$root$(dirname "$SHOAL_LINK")"
+ln -sfn "$prefix/venv/bin/shoal" "$root$SHOAL_LINK"
+say "linked $SHOAL_LINK -> $prefix/venv/bin/shoal"
 
 # ---------------------------------------------------------------- user, units, settings
 

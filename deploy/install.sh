@@ -176,12 +176,12 @@ EOF
 fi
 cat <<'EOF'
   A manager host:
-      edit /etc/shoal/manager.env    (SHOAL_ETCD, SHOAL_ADVERTISE)
+      edit /etc/shoal/manager.env    (SHOAL_ETCD, SHOAL_ADVERTISE, etcd certificates: deploy/README.md)
       systemctl enable --now shoal-manager
       shoal --host 127.0.0.1:2377 --tls-dir /var/lib/shoal/manager/admin join-token worker
 
   An agent host:
-      edit /etc/shoal/agent.env      (SHOAL_JOIN, SHOAL_TOKEN, SHOAL_ADVERTISE_ADDR)
+      edit /etc/shoal/agent.env      (SHOAL_JOIN, SHOAL_JOIN_TOKEN, SHOAL_ADVERTISE_ADDR)
       systemctl enable --now shoal-agent
 
   Logs: journalctl -u shoal-manager -u shoal-agent

@@ -338,7 +338,8 @@ def up(
         raise CLIError(f"a cluster from {state} is already running; stop it with `shoal down`")
     state.mkdir(parents=True, exist_ok=True)
     runtime = _pick_runtime(runtime)
-    shoal = [sys.executable, "-m", "shoal"]
+    # -P: never import shoal from the current directory (a checkout), only the installed one.
+    shoal = [sys.executable, "-P", "-m", "shoal"]
     pids: list[int] = []
     procs: list[subprocess.Popen[bytes]] = []
     logs = state / "logs"

@@ -78,6 +78,24 @@ def assert_refused(res: CLIResult, mentions: str) -> None:
         pytest.param(["service", "ps", "nosuch"], "nosuch", id="ps-unknown-service"),
         pytest.param(["service", "inspect", "nosuch"], "nosuch", id="inspect-unknown-service"),
         pytest.param(["node", "inspect", "nosuch"], "nosuch", id="inspect-unknown-node"),
+        # Bounds: every field has one, named in the refusal.
+        pytest.param([*NEW, "--replicas", "1000000000000", *RUN], "at most 100000", id="too-many-replicas"),
+        pytest.param(["service", "scale", "taken=1000000000"], "max-replicas", id="scale-beyond-limit"),
+        pytest.param(
+            [*NEW, "--health-cmd", "true", "--health-interval", "1ns", *RUN],
+            "health_interval",
+            id="1ns-health",
+        ),
+        pytest.param([*NEW, "--limit-memory", "1", *RUN], "limit_memory", id="1-byte-memory-limit"),
+        pytest.param([*NEW, "--stop-signal", "SIGFOO", *RUN], "stop_signal", id="unknown-signal"),
+        pytest.param(
+            ["service", "create", "--name", "newsvc", "-d", "App:1", "sleep", "1"], "image", id="bad-image"
+        ),
+        pytest.param([*NEW, "--update-max-failure-ratio", "1.5", *RUN], "ratio", id="ratio-above-one"),
+        pytest.param(["cluster", "update", "--cert-expiry", "30s"], "cert_expiry", id="cert-expiry-below-1m"),
+        pytest.param(
+            ["cluster", "update", "--heartbeat-period", "2h"], "heartbeat_period", id="heartbeat-2h"
+        ),
     ],
 )
 def test_bad_input_is_refused_with_one_error_line_and_changes_nothing(

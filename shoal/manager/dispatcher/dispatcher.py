@@ -73,7 +73,7 @@ def assignment_messages(tasks: list[pb.Task], removed: list[str], full: bool) ->
     msg, size = dpb.ManagerMessage(), 0
     msg.assignments.full = full
     for task in tasks:
-        task_size = task.ByteSize()
+        task_size = task.ByteSize() + 8  # and the field's tag and length
         if msg.assignments.tasks and size + task_size > ASSIGNMENT_CHUNK_BYTES:
             msg.assignments.more = full
             messages.append(msg)

@@ -22,10 +22,14 @@ class Clock:
         return self.now
 
 
-def test_join_attempts_are_limited_per_peer_and_refill_over_time() -> None:
+def test_refused_joins_are_limited_per_peer_and_refill_over_time() -> None:
     clock = Clock()
     limit = JoinRateLimit(burst=3, per_second=0.5, clock=clock)
-    assert [limit.allow("10.0.0.1") for _ in range(4)] == [True, True, True, False]
+    assert all(limit.allow("10.0.0.1") for _ in range(100)), "successful joins cost nothing"
+    for _ in range(3):
+        assert limit.allow("10.0.0.1")
+        limit.failed("10.0.0.1")
+    assert not limit.allow("10.0.0.1")
     assert limit.allow("10.0.0.2"), "another peer has its own bucket"
     clock.now = 1.0
     assert not limit.allow("10.0.0.1")

@@ -6,10 +6,13 @@ time with the cluster's current one. The node ID is chosen here and written
 into the certificate's CN; the Node object appears when the agent first
 registers.
 
-Each peer address gets a few attempts at once and then one every few
-seconds (``JoinRateLimit``), so a token cannot be guessed at line rate; and
-refusals are logged at most once per ``REFUSAL_LOG_INTERVAL`` with a count,
-so a flood cannot fill the log either.
+Each peer address may fail a few times at once and then once every few
+seconds (``JoinRateLimit``); beyond that even its correct requests wait.
+Successful joins cost nothing, so a rack of machines behind one address
+joins at full speed. (Guessing tokens is hopeless anyway: without a current
+token there is no TLS handshake to begin with.) Refusals are logged at most
+once per ``REFUSAL_LOG_INTERVAL`` with a count, so a flood cannot fill the
+log either.
 """
 
 from __future__ import annotations
@@ -38,8 +41,9 @@ REFUSAL_LOG_INTERVAL = 10.0
 
 
 class JoinRateLimit:
-    """A token bucket per peer address: ``burst`` attempts at once, then one
-    per ``1 / per_second`` seconds."""
+    """A token bucket of failures per peer address: ``burst`` at once, then
+    one per ``1 / per_second`` seconds; a peer whose bucket is empty is
+    refused until it refills."""
 
     MAX_PEERS = 10_000
 
@@ -49,17 +53,22 @@ class JoinRateLimit:
         self.clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}  # peer -> (tokens, at)
 
-    def allow(self, peer: str) -> bool:
-        now = self.clock()
+    def _tokens(self, peer: str, now: float) -> float:
         tokens, at = self._buckets.get(peer, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - at) * self.per_second)
-        allowed = tokens >= 1.0
-        self._buckets[peer] = (tokens - 1.0 if allowed else tokens, now)
+        return min(float(self.burst), tokens + (now - at) * self.per_second)
+
+    def allow(self, peer: str) -> bool:
+        """Whether this peer may try now (costs nothing)."""
+        return self._tokens(peer, self.clock()) >= 1.0
+
+    def failed(self, peer: str) -> None:
+        """This peer's attempt was refused: it costs one token."""
+        now = self.clock()
+        self._buckets[peer] = (max(0.0, self._tokens(peer, now) - 1.0), now)
         if len(self._buckets) > self.MAX_PEERS:
             # Forget peers whose bucket has refilled: they lose nothing.
             full = self.burst / self.per_second
             self._buckets = {p: (t, a) for p, (t, a) in self._buckets.items() if now - a < full}
-        return allowed
 
 
 class _RefusalLog:
@@ -93,6 +102,7 @@ class NodeCA(dgrpc.NodeCAServicer):
         self._refusals = _RefusalLog()
 
     async def _refuse(self, context: Any, peer: str, code: grpc.StatusCode, message: str) -> None:
+        self._limit.failed(peer)
         self._refusals.refused(peer, message)
         await context.abort(code, message)
 
@@ -101,9 +111,9 @@ class NodeCA(dgrpc.NodeCAServicer):
     ) -> dpb.IssueNodeCertificateResponse:
         peer = pki.peer_address(context)
         if not self._limit.allow(peer):
-            await self._refuse(
-                context, peer, grpc.StatusCode.RESOURCE_EXHAUSTED, "too many join attempts; wait and retry"
-            )
+            message = "too many refused join attempts from this address; wait and retry"
+            self._refusals.refused(peer, message)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
         cluster = self._cluster()
         if cluster is None:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the cluster is not initialised yet")

@@ -163,7 +163,7 @@ class Dispatcher(dgrpc.DispatcherServicer):
             tg.create_task(self._watch_deadlines(), name="dispatcher-liveness")
 
     async def _route_assignments(self) -> None:
-        sub = self.view.subscribe(["tasks", "nodes", "clusters"])
+        sub = self.view.subscribe(["tasks", "nodes", "clusters", "keys"])
         try:
             while True:
                 events = await sub.get_batch()
@@ -172,6 +172,15 @@ class Dispatcher(dgrpc.DispatcherServicer):
                     if ev.kind == "nodes":
                         if ev.new is None:
                             self._end_session(ev.id)  # `node rm`: it is not ours any more
+                        continue
+                    if ev.kind == "keys":
+                        if self.keyring.locked:
+                            # New keys this manager cannot open (a CA rotation
+                            # under autolock, made elsewhere): it can no longer
+                            # renew certificates, so its nodes move to a manager
+                            # that can.
+                            for session in list(self.sessions.values()):
+                                session.fail(grpc.StatusCode.UNAVAILABLE, str(Locked()))
                         continue
                     if ev.kind == "clusters":
                         if ev.old is None or ev.new is None or ca_bundle(ev.old) != ca_bundle(ev.new):

@@ -97,52 +97,95 @@ durations = st.sampled_from([0, 1, 999_999, 10**9, -1, 2**62, 400 * 86_400 * 10*
 counts = st.sampled_from([0, 1, 3, -1, 10**6, 2**40]) | st.integers(-(2**63), 2**63 - 1)
 
 
+FIELDS = 40  # at least the number of v(...) draws below
+
+
 @st.composite
 def service_specs(draw: st.DrawFn) -> pb.ServiceSpec:
+    """Half the specs are wild in every field; the other half are sound but
+    for at most one field, so that the checks of each field are reached and
+    accepted specs are stored too."""
+    wild = draw(st.booleans())
+    odd_one = draw(st.integers(0, FIELDS))  # beyond the last field: none is odd
+    index = iter(range(10**6))
+
+    def v(sound: st.SearchStrategy[Any], weird: st.SearchStrategy[Any]) -> Any:
+        return draw(weird if wild or next(index) == odd_one else sound)
+
     spec = pb.ServiceSpec()
-    spec.name = draw(st.sampled_from(["fuzz", "x" * 64, "bad name", "a\0", "f-1", ""]) | texts)
-    spec.mode = draw(st.integers(-3, 8))  # type: ignore[assignment]
-    if draw(st.booleans()):
-        spec.replicas = draw(counts)
-    spec.max_concurrent = draw(counts)
+    spec.name = v(
+        st.sampled_from(["fuzz", "f-1", "a.b_c"]), st.sampled_from(["x" * 64, "bad name", "a\0", ""]) | texts
+    )
+    spec.mode = v(st.sampled_from([0, 2]), st.integers(-3, 8))
+    if spec.mode in (0, 2) and draw(st.booleans()):
+        spec.replicas = v(st.integers(0, 3), counts)
+    spec.max_concurrent = v(st.integers(0, 3), counts)
     c = spec.task.container
-    c.image = draw(texts | st.sampled_from(["busybox:1", "reg.example:5000/a/b:t", "a@sha256:" + "0" * 64]))
-    c.command.extend(draw(st.lists(texts, max_size=3)))
-    c.args.extend(draw(st.lists(texts, max_size=3)))
-    c.env.extend(draw(st.lists(texts | st.sampled_from(["A=1", "=x", "K\0=v", "K=v\0"]), max_size=4)))
-    c.workdir = draw(texts)
-    c.stop_signal = draw(st.sampled_from(["", "SIGTERM", "KILL", "99", "SIGFOO", "RTMIN+3"]) | texts)
+    c.image = v(st.sampled_from(["busybox:1", "reg.example:5000/a/b:t", "a@sha256:" + "0" * 64]), texts)
+    c.command.extend(v(st.lists(st.text("abc -", max_size=8), max_size=3), st.lists(texts, max_size=3)))
+    c.args.extend(v(st.lists(st.text("xyz", max_size=8), max_size=3), st.lists(texts, max_size=3)))
+    c.env.extend(
+        v(
+            st.lists(st.sampled_from(["A=1", "B=", "C=x=y"]), max_size=3),
+            st.lists(texts | st.sampled_from(["=x", "K\0=v", "K=v\0"]), max_size=4),
+        )
+    )
+    c.workdir = v(st.sampled_from(["", "/srv", "data"]), texts)
+    c.stop_signal = v(
+        st.sampled_from(["", "SIGTERM", "KILL", "15", "RTMIN+3"]), st.sampled_from(["99", "SIGFOO"]) | texts
+    )
     if draw(st.booleans()):
-        c.stop_grace_period = draw(durations)
-    for key, value in draw(st.dictionaries(texts, texts, max_size=3)).items():
+        c.stop_grace_period = v(st.integers(0, 60 * 10**9), durations)
+    for key, value in v(
+        st.dictionaries(st.text("kl", min_size=1, max_size=5), st.text(max_size=5), max_size=3),
+        st.dictionaries(texts, texts, max_size=3),
+    ).items():
         spec.labels[key] = value
     hc = c.healthcheck
     hc.test.extend(
-        draw(st.lists(st.sampled_from(["CMD", "CMD-SHELL", "NONE", "true", "x"]) | texts, max_size=3))
+        v(
+            st.sampled_from([[], ["NONE"], ["CMD", "true"], ["CMD-SHELL", "exit 0"]]),
+            st.lists(st.sampled_from(["CMD", "CMD-SHELL", "NONE", "true", "x"]) | texts, max_size=3),
+        )
     )
-    hc.interval, hc.timeout, hc.start_period = draw(durations), draw(durations), draw(durations)
-    hc.retries = draw(st.integers(0, 2**32 - 1))
+    sound_period = st.sampled_from([0, 10**6, 10**9, 30 * 10**9])
+    hc.interval, hc.timeout = v(sound_period, durations), v(sound_period, durations)
+    hc.start_period = v(sound_period, durations)
+    hc.retries = v(st.integers(0, 10), st.integers(0, 2**32 - 1))
     res = spec.task.resources
-    res.limits.memory_bytes = draw(counts)
-    res.limits.nano_cpus = draw(counts)
-    res.reservations.memory_bytes = draw(counts)
+    res.limits.memory_bytes = v(st.sampled_from([0, 4 << 20, 1 << 30]), counts)
+    res.limits.nano_cpus = v(st.sampled_from([0, 5 * 10**8]), counts)
+    res.reservations.memory_bytes = v(st.sampled_from([0, 1 << 20]), counts)
     restart = spec.task.restart
-    restart.condition = draw(st.integers(-2, 6))  # type: ignore[assignment]
-    restart.delay, restart.window = draw(durations), draw(durations)
-    restart.max_attempts = draw(counts)
+    restart.condition = v(st.integers(0, 2), st.integers(-2, 6))
+    restart.delay, restart.window = v(sound_period, durations), v(sound_period, durations)
+    restart.max_attempts = v(st.integers(0, 5), counts)
     for cfg in (spec.update, spec.rollback):
-        cfg.parallelism = draw(counts)
-        cfg.delay, cfg.monitor = draw(durations), draw(durations)
-        cfg.failure_action = draw(st.integers(-2, 6))  # type: ignore[assignment]
-        cfg.order = draw(st.integers(-2, 4))  # type: ignore[assignment]
-        cfg.max_failure_ratio = draw(st.floats(allow_nan=True, allow_infinity=True, width=32))
+        cfg.parallelism = draw(st.integers(0, 3)) if not wild else draw(counts)
+        cfg.delay, cfg.monitor = draw(sound_period), draw(sound_period)
+        cfg.failure_action = draw(st.integers(0, 1)) if not wild else draw(st.integers(-2, 6))  # type: ignore[assignment]
+        cfg.order = draw(st.integers(0, 1)) if not wild else draw(st.integers(-2, 4))  # type: ignore[assignment]
+        cfg.max_failure_ratio = v(
+            st.sampled_from([0.0, 0.5, 1.0]), st.floats(allow_nan=True, allow_infinity=True, width=32)
+        )
     for _ in range(draw(st.integers(0, 2))):
         port = spec.ports.add()
-        port.target_port = draw(st.integers(0, 2**32 - 1))
-        port.published_port = draw(st.integers(0, 2**32 - 1))
-        port.protocol = draw(st.sampled_from(["", "tcp", "udp", "icmp"]) | texts)
-        port.publish_mode = draw(st.sampled_from(["", "host", "ingress"]) | texts)
-    spec.task.placement.constraints.extend(draw(st.lists(texts | st.just("node.role==manager"), max_size=2)))
+        port.target_port = v(st.integers(1, 65535), st.integers(0, 2**32 - 1))
+        port.published_port = v(st.integers(0, 65535), st.integers(0, 2**32 - 1))
+        port.protocol = (
+            draw(st.sampled_from(["tcp", "udp"])) if not wild else draw(st.sampled_from(["", "icmp"]) | texts)
+        )
+        port.publish_mode = (
+            draw(st.sampled_from(["host", "ingress"]))
+            if not wild
+            else draw(st.sampled_from(["", "host"]) | texts)
+        )
+    spec.task.placement.constraints.extend(
+        v(
+            st.sampled_from([[], ["node.role==worker"]]),
+            st.lists(texts | st.just("node.role==manager"), max_size=2),
+        )
+    )
     spec.task.placement.constraints.append(NOWHERE)
     return spec
 
@@ -165,6 +208,10 @@ def test_generated_specs_are_stored_whole_or_refused_cleanly(
     c = fuzz_cluster
     with control(c) as stub:
         before = len(stub.ListServices(cpb.ListServicesRequest(), timeout=10).services)
+        if before:  # an accepted spec of an earlier example whose ports clash with this one
+            for summary in stub.ListServices(cpb.ListServicesRequest(), timeout=10).services:
+                stub.RemoveService(cpb.ObjectRef(ref=summary.service.meta.id), timeout=10)
+            before = 0
         try:
             created = stub.CreateService(cpb.CreateServiceRequest(spec=spec), timeout=10)
         except grpc.RpcError as err:

@@ -17,3 +17,7 @@ def new_id() -> str:
         value, rem = divmod(value, 36)
         digits.append(_ALPHABET[rem])
     return "".join(digits)
+
+
+def is_id(text: str) -> bool:
+    return len(text) == ID_LENGTH and all(c in _ALPHABET for c in text)

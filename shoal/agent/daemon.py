@@ -20,7 +20,7 @@ import psutil
 
 from shoal.agent.identity import JoinError, join, load_identity
 from shoal.agent.runtime.base import Runtime
-from shoal.agent.session import Session
+from shoal.agent.session import NodeRemoved, Session, load_managers
 from shoal.agent.worker import Worker
 from shoal.protos import objects_pb2 as pb
 
@@ -40,6 +40,8 @@ class AgentSettings:
     labels: dict[str, str] = field(default_factory=dict)
     cpus: float = 0.0
     memory: int = 0
+    # Removed from the cluster: leave the node's tasks running (else stopped).
+    keep_tasks_on_removal: bool = False
 
 
 def describe(settings: AgentSettings, runtime_name: str) -> pb.NodeDescription:
@@ -107,9 +109,12 @@ async def run_agent(settings: AgentSettings, stop: asyncio.Event) -> None:
     runtime = await asyncio.to_thread(
         make_runtime, settings.runtime, settings.state_dir, settings.advertise_addr, identity.node_id
     )
+    # The managers given, then those the cluster named last time (managers
+    # added since the agent was set up).
+    managers = list(dict.fromkeys([*settings.managers, *load_managers(settings.state_dir)]))
     session = Session(
         identity,
-        settings.managers,
+        managers,
         describe(settings, runtime.name),
         settings.advertise_addr,
         settings.state_dir,
@@ -121,7 +126,15 @@ async def run_agent(settings: AgentSettings, stop: asyncio.Event) -> None:
     try:
         await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if task.done():
-            task.result()  # raises SessionRefused
+            try:
+                task.result()  # raises SessionRefused
+            except NodeRemoved:
+                if settings.keep_tasks_on_removal:
+                    log.warning("this node was removed; its tasks are left running (--keep-tasks-on-removal)")
+                else:
+                    stopped = await worker.discard_all()
+                    log.warning("this node was removed: stopped its %d task(s)", stopped)
+                raise
     finally:
         stopper.cancel()
         task.cancel()

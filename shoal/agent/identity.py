@@ -59,10 +59,27 @@ def _dir(state_dir: Path) -> Path:
 
 
 def load_identity(state_dir: Path) -> NodeIdentity | None:
-    files = pki.read_tls_dir(_dir(state_dir))
+    """The node's identity; None before it joined. JoinError, naming the
+    file and what to do, when the folder holds something unusable (a crash
+    while it was written by an older shoal, a hand edit, a disk error)."""
+    folder = _dir(state_dir)
+    files = pki.read_tls_dir(folder)
     if files is None:
+        present = [p.name for p in (folder / "ca.pem", folder / "cert.pem", folder / "key.pem") if p.exists()]
+        if present:
+            raise JoinError(
+                f"{folder} is incomplete (only {', '.join(present)}): remove {folder} and start the agent "
+                "with the join token to join again as a new node"
+            )
         return None
-    node_id = pki.identity_from_cert(files.cert_pem).node_id
+    try:
+        pki.check_tls_files(folder, files)
+        node_id = pki.identity_from_cert(files.cert_pem).node_id
+    except ValueError as err:
+        raise JoinError(
+            f"this node's identity is unusable: {err}; remove {folder} and start the agent with the "
+            "join token to join again as a new node"
+        ) from None
     return NodeIdentity(node_id, files.ca_pem, files.cert_pem, files.key_pem)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import time
@@ -26,11 +27,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
+import tenacity
 
 from shoal import pki
 from shoal.agent.identity import NodeIdentity, renewal_request, renewed, with_roots
 from shoal.agent.logs import LogStreamer
 from shoal.agent.worker import Worker
+from shoal.fsutil import write_atomically
 from shoal.protos import dispatcher_pb2 as dpb
 from shoal.protos import dispatcher_pb2_grpc as dgrpc
 from shoal.protos import objects_pb2 as pb
@@ -40,12 +43,45 @@ log = logging.getLogger(__name__)
 STATUS_BATCH_DELAY = 0.05
 BACKOFF_START = 0.2
 BACKOFF_MAX = 5.0
+# A manager silent for this many heartbeat periods (at least MIN_SILENCE
+# seconds) is taken for hung: the same span as the grace a manager gives a
+# silent node, so a node leaves a hung manager before anyone calls it down.
+SILENT_PERIODS = 3
+MIN_SILENCE = 3.0
 # A renewal that got no answer is asked again after this long.
 RENEWAL_RETRY = 5.0
 
 
 class SessionRefused(Exception):
     """The cluster will not take this node back (it was removed)."""
+
+
+class NodeRemoved(SessionRefused):
+    """This node was removed from the cluster (`node rm`): for good."""
+
+
+class ManagerSilent(Exception):
+    """The manager stopped answering within a session."""
+
+
+class _NoSession(Exception):
+    """No session could be started with a manager: try the next one."""
+
+
+MANAGERS_FILE = "managers.json"
+
+
+def load_managers(state_dir: Path) -> list[str]:
+    """The managers the cluster last named (empty when unknown or unreadable)."""
+    try:
+        data = json.loads((state_dir / MANAGERS_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    return [m for m in data if isinstance(m, str)] if isinstance(data, list) else []
+
+
+def save_managers(state_dir: Path, managers: list[str]) -> None:
+    write_atomically(state_dir / MANAGERS_FILE, (json.dumps(managers) + "\n").encode())
 
 
 class Session:
@@ -72,6 +108,8 @@ class Session:
         self._renew_now = asyncio.Event()
         self._pending_key: bytes | None = None
         self.renewals = 0
+        self._index = 0
+        self._saved = sorted(load_managers(state_dir))
 
     def report(self, task_id: str, status: pb.TaskStatus) -> None:
         """Queue a task status for the manager (called by the worker)."""
@@ -79,34 +117,63 @@ class Session:
         self._outbox_ready.set()
 
     async def run(self, worker: Worker) -> None:
+        """Keep a session, moving from manager to manager: after one that
+        ran, at once to the next; while none answers, with exponential
+        backoff and jitter (capped at a heartbeat period, since a restarted
+        manager gives nodes a grace of a few periods only)."""
         self.worker = worker
-        backoff = BACKOFF_START
-        index = 0
         while True:
-            addr = self.managers[index % len(self.managers)]
-            try:
-                await self._session(addr)
-                backoff = BACKOFF_START
-            except grpc.aio.AioRpcError as err:
-                if err.code() == grpc.StatusCode.PERMISSION_DENIED:
-                    raise SessionRefused(err.details() or "the manager refused this node") from None
-                if self.identity.expired():
-                    raise SessionRefused(self.identity.expiry_problem(self.state_dir)) from None
-                if err.code() == grpc.StatusCode.UNAUTHENTICATED:
-                    log.error("manager %s refused this node: %s", addr, err.details())
-                else:
-                    log.warning("session with %s ended: %s", addr, err.details() or err.code().name)
-            except (OSError, ConnectionError) as err:
-                log.warning("session with %s failed: %s", addr, err)
-            self.connected.clear()
-            index += 1
-            await asyncio.sleep(backoff * (0.5 + random.random()))
-            # Never wait longer than a heartbeat period between attempts: a
-            # restarted manager gives nodes a grace of a few periods only.
-            backoff = min(BACKOFF_MAX, self.heartbeat_period, backoff * 2)
+            retrying = tenacity.AsyncRetrying(
+                retry=tenacity.retry_if_exception_type(_NoSession),
+                wait=tenacity.wait_random_exponential(
+                    multiplier=BACKOFF_START, max=min(BACKOFF_MAX, self.heartbeat_period)
+                ),
+                reraise=True,
+            )
+            async for attempt in retrying:
+                with attempt:
+                    await self._next_manager()
+            # A session ran and ended: spread the reconnects of many nodes a little.
+            await asyncio.sleep(random.uniform(0, min(0.5, self.heartbeat_period / 4)))
 
-    async def _session(self, addr: str) -> None:
+    async def _next_manager(self) -> None:
+        """One session with the next manager on the list; _NoSession when it
+        never started."""
+        addr = self.managers[self._index % len(self.managers)]
+        self._index += 1
+        established = False
+        try:
+            established = await self._session(addr)
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.PERMISSION_DENIED:
+                details = err.details() or "the manager refused this node"
+                if pki.REMOVED_PHRASE in details:
+                    raise NodeRemoved(details) from None
+                raise SessionRefused(details) from None
+            if self.identity.expired():
+                raise SessionRefused(self.identity.expiry_problem(self.state_dir)) from None
+            if err.code() == grpc.StatusCode.UNAUTHENTICATED:
+                log.error("manager %s refused this node: %s", addr, err.details())
+            else:
+                log.warning("session with %s ended: %s", addr, err.details() or err.code().name)
+        except ManagerSilent as err:
+            log.warning("%s; moving to another manager", err)
+        except (OSError, ConnectionError) as err:
+            log.warning("session with %s failed: %s", addr, err)
+        finally:
+            self.connected.clear()
+        if not established:
+            raise _NoSession(addr)
+
+    def _silence_limit(self) -> float:
+        return max(MIN_SILENCE, SILENT_PERIODS * self.heartbeat_period)
+
+    async def _session(self, addr: str) -> bool:
+        """Run one session until it ends; whether it was established.
+        ManagerSilent when the manager stops answering (hung, or a network
+        that drops everything), which gRPC's keepalive alone finds late."""
         assert self.worker is not None
+        worker = self.worker
         creds = self.identity.channel_credentials()
         async with grpc.aio.secure_channel(addr, creds, options=pki.CHANNEL_OPTIONS) as channel:
             stub = dgrpc.DispatcherStub(channel)
@@ -125,18 +192,26 @@ class Session:
 
             call = stub.Session(outgoing())
             helpers: list[asyncio.Task[None]] = []
-            streamer = LogStreamer(self.worker, send_queue.put_nowait)
+            streamer = LogStreamer(worker, send_queue.put_nowait)
             full_set: list[pb.Task] = []
-            try:
+            heard = [time.monotonic()]
+            established = [False]
+
+            async def receive() -> None:
+                nonlocal full_set
                 async for msg in call:
+                    heard[0] = time.monotonic()
                     kind = msg.WhichOneof("msg")
                     if kind == "started":
                         self._on_started(msg.started, addr)
-                        helpers = [
-                            asyncio.create_task(self._heartbeats(send_queue)),
-                            asyncio.create_task(self._send_statuses(send_queue)),
-                            asyncio.create_task(self._renewals(send_queue)),
-                        ]
+                        helpers.extend(
+                            [
+                                asyncio.create_task(self._heartbeats(send_queue)),
+                                asyncio.create_task(self._send_statuses(send_queue)),
+                                asyncio.create_task(self._renewals(send_queue)),
+                            ]
+                        )
+                        established[0] = True
                         self.connected.set()
                     elif kind == "assignments":
                         a = msg.assignments
@@ -146,9 +221,11 @@ class Session:
                             if a.more:
                                 continue
                             tasks, full_set = full_set, []
-                            await self.worker.assign(tasks, list(a.removed), True)
+                            await worker.assign(tasks, list(a.removed), True)
                         else:
-                            await self.worker.assign(list(a.tasks), list(a.removed), False)
+                            await worker.assign(list(a.tasks), list(a.removed), False)
+                    elif kind == "managers":
+                        self._on_managers(list(msg.managers.managers), addr)
                     elif kind == "trust":
                         self._on_trust(msg.trust)
                     elif kind == "certificate":
@@ -157,7 +234,25 @@ class Session:
                         streamer.start(msg.log_request)
                     elif kind == "log_cancel":
                         streamer.cancel(msg.log_cancel.request_id)
+
+            async def watchdog() -> None:
+                while True:
+                    await asyncio.sleep(min(1.0, self.heartbeat_period / 2))
+                    silent = time.monotonic() - heard[0]
+                    if silent > self._silence_limit():
+                        raise ManagerSilent(f"manager {addr} has not answered for {silent:.1f}s")
+
+            tasks = [asyncio.create_task(receive()), asyncio.create_task(watchdog())]
+            try:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()  # raises what ended it
             finally:
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError, ManagerSilent):
+                        await task
                 await streamer.close()
                 for h in helpers:
                     h.cancel()
@@ -166,6 +261,22 @@ class Session:
                         await h
                 await send_queue.put(None)
                 call.cancel()
+            return established[0]
+
+    def _on_managers(self, managers: list[str], addr: str) -> None:
+        """The cluster's managers now: fail over among them, and remember
+        them for the next start."""
+        if not managers:
+            return
+        # Keep the one we are talking to first so that a reconnect tries it again.
+        ordered = [addr] + [m for m in managers if m != addr] if addr in managers else list(managers)
+        if ordered != self.managers:
+            self.managers = ordered
+            self._index = 0
+            log.info("managers of the cluster: %s", ", ".join(managers))
+        if sorted(managers) != self._saved:
+            self._saved = sorted(managers)
+            save_managers(self.state_dir, self._saved)
 
     def _on_started(self, started: dpb.SessionStarted, addr: str) -> None:
         if started.node_id != self.identity.node_id:
@@ -173,8 +284,7 @@ class Session:
         if started.heartbeat_period:
             self.heartbeat_period = started.heartbeat_period / 1e9
         if started.managers:
-            # Keep the one that answered first so a reconnect tries it again.
-            self.managers = [addr] + [m for m in started.managers if m != addr]
+            self._on_managers(list(started.managers), addr)
         log.info("session with manager %s (heartbeat %.3gs)", addr, self.heartbeat_period)
         # Statuses queued while disconnected go out now.
         if self._outbox:

@@ -311,6 +311,14 @@ class Worker:
             self._discarding.discard(task_id)
             self._discard_tasks = {t for t in self._discard_tasks if not t.done()}
 
+    async def discard_all(self) -> int:
+        """Stop and remove every task this node holds (it was removed from
+        the cluster: they are replaced elsewhere); how many there were."""
+        task_ids = await self.runtime.known_task_ids()
+        for task_id in task_ids:
+            await self._discard(task_id)
+        return len(task_ids)
+
     async def close(self) -> None:
         """Stop driving tasks (they keep running: adopted on restart)."""
         for runner in list(self.runners.values()):

@@ -17,12 +17,30 @@ from typing import Any
 
 import grpc
 
-from shoal import pki
+from shoal import metadata, pki
 from shoal.protos import control_pb2_grpc as cgrpc
 
 
 class CLIError(Exception):
     """A failure to report as one ``Error:`` line and exit status 1."""
+
+
+# Attempts of a call that may be repeated, and the errors that repeat it.
+RETRIES = 3
+_TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+_warned: list[bool] = []
+
+
+def _warn_stale(seconds: float) -> None:
+    if _warned:
+        return
+    _warned.append(True)
+    import click
+
+    click.echo(
+        f"warning: this manager lost its connection to etcd {seconds:.0f}s ago; what it shows may be stale",
+        err=True,
+    )
 
 
 def context_path() -> Path:
@@ -102,21 +120,44 @@ class Client:
             return self
         raise CLIError(f"cannot reach a manager at {', '.join(errors)}")
 
-    def call(self, method: str, request: Any, timeout: float | None = None) -> Any:
-        if self.stub is None:
-            self.connect()
-        try:
-            return getattr(self.stub, method)(request, timeout=timeout or self.timeout)
-        except grpc.RpcError as err:
-            code = err.code()
-            detail = err.details() or code.name
-            if code == grpc.StatusCode.UNAVAILABLE and "failed to connect" in detail.lower():
-                raise CLIError(f"cannot reach the manager at {self.host}: {detail}") from None
-            raise CLIError(detail) from None
+    def call(self, method: str, request: Any, timeout: float | None = None, retry: bool = False) -> Any:
+        """One call. With retry (calls that are the same call when repeated:
+        reads, and creates that carry their own ID), a manager that does not
+        answer, or times out, is replaced by the next one and asked again."""
+        attempts = RETRIES if retry else 1
+        for attempt in range(attempts):
+            if self.stub is None:
+                self.connect()
+            try:
+                response, call = getattr(self.stub, method).with_call(
+                    request, timeout=timeout or self.timeout
+                )
+            except grpc.RpcError as err:
+                code = err.code()
+                detail = err.details() or code.name
+                if attempt + 1 < attempts and code in (
+                    grpc.StatusCode.UNAVAILABLE,
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                ):
+                    self.close()
+                    self.stub = None
+                    self.target = Target(self.target.hosts[1:] + self.target.hosts[:1], self.target.tls_dir)
+                    continue
+                if detail.startswith("cluster store unavailable"):
+                    raise CLIError(detail) from None  # the manager answered: etcd did not
+                if code == grpc.StatusCode.UNAVAILABLE and "failed to connect" in detail.lower():
+                    raise CLIError(f"cannot reach the manager at {self.host}: {detail}") from None
+                raise CLIError(detail) from None
+            for key, value in call.trailing_metadata() or ():
+                if key == metadata.STALE_SECONDS:
+                    _warn_stale(float(value))
+            return response
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         if self.channel is not None:
             self.channel.close()
+            self.channel = None
 
 
 def for_each_ref(refs: tuple[str, ...], act: Callable[[str], Any]) -> None:

@@ -56,6 +56,7 @@ def _setup_logging(level: str) -> None:
 @click.option("--etcd-prefix", default="/shoal/v1/", hidden=True, help="Key prefix (tests share one etcd)")
 @click.option("--handshake-timeout", default="10s", hidden=True, help="TLS and HTTP/2 set-up limit per peer")
 @click.option("--idle-timeout", default="60s", hidden=True, help="Close connections with no call open")
+@click.option("--compaction-interval", default="5m", hidden=True, help="How often the leader compacts etcd")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
 def manager(
     etcd_urls: str,
@@ -70,6 +71,7 @@ def manager(
     etcd_prefix: str,
     handshake_timeout: str,
     idle_timeout: str,
+    compaction_interval: str,
     log_level: str,
 ) -> None:
     """Run a manager: ControlAPI and Dispatcher over mutual TLS, state in etcd."""
@@ -84,6 +86,7 @@ def manager(
             handshake_timeout=parse_duration(handshake_timeout) / 1e9,
             idle_timeout=parse_duration(idle_timeout) / 1e9,
         )
+        compaction = parse_duration(compaction_interval) / 1e9
     except ValueError as err:
         raise CLIError(str(err)) from None
     if period < 100_000_000:
@@ -104,6 +107,7 @@ def manager(
         etcd_prefix=etcd_prefix.encode(),
         unlock_key_file=unlock_key_file,
         limits=server_limits,
+        compaction_interval=compaction,
     )
     try:
         run_manager(settings)
@@ -126,6 +130,11 @@ def manager(
 @click.option("--label", multiple=True, help="Node label KEY=VALUE")
 @click.option("--cpus", default=0.0, type=float, help="CPUs to offer (default: detected)")
 @click.option("--memory", default="", help="Memory to offer, e.g. 4g (default: detected)")
+@click.option(
+    "--keep-tasks-on-removal",
+    is_flag=True,
+    help="When this node is removed from the cluster, leave its tasks running (default: stop them)",
+)
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
 def agent(
     join_addrs: str,
@@ -138,6 +147,7 @@ def agent(
     label: tuple[str, ...],
     cpus: float,
     memory: str,
+    keep_tasks_on_removal: bool,
     log_level: str,
 ) -> None:
     """Run an agent: join the cluster and run the tasks assigned to this node."""
@@ -168,16 +178,23 @@ def agent(
         labels=labels,
         cpus=cpus,
         memory=memory_bytes,
+        keep_tasks_on_removal=keep_tasks_on_removal,
     )
-    from shoal.agent.session import SessionRefused
+    from shoal.agent.session import NodeRemoved, SessionRefused
 
     try:
         main(settings)
+    except NodeRemoved as err:
+        # An exit status the systemd unit does not restart (RestartPreventExitStatus).
+        click.echo(f"Error: {err}", err=True)
+        sys.exit(EXIT_REMOVED)
     except (JoinError, SessionRefused) as err:
         raise CLIError(str(err)) from None
 
 
 TOKEN_ENV = "SHOAL_JOIN_TOKEN"
+# sysexits' EX_CONFIG: the node was removed; restarting cannot help.
+EXIT_REMOVED = 78
 
 
 def _join_token(token_file: Path | None, token: str | None) -> str:
@@ -298,7 +315,7 @@ def _stop_agent_tasks(agent_dirs: list[Path]) -> None:
 
 
 def stop_agent_tasks(agent_dirs: list[Path]) -> None:
-    from shoal.agent.identity import load_identity
+    from shoal.agent.identity import JoinError, load_identity
     from shoal.agent.runtime.base import Runtime
     from shoal.agent.runtime.docker import probe_engine
     from shoal.agent.runtime.process import ProcessRuntime
@@ -308,7 +325,10 @@ def stop_agent_tasks(agent_dirs: list[Path]) -> None:
     async def discard_all() -> None:
         for d in agent_dirs:
             runtimes: list[Runtime] = [ProcessRuntime(d / "runtime")]
-            identity = load_identity(d)
+            try:
+                identity = load_identity(d)
+            except JoinError:
+                identity = None  # unusable; its containers cannot be told apart
             if docker_up and identity is not None:
                 from shoal.agent.runtime.docker import DockerRuntime
 

@@ -91,6 +91,18 @@ def info(client_factory: Factory, fmt: str) -> None:
         "heartbeat_period": format_duration(resp.spec.heartbeat_period),
         "task_history_limit": resp.spec.task_history_limit,
         "cert_expiry": format_duration(resp.spec.cert_expiry),
+        "etcd": [
+            {
+                "endpoint": e.target,
+                "healthy": e.healthy,
+                "db_size": e.db_size,
+                "leader": e.leader,
+                "alarms": list(e.alarms),
+                "error": e.error,
+            }
+            for e in resp.etcd
+        ],
+        "stale_seconds": round(resp.stale_seconds, 1),
         "autolock": resp.autolock,
         "locked": resp.locked,
     }
@@ -101,6 +113,18 @@ def info(client_factory: Factory, fmt: str) -> None:
     click.echo("Managers:")
     for m in resp.managers:
         click.echo(f"  {m.id}  {m.addr}{'  (leader)' if m.leader else ''}")
+    click.echo("etcd:")
+    for e in resp.etcd:
+        if not e.healthy:
+            click.echo(f"  {e.target}  unhealthy: {e.error}")
+            continue
+        alarms = f"  ALARM {', '.join(e.alarms)}" if e.alarms else ""
+        leader = "  (leader)" if e.leader else ""
+        click.echo(f"  {e.target}  healthy, db {e.db_size / 2**20:.1f} MiB{leader}{alarms}")
+    if resp.stale_seconds:
+        click.echo(
+            f"  this manager lost its watch on etcd {resp.stale_seconds:.0f}s ago: what it shows may be stale"
+        )
     click.echo(f"Nodes:               {resp.nodes} ({resp.nodes_ready} ready)")
     click.echo(f"Services:            {resp.services}")
     click.echo(f"Tasks:               {resp.tasks} ({resp.tasks_running} running)")

@@ -86,6 +86,8 @@ def node_json(node: pb.Node) -> dict[str, Any]:
         },
         "runtime": node.description.runtime,
         "status_message": node.status.message,
+        # The manager holding the node's session (the last one, when down).
+        "manager_id": node.status.manager_id,
         "created_at": rfc3339(node.meta.created_at),
         "updated_at": rfc3339(node.meta.updated_at),
     }

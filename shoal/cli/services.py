@@ -32,6 +32,7 @@ from shoal.cli.render import (
     task_json,
 )
 from shoal.durations import parse_duration, parse_size
+from shoal.ids import new_id
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
 
@@ -371,9 +372,9 @@ def create(client_factory: Callable[[], Client], /, image: str, command: tuple[s
         if not auth:
             click.echo(f"warning: no stored credentials for the registry of {image}", err=True)
     client = client_factory()
-    created: pb.Service = client.call(
-        "CreateService", cpb.CreateServiceRequest(spec=spec, registry_auth=auth)
-    )
+    # Our own ID: a create retried after a lost answer is the same create.
+    request = cpb.CreateServiceRequest(spec=spec, registry_auth=auth, id=new_id())
+    created: pb.Service = client.call("CreateService", request, retry=True)
     _emit(o["quiet"], created)
     _wait(client, created, o["detach"], o["quiet"])
 

@@ -68,9 +68,19 @@ class Component:
             self._sub.close()
 
 
-async def supervise(name: str, make: Callable[[], Awaitable[None]], delay: float = 0.5) -> None:
+async def supervise(
+    name: str,
+    make: Callable[[], Awaitable[None]],
+    delay: float = 0.5,
+    resync: Callable[[], Awaitable[None]] | None = None,
+) -> None:
     """Run a loop forever; log and restart it when it fails with a store error
-    or a bug. Cancellation (losing leadership, shutdown) ends it."""
+    or a bug. Cancellation (losing leadership, shutdown) ends it.
+
+    After a store error a write may have gone through without its writer
+    hearing so; with ``resync`` (the view's ``catch_up``) the loop starts
+    again only once the view holds everything etcd holds, so it never
+    decides twice on the same half-seen state (two tasks for one slot)."""
     while True:
         try:
             await make()
@@ -79,6 +89,19 @@ async def supervise(name: str, make: Callable[[], Awaitable[None]], delay: float
             raise
         except StoreError as err:
             log.warning("%s: %s; restarting", name, err)
+            if resync is not None:
+                await _resync(name, resync, delay)
+                continue
         except Exception:
             log.exception("%s crashed; restarting", name)
         await asyncio.sleep(delay)
+
+
+async def _resync(name: str, resync: Callable[[], Awaitable[None]], delay: float) -> None:
+    while True:
+        await asyncio.sleep(delay)
+        try:
+            await resync()
+            return
+        except (StoreError, TimeoutError) as err:
+            log.debug("%s: waiting for the store: %s", name, err)

@@ -43,7 +43,10 @@ from shoal.manager.ca.authority import new_root_ca
 from shoal.manager.ca.manager_certs import DEFAULT_CERT_EXPIRY_NS, ManagerCertificates
 from shoal.manager.ca.nodeca import NodeCA
 from shoal.manager.ca.rotation import RotationFinisher
+from shoal.manager.compactor import DEFAULT_INTERVAL as DEFAULT_COMPACTION_INTERVAL
+from shoal.manager.compactor import Compactor
 from shoal.manager.component import Component, supervise
+from shoal.manager.controlapi import unique
 from shoal.manager.controlapi.logs import LogGatherer
 from shoal.manager.controlapi.service import Control
 from shoal.manager.dispatcher.dispatcher import GRACE_MULTIPLIER, Dispatcher
@@ -67,6 +70,9 @@ from shoal.protos import objects_pb2 as pb
 log = logging.getLogger(__name__)
 
 SECOND = 1_000_000_000
+# How often every manager reads the manager registry, and so how soon its
+# agents learn of a manager that joined or left.
+MANAGER_LIST_REFRESH = 2.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,8 @@ class ManagerSettings:
     # with `shoal cluster unlock`).
     unlock_key_file: Path | None = None
     limits: pki.ServerLimits = field(default_factory=pki.ServerLimits)
+    # How often the leader compacts etcd's history (shoal.manager.compactor).
+    compaction_interval: float = DEFAULT_COMPACTION_INTERVAL
 
     @property
     def advertise_addr(self) -> str:
@@ -192,7 +200,7 @@ class Manager:
         )
         self.is_leader = False
         self.server: grpc.aio.Server | None = None
-        self.leader_components: list[Component | NodeMonitor] = []
+        self.leader_components: list[Component | NodeMonitor | Compactor] = []
         self._manager_addrs: list[str] = [settings.advertise_addr]
         self.certs: ManagerCertificates | None = None
         self.dispatcher: Dispatcher | None = None
@@ -220,7 +228,11 @@ class Manager:
 
     async def _live_manager_ids(self) -> set[str]:
         managers = await self.presence.managers()
-        self._manager_addrs = [addr for _, addr, _ in managers] or [self.settings.advertise_addr]
+        addrs = sorted(addr for _, addr, _ in managers) or [self.settings.advertise_addr]
+        if addrs != self._manager_addrs:
+            self._manager_addrs = addrs
+            if self.dispatcher is not None:
+                self.dispatcher.announce_managers(addrs)
         return {mid for mid, _, _ in managers}
 
     def _grace(self) -> float:
@@ -263,6 +275,9 @@ class Manager:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         await ensure_cluster(self.store, settings.heartbeat_period_ns)
         await self.view.start()
+        indexed = await unique.backfill(self.view, self.store, list(self.view.services.values()))
+        if indexed:
+            log.info("indexed the names and ports of %d services made before the index existed", indexed)
         keyring = self._keyring()
         names, ips = self._server_names()
         certs = ManagerCertificates(
@@ -344,8 +359,10 @@ class Manager:
                 for t in tasks:
                     t.cancel()
         finally:
-            await server.stop(1)
+            # Hand leadership over first: the next leader takes office while
+            # this manager's calls drain.
             await self.presence.resign()
+            await server.stop(1)
             await self.view.stop()
             self.etcd.close()
             log.info("manager %s stopped", self.manager_id)
@@ -353,7 +370,7 @@ class Manager:
     async def _refresh_managers(self) -> None:
         """Keep the failover list handed to agents current on every manager."""
         while True:
-            await asyncio.sleep(5)
+            await asyncio.sleep(MANAGER_LIST_REFRESH)
             try:
                 await self._live_manager_ids()
             except StoreError as err:
@@ -381,7 +398,7 @@ class Manager:
 
     async def _lead(self, leadership: Leadership) -> None:
         fenced = self.store.fenced(self.presence.leader_key, leadership.create_revision)
-        components: list[Component | NodeMonitor] = [
+        components: list[Component | NodeMonitor | Compactor] = [
             ReplicatedOrchestrator(self.view, fenced),
             GlobalOrchestrator(self.view, fenced),
             JobsOrchestrator(self.view, fenced),
@@ -389,12 +406,13 @@ class Manager:
             Scheduler(self.view, fenced),
             TaskReaper(self.view, fenced),
             RotationFinisher(self.view, fenced),
+            Compactor(self.etcd, self.settings.compaction_interval),
             NodeMonitor(self.view, fenced, self._live_manager_ids, self._grace),
         ]
         self.leader_components = list(components)
         async with asyncio.TaskGroup() as tg:
             for comp in components:
-                tg.create_task(supervise(comp.name, comp.run), name=comp.name)
+                tg.create_task(supervise(comp.name, comp.run, resync=self.view.catch_up), name=comp.name)
             tg.create_task(self._watch_leadership(leadership), name="leadership-check")
 
     async def _watch_leadership(self, leadership: Leadership) -> None:

@@ -4,7 +4,13 @@ Every manager keeps ``<prefix>managers/<id> = HOST:PORT`` alive with a lease,
 so any manager can list the live ones (``shoal info``, agent failover).
 
 The leader is whoever holds ``<prefix>leader`` (value: its manager ID), put
-only if absent and tied to the same lease. The key's create revision is the
+only if absent and tied to the same lease. The lease lives ``ttl`` seconds
+(5 by default): a leader that crashes or hangs holds office at most that
+long, and a leader must reach etcd at least once in that time (it refreshes
+every ttl/3) or lose office; shorter would make a busy etcd or a long
+garbage-collection pause cost leadership, longer would leave the cluster
+without a leader longer after a crash. A leader that stops cleanly revokes
+its lease, and the next one takes office within ``CAMPAIGN_POLL``. The key's create revision is the
 leader's *fence*: the leader's store compares it on every write, so a manager
 that lost its lease cannot write even if it has not noticed yet.
 
@@ -23,6 +29,9 @@ from shoal.manager.store import StoreError
 from shoal.manager.store.etcd import Etcd, cmp_absent, op_put
 
 log = logging.getLogger(__name__)
+
+# How often a follower looks whether the leader key is free.
+CAMPAIGN_POLL = 0.2
 
 
 @dataclass(frozen=True)
@@ -89,7 +98,9 @@ class ManagerPresence:
                 )
                 if txn.succeeded:
                     return Leadership(txn.revision)
-            await asyncio.sleep(min(1.0, self.ttl / 5))
+            # Often enough that a leader that hands over (SIGTERM revokes its
+            # lease) is followed within a second; one small read each time.
+            await asyncio.sleep(CAMPAIGN_POLL)
 
     async def still_leader(self, leadership: Leadership) -> bool:
         kv = await self.etcd.get(self.leader_key)

@@ -43,7 +43,7 @@ from shoal.pki.certs import (
     split_pems,
     verified_identity,
 )
-from shoal.pki.files import TLSFiles, read_tls_dir, write_tls_dir
+from shoal.pki.files import BadBundle, TLSFiles, check_tls_files, read_tls_dir, write_tls_dir
 from shoal.pki.join import join_client_bundle, join_root_pem
 from shoal.pki.tls import (
     CHANNEL_OPTIONS,
@@ -65,16 +65,21 @@ from shoal.pki.tokens import (
     verify_ca_against_token,
 )
 
+# What a manager says to a node removed with `node rm`; its agent knows it by this.
+REMOVED_PHRASE = "was removed from the cluster"
+
 __all__ = [
     "CHANNEL_OPTIONS",
     "DIGEST_LEN",
     "ISSUE_BACKDATE",
+    "REMOVED_PHRASE",
     "ROLES",
     "ROLE_ADMIN",
     "ROLE_MANAGER",
     "ROLE_WORKER",
     "SECRET_LEN",
     "SERVER_NAME",
+    "BadBundle",
     "CertInfo",
     "Identity",
     "InvalidJoinToken",
@@ -86,6 +91,7 @@ __all__ = [
     "cert_info",
     "cert_subject",
     "channel_credentials",
+    "check_tls_files",
     "fetch_remote_chain",
     "identity_from_cert",
     "issuer_of",

@@ -3,8 +3,9 @@
 Admin bundles, an agent's node identity and a manager's server certificate
 all use this layout (the Docker CLI reads the same names from
 DOCKER_CERT_PATH). Each file is replaced atomically (written beside, then
-renamed), the key first and readable only by its owner, so a reader sees an
-old or a new file, never half of one.
+renamed, with fsyncs: ``shoal.fsutil``), the key first and readable only by
+its owner, so a reader, or an agent starting after a power loss, sees an old
+or a new file, never half of one.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from shoal.fsutil import write_atomically
 
 CA, CERT, KEY = "ca.pem", "cert.pem", "key.pem"
 
@@ -23,23 +26,12 @@ class TLSFiles:
     key_pem: bytes
 
 
-def _replace(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
 def write_tls_dir(directory: Path, files: TLSFiles) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
-    _replace(directory / KEY, files.key_pem, 0o600)
-    _replace(directory / CERT, files.cert_pem, 0o644)
-    _replace(directory / CA, files.ca_pem, 0o644)
+    write_atomically(directory / KEY, files.key_pem, 0o600)
+    write_atomically(directory / CERT, files.cert_pem, 0o644)
+    write_atomically(directory / CA, files.ca_pem, 0o644)
 
 
 def read_tls_dir(directory: Path) -> TLSFiles | None:
@@ -50,3 +42,24 @@ def read_tls_dir(directory: Path) -> TLSFiles | None:
         )
     except FileNotFoundError:
         return None
+
+
+class BadBundle(ValueError):
+    """A bundle file is there but unusable (empty, truncated, garbled)."""
+
+
+def check_tls_files(directory: Path, files: TLSFiles) -> None:
+    """BadBundle naming the first file that does not hold what it should."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    for name, data, load in (
+        (CA, files.ca_pem, x509.load_pem_x509_certificates),
+        (CERT, files.cert_pem, x509.load_pem_x509_certificate),
+        (KEY, files.key_pem, lambda d: serialization.load_pem_private_key(d, None)),
+    ):
+        try:
+            load(data)
+        except (ValueError, TypeError):
+            what = "empty" if not data.strip() else "not a valid PEM file"
+            raise BadBundle(f"{directory / name} is {what}") from None

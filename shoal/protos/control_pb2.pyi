@@ -62,7 +62,7 @@ class GetClusterInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ClusterInfo(_message.Message):
-    __slots__ = ("cluster_id", "managers", "spec", "nodes", "nodes_ready", "services", "tasks", "tasks_running", "created_at", "stats", "autolock", "locked")
+    __slots__ = ("cluster_id", "managers", "spec", "nodes", "nodes_ready", "services", "tasks", "tasks_running", "created_at", "stats", "autolock", "locked", "etcd", "stale_seconds")
     class StatsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -82,6 +82,8 @@ class ClusterInfo(_message.Message):
     STATS_FIELD_NUMBER: _ClassVar[int]
     AUTOLOCK_FIELD_NUMBER: _ClassVar[int]
     LOCKED_FIELD_NUMBER: _ClassVar[int]
+    ETCD_FIELD_NUMBER: _ClassVar[int]
+    STALE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     cluster_id: str
     managers: _containers.RepeatedCompositeFieldContainer[ManagerInfo]
     spec: _objects_pb2.ClusterSpec
@@ -94,7 +96,25 @@ class ClusterInfo(_message.Message):
     stats: _containers.ScalarMap[str, float]
     autolock: bool
     locked: bool
-    def __init__(self, cluster_id: _Optional[str] = ..., managers: _Optional[_Iterable[_Union[ManagerInfo, _Mapping]]] = ..., spec: _Optional[_Union[_objects_pb2.ClusterSpec, _Mapping]] = ..., nodes: _Optional[int] = ..., nodes_ready: _Optional[int] = ..., services: _Optional[int] = ..., tasks: _Optional[int] = ..., tasks_running: _Optional[int] = ..., created_at: _Optional[int] = ..., stats: _Optional[_Mapping[str, float]] = ..., autolock: _Optional[bool] = ..., locked: _Optional[bool] = ...) -> None: ...
+    etcd: _containers.RepeatedCompositeFieldContainer[EtcdEndpoint]
+    stale_seconds: float
+    def __init__(self, cluster_id: _Optional[str] = ..., managers: _Optional[_Iterable[_Union[ManagerInfo, _Mapping]]] = ..., spec: _Optional[_Union[_objects_pb2.ClusterSpec, _Mapping]] = ..., nodes: _Optional[int] = ..., nodes_ready: _Optional[int] = ..., services: _Optional[int] = ..., tasks: _Optional[int] = ..., tasks_running: _Optional[int] = ..., created_at: _Optional[int] = ..., stats: _Optional[_Mapping[str, float]] = ..., autolock: _Optional[bool] = ..., locked: _Optional[bool] = ..., etcd: _Optional[_Iterable[_Union[EtcdEndpoint, _Mapping]]] = ..., stale_seconds: _Optional[float] = ...) -> None: ...
+
+class EtcdEndpoint(_message.Message):
+    __slots__ = ("target", "healthy", "db_size", "leader", "alarms", "error")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    DB_SIZE_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    ALARMS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    target: str
+    healthy: bool
+    db_size: int
+    leader: bool
+    alarms: _containers.RepeatedScalarFieldContainer[str]
+    error: str
+    def __init__(self, target: _Optional[str] = ..., healthy: _Optional[bool] = ..., db_size: _Optional[int] = ..., leader: _Optional[bool] = ..., alarms: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ...) -> None: ...
 
 class UpdateClusterRequest(_message.Message):
     __slots__ = ("heartbeat_period", "task_history_limit", "cert_expiry", "max_replicas")
@@ -257,12 +277,14 @@ class RemoveNodeResponse(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class CreateServiceRequest(_message.Message):
-    __slots__ = ("spec", "registry_auth")
+    __slots__ = ("spec", "registry_auth", "id")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     REGISTRY_AUTH_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
     spec: _objects_pb2.ServiceSpec
     registry_auth: str
-    def __init__(self, spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ..., registry_auth: _Optional[str] = ...) -> None: ...
+    id: str
+    def __init__(self, spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ..., registry_auth: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...
 
 class UpdateServiceRequest(_message.Message):
     __slots__ = ("ref", "version", "spec", "rollback", "force", "registry_auth")

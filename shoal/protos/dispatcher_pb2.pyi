@@ -100,20 +100,34 @@ class TaskStatusBatch(_message.Message):
     def __init__(self, updates: _Optional[_Iterable[_Union[TaskStatusUpdate, _Mapping]]] = ...) -> None: ...
 
 class ManagerMessage(_message.Message):
-    __slots__ = ("started", "assignments", "log_request", "log_cancel", "certificate", "trust")
+    __slots__ = ("started", "assignments", "log_request", "log_cancel", "certificate", "trust", "heartbeat_ack", "managers")
     STARTED_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
     LOG_REQUEST_FIELD_NUMBER: _ClassVar[int]
     LOG_CANCEL_FIELD_NUMBER: _ClassVar[int]
     CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     TRUST_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_ACK_FIELD_NUMBER: _ClassVar[int]
+    MANAGERS_FIELD_NUMBER: _ClassVar[int]
     started: SessionStarted
     assignments: Assignments
     log_request: LogRequest
     log_cancel: LogCancel
     certificate: IssuedCertificate
     trust: TrustUpdate
-    def __init__(self, started: _Optional[_Union[SessionStarted, _Mapping]] = ..., assignments: _Optional[_Union[Assignments, _Mapping]] = ..., log_request: _Optional[_Union[LogRequest, _Mapping]] = ..., log_cancel: _Optional[_Union[LogCancel, _Mapping]] = ..., certificate: _Optional[_Union[IssuedCertificate, _Mapping]] = ..., trust: _Optional[_Union[TrustUpdate, _Mapping]] = ...) -> None: ...
+    heartbeat_ack: HeartbeatAck
+    managers: ManagerList
+    def __init__(self, started: _Optional[_Union[SessionStarted, _Mapping]] = ..., assignments: _Optional[_Union[Assignments, _Mapping]] = ..., log_request: _Optional[_Union[LogRequest, _Mapping]] = ..., log_cancel: _Optional[_Union[LogCancel, _Mapping]] = ..., certificate: _Optional[_Union[IssuedCertificate, _Mapping]] = ..., trust: _Optional[_Union[TrustUpdate, _Mapping]] = ..., heartbeat_ack: _Optional[_Union[HeartbeatAck, _Mapping]] = ..., managers: _Optional[_Union[ManagerList, _Mapping]] = ...) -> None: ...
+
+class HeartbeatAck(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ManagerList(_message.Message):
+    __slots__ = ("managers",)
+    MANAGERS_FIELD_NUMBER: _ClassVar[int]
+    managers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, managers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class IssuedCertificate(_message.Message):
     __slots__ = ("cert_pem", "ca_pem", "error")

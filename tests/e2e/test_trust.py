@@ -21,7 +21,7 @@ import pytest
 from shoal import pki
 from shoal.protos import objects_pb2 as pb
 from tests.support import forge, raw_session
-from tests.support.cluster import Cluster, pids_of, start_cluster, wait_for
+from tests.support.cluster import Cluster, pids_of, sleep_seconds, start_cluster, wait_for, wait_pids
 from tests.support.etcd_server import EtcdServer
 
 
@@ -219,12 +219,19 @@ def test_an_admin_bundle_expiry_must_be_sane(cluster: Cluster, tmp_path: Path) -
 def test_a_removed_node_is_refused_at_once_and_for_good(make_cluster: Any) -> None:
     c = make_cluster(agents=2)
     gone = c.agents[1]
+    marker = sleep_seconds(3640)
+    create = ["--name", "held", "--replicas", "2", "--replicas-max-per-node", "1", "app:1", "sleep", marker]
+    assert c.cli("service", "create", *create).code == 0
+    theirs = wait_pids(f"sleep {marker}", 2)
     assert c.cli("node", "rm", "--force", "node-2").code == 0
-    # Its open session is closed at once; the agent is told why and stops.
-    assert gone.wait_exit(30) != 0
+    # Its open session is closed at once; the agent is told why, stops its
+    # tasks (they are replaced elsewhere) and exits with a status that
+    # systemd does not restart.
+    assert gone.wait_exit(30) == 78
     assert "was removed from the cluster" in gone.output()
+    assert len(pids_of(f"sleep {marker}") & theirs) == 1, "node-2's task was stopped, node-1's runs on"
     c.restart(gone)
-    assert gone.wait_exit(30) != 0
+    assert gone.wait_exit(30) == 78
     assert "node-2" not in {n["hostname"] for n in c.nodes()}
 
 

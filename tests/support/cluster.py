@@ -200,6 +200,17 @@ class Cluster:
     def agent_dir(self, proc: Proc) -> Path:
         return self.root / f"agent-{self.agents.index(proc) + 1}"
 
+    def manager_id(self, proc: Proc) -> str:
+        return (self.root / f"manager-{self.managers.index(proc) + 1}" / "manager-id").read_text().strip()
+
+    def leader(self) -> Proc | None:
+        """The manager that leads now, as `info` says (None: no answer, or none leads)."""
+        res = self.cli("info", "--format", "json", timeout=30)
+        if res.code != 0:
+            return None
+        ids = {self.manager_id(m): m for m in self.managers}
+        return next((ids[m["id"]] for m in res.json()["managers"] if m["leader"] and m["id"] in ids), None)
+
     def token(self) -> str:
         res = self.cli("join-token", "-q", "worker")
         assert res.code == 0, res.err
@@ -446,11 +457,14 @@ def _kill_agent_tasks(agent_dirs: list[Path]) -> None:
 
 def _node_ids(agent_dirs: list[Path]) -> list[str]:
     """The node IDs the agents got when they joined (from their state dirs)."""
-    from shoal.agent.identity import load_identity
+    from shoal.agent.identity import JoinError, load_identity
 
     ids = []
     for d in agent_dirs:
-        identity = load_identity(d) if d.exists() else None
+        try:
+            identity = load_identity(d) if d.exists() else None
+        except JoinError:
+            continue
         if identity is not None:
             ids.append(identity.node_id)
     return ids

@@ -60,6 +60,7 @@ class EtcdServer:
         ]
         env = dict(os.environ, ETCD_UNSUPPORTED_ARCH=os.environ.get("ETCD_UNSUPPORTED_ARCH", ""))
         self._log = open(self.log_path, "wb")  # noqa: SIM115
+        self.args = args
         self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         self._wait_ready()
 

@@ -85,6 +85,7 @@ from shoal.agent.runtime.base import (
     TaskFailed,
     TaskRejected,
 )
+from shoal.fsutil import write_atomically
 from shoal.protos import objects_pb2 as pb
 from shoal.signals import parse_signal
 
@@ -297,10 +298,9 @@ def _mtime_ns(path: Path) -> int:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    """Write text so that readers see the old file or the new one, never a part."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write text so that readers (and an agent starting after a power loss)
+    see the old file or the new one, never a part."""
+    write_atomically(path, text.encode())
 
 
 def _read_int(path: Path) -> int | None:

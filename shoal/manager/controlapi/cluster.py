@@ -11,7 +11,7 @@ from shoal.manager.ca import rotation
 from shoal.manager.ca.admin_bundles import DEFAULT_EXPIRY, issue_admin_bundle, revoke_admin_bundle
 from shoal.manager.controlapi.common import ControlBase, Ctx, rpc
 from shoal.manager.keyring import new_unlock_key, parse_unlock_key, wrap
-from shoal.manager.store import update_with_retry
+from shoal.manager.store import StoreUnavailable, update_with_retry
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
 
@@ -23,9 +23,26 @@ class ClusterAPI(ControlBase):
     async def GetClusterInfo(self, request: cpb.GetClusterInfoRequest, context: Ctx) -> cpb.ClusterInfo:
         cluster = self.cluster()
         keys = self.view.cluster_keys()
+        try:
+            managers = await self.managers()
+        except StoreUnavailable:
+            managers = []  # etcd is away; the rest is from this manager's view
+        endpoints = [
+            cpb.EtcdEndpoint(
+                target=e.target,
+                healthy=e.healthy,
+                db_size=e.db_size,
+                leader=e.leader,
+                alarms=e.alarms,
+                error=e.error,
+            )
+            for e in await self.store.etcd.endpoint_status()
+        ]
         return cpb.ClusterInfo(
             cluster_id=cluster.meta.id,
-            managers=await self.managers(),
+            managers=managers,
+            etcd=endpoints,
+            stale_seconds=self.view.stale_for,
             spec=cluster.spec,
             nodes=len(self.view.nodes),
             nodes_ready=sum(1 for n in self.view.nodes.values() if n.status.state == pb.NODE_STATE_READY),

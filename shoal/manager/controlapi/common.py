@@ -14,7 +14,7 @@ from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
-from shoal import pki
+from shoal import metadata, pki
 from shoal.manager import limits
 from shoal.manager.auth import Authorizer
 from shoal.manager.controlapi.logs import LogGatherer
@@ -105,10 +105,14 @@ def rpc(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
     async def wrapper(self: ControlBase, request: Any, context: Ctx) -> R:
         await self.authorize(fn.__name__, request, context)
         try:
-            return await fn(self, request, context)
+            response = await fn(self, request, context)
         except _OURS as err:
             await abort_for(context, err)
             raise AssertionError("unreachable") from err
+        stale = self.view.stale_for
+        if stale:
+            context.set_trailing_metadata(((metadata.STALE_SECONDS, f"{stale:.0f}"),))
+        return response
 
     return wrapper
 

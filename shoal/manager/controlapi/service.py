@@ -10,14 +10,15 @@ place that translation happens (``common.rpc``).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from collections.abc import AsyncIterator
 
 import grpc
 
-from shoal.ids import new_id
+from shoal.ids import ID_LENGTH, is_id, new_id
 from shoal.manager import limits, seal
-from shoal.manager.controlapi import validate
+from shoal.manager.controlapi import unique, validate
 from shoal.manager.controlapi.cluster import ClusterAPI
 from shoal.manager.controlapi.common import Ctx, resolve, rpc, stream_rpc
 from shoal.manager.store import (
@@ -31,6 +32,9 @@ from shoal.manager.store import (
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import control_pb2_grpc as cgrpc
 from shoal.protos import objects_pb2 as pb
+
+# Attempts of a write whose index claims raced another writer.
+WRITE_ATTEMPTS = 5
 
 AVAILABILITY = {
     "active": pb.NODE_AVAILABILITY_ACTIVE,
@@ -126,12 +130,40 @@ class Control(ClusterAPI, cgrpc.ControlServicer):
             spec.name = _generated_name()
         validate.apply_defaults(spec)
         validate.validate_service_spec(spec, self.max_replicas())
-        self._check_unique(spec)
-        service = pb.Service(spec=spec, spec_version=1)
-        service.meta.id = new_id()
-        if request.registry_auth:
-            service.registry_auth_sealed = await self._seal_auth(request.registry_auth, service.meta.id)
-        return await self.store.create(service)
+        if request.id and not is_id(request.id):
+            raise ValueError(f'id "{request.id[:40]}": expected {ID_LENGTH} characters of 0-9a-z')
+        service_id = request.id or new_id()
+        for _ in range(WRITE_ATTEMPTS):
+            done = self._same_create(self.view.services.get(service_id), spec)
+            if done is not None:
+                return done
+            writes = await unique.plan(self.view, self.store, service_id, None, spec)
+            service = pb.Service(spec=spec, spec_version=1)
+            service.meta.id = service_id
+            if request.registry_auth:
+                service.registry_auth_sealed = await self._seal_auth(request.registry_auth, service_id)
+            batch = self.store.batch().create(service)
+            for w in writes:
+                w.add_to(batch)
+            try:
+                await batch.commit_all_or_nothing()
+                return service
+            except VersionConflict:
+                # A claim raced another writer, or the service exists (a retry
+                # whose first attempt did commit): look again.
+                with contextlib.suppress(NotFound):
+                    self.view.observe("services", await self.store.get("services", service_id))
+        raise VersionConflict("the cluster is busy with conflicting changes; retry")
+
+    @staticmethod
+    def _same_create(existing: pb.Service | None, spec: pb.ServiceSpec) -> pb.Service | None:
+        """The service a retried create already made; AlreadyExists when its ID
+        is taken by another service."""
+        if existing is None:
+            return None
+        if existing.spec.SerializeToString(deterministic=True) == spec.SerializeToString(deterministic=True):
+            return existing
+        raise AlreadyExists(f"service ID {existing.meta.id} is already used by service {existing.spec.name}")
 
     async def _seal_auth(self, auth: str, service_id: str) -> bytes:
         """Check the credentials' shape and seal them with the cluster's key."""
@@ -143,30 +175,6 @@ class Control(ClusterAPI, cgrpc.ControlServicer):
         except ValueError:
             raise ValueError("registry_auth: expected base64 of a JSON object (username, password)") from None
         return seal.seal(self.keyring.seal_key(), auth.encode(), service_id.encode())
-
-    def _check_unique(self, spec: pb.ServiceSpec, service_id: str = "") -> None:
-        existing = self.view.service_by_name(spec.name)
-        if existing is not None and existing.meta.id != service_id:
-            raise AlreadyExists(f'service name "{spec.name}" is already in use by service {existing.meta.id}')
-        mine = {(p.protocol, p.published_port) for p in spec.ports if p.published_port}
-        if not mine:
-            return
-        for other in self.view.services.values():
-            if other.meta.id == service_id:
-                continue
-            for p in other.spec.ports:
-                if (p.protocol, p.published_port) in mine and (
-                    p.publish_mode == "ingress"
-                    or any(
-                        q.publish_mode == "ingress"
-                        for q in spec.ports
-                        if q.published_port == p.published_port
-                    )
-                ):
-                    raise AlreadyExists(
-                        f"port {p.published_port}/{p.protocol} is already published "
-                        f"by service {other.spec.name}"
-                    )
 
     @rpc
     async def GetService(self, request: cpb.ObjectRef, context: Ctx) -> pb.Service:
@@ -193,7 +201,8 @@ class Control(ClusterAPI, cgrpc.ControlServicer):
                 raise ValueError("mode: cannot change the mode of an existing service")
             validate.apply_defaults(spec)
             validate.validate_service_spec(spec, self.max_replicas())
-        self._check_unique(spec, current.meta.id)
+        if spec.name != current.spec.name:
+            raise ValueError(f'name: a service cannot be renamed (it is "{current.spec.name}")')
         if request.force:
             spec.task.force_update = current.spec.task.force_update + 1
         if request.registry_auth:
@@ -224,7 +233,14 @@ class Control(ClusterAPI, cgrpc.ControlServicer):
             service.update_status.started_at = now_ns()
             service.update_status.completed_at = 0
         service.spec.CopyFrom(spec)
-        return await self.store.update(service)
+        writes = await unique.plan(self.view, self.store, current.meta.id, current.spec, spec)
+        if not writes:
+            return await self.store.update(service)
+        batch = self.store.batch().update(service)
+        for w in writes:
+            w.add_to(batch)
+        await batch.commit_all_or_nothing()
+        return service
 
     @rpc
     async def ScaleService(self, request: cpb.ScaleServiceRequest, context: Ctx) -> pb.Service:
@@ -243,9 +259,21 @@ class Control(ClusterAPI, cgrpc.ControlServicer):
 
     @rpc
     async def RemoveService(self, request: cpb.ObjectRef, context: Ctx) -> cpb.RemoveServiceResponse:
-        service = self.resolve_service(request.ref)
-        await self.store.delete(service)
-        return cpb.RemoveServiceResponse(id=service.meta.id, name=service.spec.name)
+        for _ in range(WRITE_ATTEMPTS):
+            service = self.resolve_service(request.ref)
+            writes = await unique.plan(self.view, self.store, service.meta.id, service.spec, None)
+            batch = self.store.batch().delete(service)
+            for w in writes:
+                w.add_to(batch)
+            try:
+                await batch.commit_all_or_nothing()
+                return cpb.RemoveServiceResponse(id=service.meta.id, name=service.spec.name)
+            except VersionConflict:
+                try:
+                    self.view.observe("services", await self.store.get("services", service.meta.id))
+                except NotFound:
+                    raise NotFound(f"service {request.ref} not found") from None
+        raise VersionConflict("the service is being changed by someone else; retry")
 
     @rpc
     async def ListServices(self, request: cpb.ListServicesRequest, context: Ctx) -> cpb.ListServicesResponse:

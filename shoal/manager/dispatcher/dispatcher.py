@@ -86,6 +86,9 @@ def assignment_messages(tasks: list[pb.Task], removed: list[str], full: bool) ->
     return messages
 
 
+HEARTBEAT_ACK = dpb.ManagerMessage(heartbeat_ack=dpb.HeartbeatAck())
+
+
 class _Session:
     def __init__(self, node_id: str, cert_pem: bytes) -> None:
         self.node_id = node_id
@@ -372,7 +375,9 @@ class Dispatcher(dgrpc.DispatcherServicer):
                 if self.sessions.get(node_id) is not session:
                     break
                 self.deadlines[node_id] = time.monotonic() + self.grace()
-                if kind == "statuses":
+                if kind == "heartbeat":
+                    session.queue.put_nowait(HEARTBEAT_ACK)
+                elif kind == "statuses":
                     if not self._take_statuses(session, msg.statuses):
                         break
                 elif kind == "log_chunk":
@@ -502,6 +507,13 @@ class Dispatcher(dgrpc.DispatcherServicer):
         sent = clone(task)
         sent.registry_auth = auth.decode()
         return sent
+
+    def announce_managers(self, addrs: list[str]) -> None:
+        """Tell every connected node the managers it may fail over to."""
+        msg = dpb.ManagerMessage()
+        msg.managers.managers.extend(addrs)
+        for session in self.sessions.values():
+            session.queue.put_nowait(msg)
 
     def has_session(self, node_id: str) -> bool:
         return node_id in self.sessions

@@ -8,6 +8,13 @@ Replacements that wait out a restart delay are created desired READY; the
 orchestrator that made them moves them to RUNNING when the delay has passed,
 and a new leader picks such pending restarts up from the view.
 
+When more than half of the nodes are down at once (a rack, a zone, a
+network split seen from one side), the tasks of down nodes are not all moved
+at once onto the few survivors: one node's tasks every
+``MASS_FAILURE_INTERVAL`` (as Kubernetes' node controller slows evictions in
+a disrupted zone), so that nodes that come back within minutes find their
+tasks still theirs, and the survivors are not stampeded.
+
 A pass changes at most ``MAX_CHANGES_PER_PASS`` tasks: a service that needs
 more (created with 100,000 replicas, or scaled to 0 from there) gets them
 over several passes, with the event loop free in between, so the leader's
@@ -33,6 +40,11 @@ CONFLICT_RETRY = 0.1
 # Task creations and desired-state changes in one pass: a few hundred
 # milliseconds of work on a small machine.
 MAX_CHANGES_PER_PASS = 2000
+# A mass failure: more than this share of the nodes down, with at least
+# MASS_FAILURE_MIN_NODES nodes in the cluster.
+MASS_FAILURE_SHARE = 0.5
+MASS_FAILURE_MIN_NODES = 3
+MASS_FAILURE_INTERVAL = 10.0
 
 
 def task_event_matters(ev: Event) -> bool:
@@ -73,6 +85,14 @@ class Orchestrator(Component):
         super().__init__(view, store)
         self._delayed: dict[str, int] = {}  # task ID -> wall-clock ns of its restart
         self._retry: set[str] = set()
+        # Tasks this orchestrator created (or tried to), whose creation event
+        # is still to come. A creation it did not make (the updater's, or one
+        # of its own that it thought had failed) gets the service looked at.
+        self._made: set[str] = set()
+        # Down nodes whose tasks wait to be moved during a mass failure, in
+        # the order they went down; when the last one was released.
+        self.held_nodes: list[str] = []
+        self._released_at = 0.0
 
     def owns(self, service: pb.Service) -> bool:
         return service.spec.mode in self.modes
@@ -99,6 +119,7 @@ class Orchestrator(Component):
     # -------------------------------------------------------------- loop
 
     async def reconcile_all(self) -> None:
+        self._made.clear()
         for task in self.view.tasks.values():
             if task.desired_state == pb.TASK_STATE_READY and task.restart_at:
                 service = self.view.services.get(task.service_id)
@@ -117,12 +138,17 @@ class Orchestrator(Component):
             if ev.kind == "services":
                 dirty.add(ev.id)
             elif ev.kind == "tasks":
-                if task_event_matters(ev):
+                if ev.old is None and ev.new is not None:
+                    if ev.id in self._made:
+                        self._made.discard(ev.id)
+                    else:
+                        dirty.add(ev.new.service_id)  # not ours: a twin in some slot?
+                elif task_event_matters(ev):
                     task = ev.new or ev.old
                     assert task is not None
                     dirty.add(task.service_id)
             elif ev.kind == "nodes":
-                if not node_event_matters(ev):
+                if not node_event_matters(ev) or self._hold(ev):
                     continue
                 if self.node_events_touch_all:
                     dirty.update(s.meta.id for s in self.view.services.values() if self.owns(s))
@@ -132,12 +158,64 @@ class Orchestrator(Component):
             await self.commit(batch)
         await self._reconcile(dirty)
 
+    def mass_failure(self) -> bool:
+        nodes = self.view.nodes
+        down = sum(1 for n in nodes.values() if n.status.state == pb.NODE_STATE_DOWN)
+        return len(nodes) >= MASS_FAILURE_MIN_NODES and down > MASS_FAILURE_SHARE * len(nodes)
+
+    def _hold(self, ev: Event) -> bool:
+        """During a mass failure, keep a node that went down for later."""
+        node = ev.new
+        if node is None or node.status.state != pb.NODE_STATE_DOWN:
+            if ev.id in self.held_nodes:
+                self.held_nodes.remove(ev.id)  # back, or gone: nothing to hold
+            return False
+        if ev.id in self.held_nodes:
+            return True
+        if not self.mass_failure():
+            return False
+        if not self.held_nodes:
+            down = sum(1 for n in self.view.nodes.values() if n.status.state == pb.NODE_STATE_DOWN)
+            log.warning(
+                "%s: %d of %d nodes are down: moving their tasks one node every %.0fs",
+                self.name,
+                down,
+                len(self.view.nodes),
+                MASS_FAILURE_INTERVAL,
+            )
+        self.held_nodes.append(ev.id)
+        self._arm_timer()
+        return True
+
+    async def _release_held(self) -> None:
+        if not self.held_nodes:
+            return
+        now = time.monotonic()
+        if self.mass_failure() and now - self._released_at < MASS_FAILURE_INTERVAL:
+            return
+        # Once the failure is no longer massive, the rest go at once.
+        release = self.held_nodes[:1] if self.mass_failure() else list(self.held_nodes)
+        del self.held_nodes[: len(release)]
+        self._released_at = now
+        batch = self.store.batch()
+        dirty: set[str] = set()
+        for node_id in release:
+            dirty |= self.node_changed(node_id, batch)
+        if len(batch):
+            await self.commit(batch)
+        await self._reconcile(dirty)
+
     async def commit(self, batch: Batch) -> BatchResult:
-        return await commit_desired(self.view, self.store, batch)
+        self._made.update(batch.created_ids())
+        result = await commit_desired(self.view, self.store, batch)
+        for conflict in result.conflicts:
+            self._made.discard(conflict.obj.meta.id)
+        return result
 
     async def tick(self) -> None:
         """Start delayed restarts whose time has come; look again at services
         left for later."""
+        await self._release_held()
         if self._retry:
             dirty, self._retry = set(self._retry), set()
             await self._reconcile(dirty)
@@ -164,6 +242,9 @@ class Orchestrator(Component):
         if self._retry:
             retry_at = time.monotonic() + CONFLICT_RETRY
             self.wake_at = min(self.wake_at or retry_at, retry_at)
+        if self.held_nodes:
+            release_at = self._released_at + MASS_FAILURE_INTERVAL
+            self.wake_at = min(self.wake_at or release_at, release_at)
 
     async def _reconcile(self, service_ids: set[str]) -> None:
         batch = self.store.batch()

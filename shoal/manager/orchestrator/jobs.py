@@ -45,6 +45,8 @@ class JobsOrchestrator(Orchestrator):
             self._global_job(service, tasks, batch)
 
     def _node_ok(self, task: pb.Task) -> bool:
+        if task.node_id in self.held_nodes:
+            return True  # a mass failure: its turn to move comes
         node = self.view.nodes.get(task.node_id) if task.node_id else None
         return not task.node_id or (
             node is not None and node_can_run_tasks(node) and node_satisfies(task.spec, node)

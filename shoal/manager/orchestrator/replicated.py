@@ -69,7 +69,7 @@ class ReplicatedOrchestrator(Orchestrator):
         return set()
 
     def node_invalid(self, task: pb.Task) -> bool:
-        if not task.node_id:
+        if not task.node_id or task.node_id in self.held_nodes:
             return False
         node = self.view.nodes.get(task.node_id)
         return not node_can_run_tasks(node) or not node_satisfies(task.spec, node)  # type: ignore[arg-type]

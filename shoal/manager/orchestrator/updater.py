@@ -190,8 +190,52 @@ class ServiceUpdate:
                 await asyncio.sleep(POLL)
         raise UpdateAborted("could not record the update status")
 
+    async def _resume_interrupted(self, svc: pb.Service) -> None:
+        """Finish the slots a previous leader left half replaced: a stop-first
+        replacement parked (desired READY) until the old task stops, or a
+        start-first one whose old task still runs beside it. The slots count
+        as up to date, so the loop below would never look at them again."""
+        by_slot: dict[str, list[pb.Task]] = defaultdict(list)
+        for t in self.tasks():
+            by_slot[slot_key(t)].append(t)
+        parked: list[pb.Task] = []
+        stopping: list[pb.Task] = []
+        overlap_new: list[str] = []
+        overlap_old: list[pb.Task] = []
+        for slot_tasks in by_slot.values():
+            new = [t for t in slot_tasks if t.spec_version == svc.spec_version and occupies_slot(t)]
+            if not new:
+                continue
+            old = [t for t in slot_tasks if t.spec_version != svc.spec_version and not has_ended(t)]
+            waiting = [t for t in new if t.desired_state == pb.TASK_STATE_READY and not t.restart_at]
+            if waiting:
+                parked.extend(waiting)
+                stopping.extend(old)
+            elif any(occupies_slot(t) for t in old):
+                overlap_new.extend(t.meta.id for t in new)
+                overlap_old.extend(t for t in old if occupies_slot(t))
+        if parked:
+            log.info(
+                "service %s: finishing %d replacements a previous leader began", svc.spec.name, len(parked)
+            )
+            shutdown = [with_desired(t, pb.TASK_STATE_SHUTDOWN) for t in stopping if occupies_slot(t)]
+            if shutdown:
+                await commit_desired(self.view, self.store, self.store.batch().extend("update", shutdown))
+            await self._wait_stopped([t.meta.id for t in stopping])
+            start = [
+                with_desired(t, RUNNING) for t in self._live(parked) if t.desired_state == pb.TASK_STATE_READY
+            ]
+            await commit_desired(self.view, self.store, self.store.batch().extend("update", start))
+        if overlap_old:
+            await self._wait_running(overlap_new)
+            shutdown = [
+                with_desired(t, pb.TASK_STATE_SHUTDOWN) for t in self._live(overlap_old) if occupies_slot(t)
+            ]
+            await commit_desired(self.view, self.store, self.store.batch().extend("update", shutdown))
+
     async def _run(self) -> None:
         svc = self.service()
+        await self._resume_interrupted(svc)
         rolling_back = svc.update_status.state == pb.UPDATE_STATE_ROLLBACK_STARTED
         total = len(current_tasks(self.tasks()))
         if out_of_date_slots(svc, self.tasks()) and svc.update_status.state not in UPDATING_STATES:

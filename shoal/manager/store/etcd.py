@@ -18,6 +18,7 @@ import functools
 import itertools
 import logging
 import queue
+import random
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +41,20 @@ MAX_TXN_OPS = 128
 MAX_TXN_BYTES = 1024 * 1024
 # Page size when listing a prefix: keeps each response far below gRPC's 4 MiB.
 LIST_PAGE = 2000
-CALL_TIMEOUT = 10.0
+# A call etcd does not answer in this long fails (and the next call goes to
+# another endpoint): a hung or partitioned member must not hold a manager.
+CALL_TIMEOUT = 5.0
+# The channel pings etcd when quiet, so that a member that stopped answering
+# (SIGSTOP, a cut network) is found in seconds, not at the next call's timeout.
+CHANNEL_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 1_000),
+    ("grpc.keepalive_timeout_ms", 1_500),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+# Errors after which the next call tries the next endpoint.
+_FAIL_OVER = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 def prefix_end(prefix: bytes) -> bytes:
@@ -58,6 +72,16 @@ class EtcdTLS:
     ca: Path
     cert: Path | None = None
     key: Path | None = None
+
+
+@dataclass(frozen=True)
+class EndpointStatus:
+    target: str
+    healthy: bool
+    db_size: int
+    leader: bool
+    alarms: list[str]
+    error: str = ""
 
 
 @dataclass(frozen=True)
@@ -98,7 +122,9 @@ def _translate(err: grpc.RpcError, what: str) -> Exception:
     detail = err.details() if hasattr(err, "details") else str(err)
     if detail and "required revision has been compacted" in detail:
         return Compacted(0)
-    return StoreUnavailable(f"etcd {what} failed: {code.name if code else ''} {detail}".strip())
+    return StoreUnavailable(
+        f"cluster store unavailable (etcd): {what}: {code.name if code else 'error'}: {detail}".strip()
+    )
 
 
 class Etcd:
@@ -110,7 +136,9 @@ class Etcd:
         self._targets = [self._target(u) for u in urls]
         self._tls = tls
         self._lock = threading.Lock()
-        self._index = 0
+        # Managers start on different members, so that one slow member does
+        # not hold them all.
+        self._index = random.randrange(len(self._targets))
         self._channel: grpc.Channel | None = None
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="etcd")
         self.urls = list(urls)
@@ -137,7 +165,7 @@ class Etcd:
         with self._lock:
             if self._channel is None:
                 target = self._targets[self._index % len(self._targets)]
-                opts = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+                opts = CHANNEL_OPTIONS
                 creds = self._credentials()
                 self._channel = (
                     grpc.secure_channel(target, creds, options=opts)
@@ -147,18 +175,23 @@ class Etcd:
             return self._channel
 
     def _fail_over(self) -> None:
-        """Move to the next endpoint after an unavailable error."""
+        """Move to the next endpoint after an unavailable or timed-out call."""
         with self._lock:
             if len(self._targets) > 1 and self._channel is not None:
                 self._channel.close()
                 self._channel = None
                 self._index += 1
+                log.info("etcd: moving to %s", self._targets[self._index % len(self._targets)])
+
+    @property
+    def targets(self) -> list[str]:
+        return list(self._targets)
 
     def _call(self, what: str, fn: Callable[[grpc.Channel], Any]) -> Any:
         try:
             return fn(self._get_channel())
         except grpc.RpcError as err:
-            if err.code() == grpc.StatusCode.UNAVAILABLE:
+            if err.code() in _FAIL_OVER:
                 self._fail_over()
             raise _translate(err, what) from None
 
@@ -228,6 +261,41 @@ class Etcd:
                 current.extend(_kv(kv) for kv in r.response_range.kvs)
         return TxnResult(bool(resp.succeeded), int(resp.header.revision), current)
 
+    async def current_revision(self) -> int:
+        """etcd's revision now (a one-key read)."""
+        req = etcdrpc.RangeRequest(key=b"\0", count_only=True)
+        resp = await self._run("read", lambda ch: etcdrpc.KVStub(ch).Range(req, CALL_TIMEOUT))
+        return int(resp.header.revision)
+
+    async def endpoint_status(self) -> list[EndpointStatus]:
+        """Every endpoint's health, database size and alarms, each asked
+        directly (a second apart at most), for `shoal info`."""
+        return list(await asyncio.gather(*(asyncio.to_thread(self._status, t) for t in self._targets)))
+
+    def _status(self, target: str) -> EndpointStatus:
+        creds = self._credentials()
+        channel = (
+            grpc.secure_channel(target, creds, options=CHANNEL_OPTIONS)
+            if creds
+            else grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+        )
+        try:
+            stub = etcdrpc.MaintenanceStub(channel)
+            status = stub.Status(etcdrpc.StatusRequest(), 1.0)
+            alarms = stub.Alarm(etcdrpc.AlarmRequest(action=etcdrpc.AlarmRequest.GET), 1.0)
+            names = {0: "none", 1: "NOSPACE", 2: "CORRUPT"}
+            return EndpointStatus(
+                target=target,
+                healthy=True,
+                db_size=int(status.dbSize),
+                leader=int(status.leader) == int(status.header.member_id),
+                alarms=[names.get(int(a.alarm), str(a.alarm)) for a in alarms.alarms],
+            )
+        except grpc.RpcError as err:
+            return EndpointStatus(target, False, 0, False, [], f"{err.code().name}: {err.details()}")
+        finally:
+            channel.close()
+
     async def compact(self, revision: int) -> None:
         req = etcdrpc.CompactionRequest(revision=revision, physical=True)
         await self._run("compact", lambda ch: etcdrpc.KVStub(ch).Compact(req, 60))
@@ -262,9 +330,10 @@ class Etcd:
         start_revision: int,
         on_events: Callable[[list[WatchEvent], int], None],
         on_error: Callable[[Exception], None],
-    ) -> Callable[[], None]:
+    ) -> WatchHandle:
         """Stream every change under prefix from start_revision on a thread of
-        its own. on_events(events, revision) and on_error(err) are called from
+        its own. on_events(events, revision) (revision: everything up to it
+        has been seen; 0 when the watch has just been set up) and on_error(err) are called from
         that thread; on_error ends the watch (Compacted when start_revision
         is gone, StoreUnavailable otherwise). Returns a cancel function."""
         requests: queue.Queue[Any] = queue.Queue()
@@ -299,12 +368,20 @@ class Etcd:
                     events = [
                         WatchEvent(e.kv.key, e.kv.value, e.kv.mod_revision, e.type == 1) for e in resp.events
                     ]
-                    on_events(events, int(resp.header.revision))
+                    if events:
+                        # Seen up to the last event: a large catch-up comes in
+                        # several responses whose header is already further on.
+                        on_events(events, events[-1].mod_revision)
+                    elif resp.created:
+                        on_events([], 0)  # the watch is up: nothing seen yet
+                    else:
+                        # A progress notification: nothing is left before its header.
+                        on_events([], int(resp.header.revision))
                 if not stopped.is_set():
                     on_error(StoreUnavailable("etcd closed the watch stream"))
             except grpc.RpcError as err:
                 if not stopped.is_set():
-                    if err.code() == grpc.StatusCode.UNAVAILABLE:
+                    if err.code() in _FAIL_OVER:
                         self._fail_over()
                     on_error(_translate(err, "watch"))
             except Exception as err:  # a bug in a callback must not die silently
@@ -320,10 +397,25 @@ class Etcd:
             for call in call_holder:
                 call.cancel()
 
-        return cancel
+        def progress() -> None:
+            requests.put(etcdrpc.WatchRequest(progress_request=etcdrpc.WatchProgressRequest()))
+
+        return WatchHandle(cancel, progress)
 
 
 _watch_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class WatchHandle:
+    """A running watch: calling it cancels it; ``progress`` asks etcd to say
+    how far it is (an on_events call with no events and etcd's revision)."""
+
+    cancel: Callable[[], None]
+    progress: Callable[[], None]
+
+    def __call__(self) -> None:
+        self.cancel()
 
 
 # -------------------------------------------------------------- txn pieces

@@ -95,15 +95,16 @@ def decode(kind: str, value: bytes, revision: int) -> Any:
 @dataclass
 class _Op:
     action: Literal["create", "update", "delete"]
-    kind: str
+    kind: str  # "" for a raw key (an index entry), not an object
     obj: Any
     key: bytes
     value: bytes = b""
+    version: int = 0  # raw keys: the mod_revision an update or delete expects
 
     def compare(self) -> Any:
         if self.action == "create":
             return e.cmp_absent(self.key)
-        return e.cmp_mod(self.key, self.obj.meta.version)
+        return e.cmp_mod(self.key, self.obj.meta.version if self.kind else self.version)
 
     def request(self) -> Any:
         if self.action == "delete":
@@ -250,13 +251,15 @@ class Store:
                 fence_kv = next(iter(txn.current), None)
                 if fence_kv is None or fence_kv.create_revision != self.fence[1]:
                     raise LeadershipLost("this manager is no longer the leader")
-            names = ", ".join(f"{op.kind[:-1]} {op.obj.meta.id}" for op in ops)
+            names = ", ".join(f"{op.kind[:-1]} {op.obj.meta.id}" for op in ops if op.kind)
             raise VersionConflict(f"{names}: changed by someone else meanwhile (version conflict); retry")
         self._finish(ops, txn.revision, BatchResult())
 
     def _finish(self, ops: builtins.list[_Op], revision: int, result: BatchResult) -> None:
         committed: builtins.list[Committed] = []
         for op in ops:
+            if not op.kind:
+                continue  # an index entry: no object to hand to the view
             if op.action == "delete":
                 committed.append((op.kind, op.obj.meta.id, None, revision))
             else:
@@ -277,6 +280,19 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self._ops)
+
+    def raw(
+        self, action: Literal["create", "update", "delete"], key: bytes, value: bytes = b"", version: int = 0
+    ) -> Batch:
+        """A plain key written with the objects (an index entry): create
+        (must be absent), update or delete (must be at `version`). Only for
+        ``commit_all_or_nothing``."""
+        self._ops.append(_Op(action, "", None, key, value, version))
+        return self
+
+    def created_ids(self) -> list[str]:
+        """The IDs of the objects this batch creates."""
+        return [op.obj.meta.id for op in self._ops if op.action == "create" and op.kind]
 
     def _add(self, action: Literal["create", "update", "delete"], obj: Any) -> Batch:
         kind = kind_of(obj)
@@ -347,6 +363,8 @@ class Batch:
         return await asyncio.shield(self._commit())
 
     async def _commit(self) -> BatchResult:
+        if any(not op.kind for op in self._ops):
+            raise ValueError("index entries are written only with commit_all_or_nothing")
         result = BatchResult()
         chunks, sequential = self._chunks()
         self._ops = []

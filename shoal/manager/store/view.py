@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -33,7 +35,8 @@ from shoal.protos import objects_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-RETRY_DELAY = 0.5
+# The longest wait between two attempts to restart a failed watch.
+WATCH_BACKOFF_MAX = 5.0
 
 
 @dataclass(frozen=True)
@@ -91,13 +94,15 @@ class View:
         self.revision = 0
         self._tombstones: dict[tuple[str, str], int] = {}
         self._subscribers: set[Subscription] = set()
-        self._cancel_watch: Any = None
+        self._cancel_watch: e.WatchHandle | None = None
         self._ready = asyncio.Event()
         self._stopped = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._restart: asyncio.Task[None] | None = None
         self._revision_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self.relists = 0
+        self._watch_failures = 0
+        self._broken_since = 0.0
         store.add_listener(self._on_committed)
 
     # -------------------------------------------------------------- queries
@@ -151,6 +156,15 @@ class View:
         if self._restart:
             self._restart.cancel()
 
+    async def catch_up(self, timeout: float = 10.0) -> None:
+        """Return once the view holds everything etcd held when called: after
+        a write whose outcome is unknown, decide again only on what is there."""
+        revision = await self.store.etcd.current_revision()
+        if self._cancel_watch is not None:
+            # Writes elsewhere in etcd move its revision without an event here.
+            self._cancel_watch.progress()
+        await asyncio.wait_for(self.wait_for_revision(revision), timeout)
+
     async def wait_for_revision(self, revision: int) -> None:
         """Return once the view has seen every change up to revision."""
         if self.revision >= revision:
@@ -197,19 +211,41 @@ class View:
             self.store.prefix, start_revision, on_events, on_error
         )
 
+    @property
+    def stale_for(self) -> float:
+        """Seconds since this view lost its watch on etcd (0: it has not)."""
+        return time.monotonic() - self._broken_since if self._broken_since else 0.0
+
     def _on_watch_error(self, err: Exception) -> None:
         if self._stopped:
             return
         if self._cancel_watch:
             self._cancel_watch()
+        self._watch_failures += 1
+        if not self._broken_since:
+            self._broken_since = time.monotonic()
         if isinstance(err, Compacted):
             log.info("watch fell behind a compaction; listing everything again")
-        else:
-            log.warning("watch failed (%s); restarting from revision %d", err, self.revision + 1)
+        elif self._watch_failures == 1 or self._watch_failures % 20 == 0:
+            log.warning(
+                "watch failed (%s); restarting from revision %d (attempt %d)",
+                err,
+                self.revision + 1,
+                self._watch_failures,
+            )
         self._restart = asyncio.ensure_future(self._restart_watch(isinstance(err, Compacted)))
+
+    def _backoff(self) -> float:
+        """Before the next watch attempt: exponential with jitter, so that an
+        etcd outage costs a restart every few seconds, not thousands a second."""
+        if self._watch_failures <= 1:
+            return 0.0
+        delay: float = min(WATCH_BACKOFF_MAX, 0.1 * 2.0 ** (self._watch_failures - 2))
+        return delay * random.uniform(0.5, 1.0)
 
     async def _restart_watch(self, relist: bool) -> None:
         while not self._stopped:
+            await asyncio.sleep(self._backoff())
             try:
                 if relist:
                     await self._relist()
@@ -217,8 +253,8 @@ class View:
                     self._watch(self.revision + 1)
                 return
             except Exception as err:
-                log.warning("cannot restart the watch yet: %s", err)
-                await asyncio.sleep(RETRY_DELAY)
+                self._watch_failures += 1
+                log.debug("cannot restart the watch yet: %s", err)
                 relist = True
 
     def restart_watch_from(self, revision: int) -> None:
@@ -233,6 +269,11 @@ class View:
     def _on_watch(self, events: list[e.WatchEvent], revision: int) -> None:
         if self._stopped:
             return
+        if self._watch_failures or self._broken_since:
+            if self._broken_since:
+                log.info("watch on etcd restored after %.1fs", time.monotonic() - self._broken_since)
+            self._watch_failures = 0
+            self._broken_since = 0.0
         changes: list[tuple[str, str, Any | None, int]] = []
         for ev in events:
             parsed = parse_key(self.store.prefix, ev.key)

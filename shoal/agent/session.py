@@ -239,7 +239,13 @@ class Session:
                 while True:
                     await asyncio.sleep(min(1.0, self.heartbeat_period / 2))
                     silent = time.monotonic() - heard[0]
-                    if silent > self._silence_limit():
+                    # Until the session is up, one period (at least
+                    # MIN_SILENCE): a manager that takes the connection but
+                    # never answers (hung) is left sooner.
+                    limit = (
+                        self._silence_limit() if established[0] else max(MIN_SILENCE, self.heartbeat_period)
+                    )
+                    if silent > limit:
                         raise ManagerSilent(f"manager {addr} has not answered for {silent:.1f}s")
 
             tasks = [asyncio.create_task(receive()), asyncio.create_task(watchdog())]
@@ -272,7 +278,8 @@ class Session:
         ordered = [addr] + [m for m in managers if m != addr] if addr in managers else list(managers)
         if ordered != self.managers:
             self.managers = ordered
-            self._index = 0
+            # The next attempt goes to the one after the manager we talk to.
+            self._index = 1 if addr in managers else 0
             log.info("managers of the cluster: %s", ", ".join(managers))
         if sorted(managers) != self._saved:
             self._saved = sorted(managers)

@@ -77,6 +77,7 @@ def failover(c: Cluster, how: str) -> float:
 
 
 def hung_manager(c: Cluster) -> float:
+    wait_for(lambda: len({n["manager_id"] for n in c.nodes()}) == 1, timeout=60, what="agents on one manager")
     nodes = c.nodes()
     held = max({n["manager_id"] for n in nodes}, key=lambda m: sum(n["manager_id"] == m for n in nodes))
     hung = next(m for m in c.managers if c.manager_id(m) == held)
@@ -168,9 +169,9 @@ def main() -> None:
                 ).code
                 == 0
             )
+            out["agents_leave_hung_manager_seconds"] = round(hung_manager(c), 1)
             out["failover_kill9_seconds"] = round(failover(c, "kill"), 2)
             out["failover_sigterm_seconds"] = round(failover(c, "term"), 3)
-            out["agents_leave_hung_manager_seconds"] = round(hung_manager(c), 1)
             out["write_after_etcd_restart_seconds"] = round(etcd_restart(c, etcd), 1)
         finally:
             c.close()

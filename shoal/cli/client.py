@@ -135,15 +135,15 @@ class Client:
             except grpc.RpcError as err:
                 code = err.code()
                 detail = err.details() or code.name
-                if attempt + 1 < attempts and code in (
-                    grpc.StatusCode.UNAVAILABLE,
-                    grpc.StatusCode.DEADLINE_EXCEEDED,
-                ):
+                store_down = detail.startswith("cluster store unavailable")
+                # Another manager would meet the same etcd: only a manager
+                # that did not answer is worth replacing.
+                if attempt + 1 < attempts and code in _TRANSIENT and not store_down:
                     self.close()
                     self.stub = None
                     self.target = Target(self.target.hosts[1:] + self.target.hosts[:1], self.target.tls_dir)
                     continue
-                if detail.startswith("cluster store unavailable"):
+                if store_down:
                     raise CLIError(detail) from None  # the manager answered: etcd did not
                 if code == grpc.StatusCode.UNAVAILABLE and "failed to connect" in detail.lower():
                     raise CLIError(f"cannot reach the manager at {self.host}: {detail}") from None

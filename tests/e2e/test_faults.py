@@ -376,3 +376,66 @@ def test_history_is_compacted_and_watches_carry_on(on_etcd_cluster: tuple[EtcdCl
         assert [(s.service.spec.name, s.service.spec.replicas) for s in summaries] == [("churn", 29 % 7 + 1)]
     logs = "".join(m.output() for m in c.managers)
     assert "compacted etcd history up to revision" in logs
+
+
+def test_with_etcd_quorum_lost_writes_fail_in_bounded_time_and_nothing_is_half_done(
+    on_etcd_cluster: tuple[EtcdCluster, Cluster],
+) -> None:
+    etcd, c = on_etcd_cluster
+    assert (
+        c.cli(
+            "service", "create", "--name", "q", "-d", "--constraint", "node.labels.no==1", "app:1", "true"
+        ).code
+        == 0
+    )
+    etcd.kill(1)
+    etcd.kill(2)
+    try:
+        began = time.monotonic()
+        res = c.cli("service", "create", "--name", "half", "-d", "app:1", "true", timeout=60)
+        took = time.monotonic() - began
+        assert res.code == 1
+        assert "cluster store unavailable (etcd)" in res.err
+        print(f"a write failed {took:.1f}s after etcd lost its quorum")
+        assert took < 15, "bounded: a call timeout or two, not forever"
+    finally:
+        etcd.start(1)
+        etcd.start(2)
+    etcd.wait_healthy()
+    wait_for(lambda: c.cli("service", "ls").code == 0, what="the cluster back")
+    names = sorted(s["name"] for s in c.services())
+    assert names == ["q"] or names == ["half", "q"], names
+    # The refused create left no claim behind: the name is free (or its own).
+    created = c.cli("service", "create", "--name", "half", "-d", "app:1", "true")
+    assert created.code == 0 or "already in use" in created.err
+
+
+def test_when_most_nodes_vanish_their_tasks_move_one_node_at_a_time(cluster3: Cluster) -> None:
+    c = cluster3
+    marker = sleep_seconds(3673)
+    create = ["--name", "spread", "--replicas", "6", "--replicas-max-per-node", "6", "app:1", "sleep", marker]
+    assert c.cli("service", "create", *create).code == 0
+    wait_pids(f"sleep {marker}", 6)
+    survivor = c.agents[0]
+    lost = c.agents[1:]
+    lost_ids = {
+        pki.identity_from_cert((c.agent_dir(a) / "node" / "cert.pem").read_bytes()).node_id for a in lost
+    }
+    for agent in lost:
+        c.kill_tasks_of(agent)
+        agent.kill9()
+    # Both lost nodes go down; then one node's tasks move, and the other's only later.
+    wait_for(lambda: sum(n["status"] == "down" for n in c.nodes()) == 2, timeout=30, what="two nodes down")
+    down_at = time.monotonic()
+
+    def moved_from() -> set[str]:
+        tasks = c.service_ps("spread") or []
+        return {t["node_id"] for t in tasks if t["node_id"] in lost_ids and t["desired_state"] != "running"}
+
+    wait_for(lambda: len(moved_from()) >= 1, timeout=30, what="the first node's tasks moved")
+    assert len(moved_from()) == 1, "only one node at a time"
+    wait_for(lambda: len(moved_from()) == 2, timeout=60, what="the second node's tasks moved")
+    print(f"second node's tasks moved {time.monotonic() - down_at:.1f}s after the nodes went down")
+    assert time.monotonic() - down_at >= 5, "held back for (most of) the 10 s interval"
+    wait_for(lambda: len(c.running("spread")) == 6, timeout=60, what="6 running on the survivor")
+    assert survivor.alive()

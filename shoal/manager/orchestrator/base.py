@@ -90,9 +90,9 @@ class Orchestrator(Component):
         # of its own that it thought had failed) gets the service looked at.
         self._made: set[str] = set()
         # Down nodes whose tasks wait to be moved during a mass failure, in
-        # the order they went down; when the last one was released.
+        # the order they went down; when a down node's tasks last moved.
         self.held_nodes: list[str] = []
-        self._released_at = 0.0
+        self._last_moved = 0.0
 
     def owns(self, service: pb.Service) -> bool:
         return service.spec.mode in self.modes
@@ -173,6 +173,7 @@ class Orchestrator(Component):
         if ev.id in self.held_nodes:
             return True
         if not self.mass_failure():
+            self._last_moved = time.monotonic()
             return False
         if not self.held_nodes:
             down = sum(1 for n in self.view.nodes.values() if n.status.state == pb.NODE_STATE_DOWN)
@@ -191,12 +192,12 @@ class Orchestrator(Component):
         if not self.held_nodes:
             return
         now = time.monotonic()
-        if self.mass_failure() and now - self._released_at < MASS_FAILURE_INTERVAL:
+        if self.mass_failure() and now - self._last_moved < MASS_FAILURE_INTERVAL:
             return
         # Once the failure is no longer massive, the rest go at once.
         release = self.held_nodes[:1] if self.mass_failure() else list(self.held_nodes)
         del self.held_nodes[: len(release)]
-        self._released_at = now
+        self._last_moved = now
         batch = self.store.batch()
         dirty: set[str] = set()
         for node_id in release:
@@ -243,7 +244,7 @@ class Orchestrator(Component):
             retry_at = time.monotonic() + CONFLICT_RETRY
             self.wake_at = min(self.wake_at or retry_at, retry_at)
         if self.held_nodes:
-            release_at = self._released_at + MASS_FAILURE_INTERVAL
+            release_at = self._last_moved + MASS_FAILURE_INTERVAL
             self.wake_at = min(self.wake_at or release_at, release_at)
 
     async def _reconcile(self, service_ids: set[str]) -> None:

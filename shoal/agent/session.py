@@ -29,7 +29,7 @@ from pathlib import Path
 import grpc
 import tenacity
 
-from shoal import pki
+from shoal import defaults, pki
 from shoal.agent.identity import NodeIdentity, renewal_request, renewed, with_roots
 from shoal.agent.logs import LogStreamer
 from shoal.agent.worker import Worker
@@ -99,7 +99,7 @@ class Session:
         self.description = description
         self.addr = addr
         self.worker: Worker | None = None
-        self.heartbeat_period = 5.0
+        self.heartbeat_period = defaults.CLUSTER.heartbeat_period / defaults.SECOND
         self._outbox: dict[str, pb.TaskStatus] = {}
         self._outbox_ready = asyncio.Event()
         self.connected = asyncio.Event()

@@ -27,6 +27,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from shoal import defaults
 from shoal.agent.runtime.base import (
     ExitStatus,
     HealthReporting,
@@ -230,8 +231,7 @@ class TaskRunner:
                     await waiter
 
     def _grace(self) -> float:
-        spec = self.task.spec.container
-        return (spec.stop_grace_period if spec.HasField("stop_grace_period") else 10 * SECOND) / SECOND
+        return defaults.stop_grace_seconds(self.task.spec.container)
 
     async def _check_health(self) -> bool:
         """Report health changes; stop an unhealthy task. True when it ended."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import tenacity
 
 from shoal import metadata, pki
 from shoal.protos import control_pb2_grpc as cgrpc
@@ -28,6 +29,20 @@ class CLIError(Exception):
 # Attempts of a call that may be repeated, and the errors that repeat it.
 RETRIES = 3
 _TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+# How a manager says that it answered but etcd did not.
+STORE_DOWN = "cluster store unavailable"
+
+
+def _manager_did_not_answer(err: BaseException) -> bool:
+    """Worth asking another manager: this one is away or timed out. (When
+    etcd is down, every manager meets the same etcd.)"""
+    return (
+        isinstance(err, grpc.RpcError)
+        and err.code() in _TRANSIENT
+        and not (err.details() or "").startswith(STORE_DOWN)
+    )
+
+
 _warned: list[bool] = []
 
 
@@ -124,35 +139,37 @@ class Client:
         """One call. With retry (calls that are the same call when repeated:
         reads, and creates that carry their own ID), a manager that does not
         answer, or times out, is replaced by the next one and asked again."""
-        attempts = RETRIES if retry else 1
-        for attempt in range(attempts):
-            if self.stub is None:
-                self.connect()
-            try:
-                response, call = getattr(self.stub, method).with_call(
-                    request, timeout=timeout or self.timeout
-                )
-            except grpc.RpcError as err:
-                code = err.code()
-                detail = err.details() or code.name
-                store_down = detail.startswith("cluster store unavailable")
-                # Another manager would meet the same etcd: only a manager
-                # that did not answer is worth replacing.
-                if attempt + 1 < attempts and code in _TRANSIENT and not store_down:
-                    self.close()
-                    self.stub = None
-                    self.target = Target(self.target.hosts[1:] + self.target.hosts[:1], self.target.tls_dir)
-                    continue
-                if store_down:
-                    raise CLIError(detail) from None  # the manager answered: etcd did not
-                if code == grpc.StatusCode.UNAVAILABLE and "failed to connect" in detail.lower():
-                    raise CLIError(f"cannot reach the manager at {self.host}: {detail}") from None
-                raise CLIError(detail) from None
-            for key, value in call.trailing_metadata() or ():
-                if key == metadata.STALE_SECONDS:
-                    _warn_stale(float(value))
-            return response
-        raise AssertionError("unreachable")
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(_manager_did_not_answer),
+            stop=tenacity.stop_after_attempt(RETRIES if retry else 1),
+            before_sleep=lambda _: self._next_manager(),
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    if self.stub is None:
+                        self.connect()
+                    response, call = getattr(self.stub, method).with_call(
+                        request, timeout=timeout or self.timeout
+                    )
+        except grpc.RpcError as err:
+            code = err.code()
+            detail = err.details() or code.name
+            if detail.startswith(STORE_DOWN):
+                raise CLIError(detail) from None  # the manager answered: etcd did not
+            if code == grpc.StatusCode.UNAVAILABLE and "failed to connect" in detail.lower():
+                raise CLIError(f"cannot reach the manager at {self.host}: {detail}") from None
+            raise CLIError(detail) from None
+        for key, value in call.trailing_metadata() or ():
+            if key == metadata.STALE_SECONDS:
+                _warn_stale(float(value))
+        return response
+
+    def _next_manager(self) -> None:
+        self.close()
+        self.stub = None
+        self.target = Target(self.target.hosts[1:] + self.target.hosts[:1], self.target.tls_dir)
 
     def close(self) -> None:
         if self.channel is not None:

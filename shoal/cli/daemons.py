@@ -25,8 +25,9 @@ from pathlib import Path
 
 import click
 
+from shoal import defaults
 from shoal.cli.client import Client, CLIError, Target, write_context
-from shoal.durations import parse_duration, parse_size
+from shoal.durations import format_duration, parse_duration, parse_size
 from shoal.etcd_certs import etcd_tls_args, make_etcd_certs
 from shoal.protos import control_pb2 as cpb
 
@@ -44,7 +45,11 @@ def _setup_logging(level: str) -> None:
 @click.option("--listen", required=True, help="HOST:PORT to serve admins and agents on")
 @click.option("--state-dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--advertise", default="", help="HOST:PORT agents and admins reach this manager at")
-@click.option("--heartbeat-period", default="5s", help="Agent heartbeat period (when initialising a cluster)")
+@click.option(
+    "--heartbeat-period",
+    default=format_duration(defaults.CLUSTER.heartbeat_period),
+    help="Agent heartbeat period (when initialising a cluster)",
+)
 @click.option("--etcd-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--etcd-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--etcd-key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -89,8 +94,9 @@ def manager(
         compaction = parse_duration(compaction_interval) / 1e9
     except ValueError as err:
         raise CLIError(str(err)) from None
-    if period < 100_000_000:
-        raise CLIError("--heartbeat-period: must be at least 100ms")
+    if period < defaults.CLUSTER.min_heartbeat_period:
+        minimum = format_duration(defaults.CLUSTER.min_heartbeat_period)
+        raise CLIError(f"--heartbeat-period: must be at least {minimum}")
     if (etcd_cert is None) != (etcd_key is None):
         raise CLIError("--etcd-cert and --etcd-key go together")
     tls = EtcdTLS(etcd_ca, etcd_cert, etcd_key) if etcd_ca else None
@@ -347,7 +353,7 @@ def stop_agent_tasks(agent_dirs: list[Path]) -> None:
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--etcd", "etcd_url", default="", help="Use this etcd instead of starting one")
 @click.option("--detach", "-d", is_flag=True, help="Start in the background; stop with `shoal down`")
-@click.option("--heartbeat-period", default="5s")
+@click.option("--heartbeat-period", default=format_duration(defaults.CLUSTER.heartbeat_period))
 def up(
     agents: int, runtime: str, state_dir: Path | None, etcd_url: str, detach: bool, heartbeat_period: str
 ) -> None:

@@ -18,6 +18,7 @@ from typing import TextIO
 
 from shoal.cli.client import Client
 from shoal.cli.render import state_word
+from shoal.defaults import SERVICE
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
 
@@ -117,7 +118,9 @@ def follow(
                 return 1
             if status.state in (pb.UPDATE_STATE_UPDATING, pb.UPDATE_STATE_ROLLBACK_STARTED):
                 converged = False
-            monitor = svc.spec.update.monitor / 1e9 if svc.spec.HasField("update") else 5.0
+            monitor = (
+                svc.spec.update.monitor if svc.spec.HasField("update") else SERVICE.update_monitor
+            ) / 1e9
             if svc.spec.mode in _JOBS:
                 monitor = 0.0  # jobs skip the verify step, as in Docker
             failures = {

@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from shoal import specs
 from shoal.cli.client import Client, CLIError, for_each_ref
 from shoal.cli.progress import follow
 from shoal.cli.render import (
@@ -251,7 +252,7 @@ def apply_flags(spec: pb.ServiceSpec, o: dict[str, Any], creating: bool) -> None
     restart_flags = ("restart_condition", "restart_delay", "restart_max_attempts", "restart_window")
     if any(o.get(k) is not None for k in restart_flags):
         if not task.HasField("restart"):
-            task.restart.CopyFrom(pb.RestartPolicy(condition=pb.RESTART_CONDITION_ANY, delay=5_000_000_000))
+            task.restart.CopyFrom(specs.default_restart_policy())
         r = task.restart
         if o.get("restart_condition") is not None:
             r.condition = CONDITIONS[o["restart_condition"]]
@@ -279,7 +280,7 @@ def apply_flags(spec: pb.ServiceSpec, o: dict[str, Any], creating: bool) -> None
             continue
         cfg = getattr(spec, which)
         if not spec.HasField(which):
-            cfg.CopyFrom(pb.UpdateConfig(parallelism=1, monitor=5_000_000_000))
+            cfg.CopyFrom(specs.default_update_config())
         if o.get(f"{which}_parallelism") is not None:
             cfg.parallelism = o[f"{which}_parallelism"]
         if o.get(f"{which}_delay") is not None:

@@ -18,6 +18,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+import tenacity
+
 from shoal.manager.store import Event, LeadershipLost, Store, StoreError, Subscription, View
 
 log = logging.getLogger(__name__)
@@ -98,10 +100,12 @@ async def supervise(
 
 
 async def _resync(name: str, resync: Callable[[], Awaitable[None]], delay: float) -> None:
-    while True:
-        await asyncio.sleep(delay)
-        try:
+    retrying = tenacity.AsyncRetrying(
+        retry=tenacity.retry_if_exception_type((StoreError, TimeoutError)),
+        wait=tenacity.wait_random_exponential(multiplier=delay, max=5.0),
+        reraise=True,
+    )
+    await asyncio.sleep(delay)
+    async for attempt in retrying:
+        with attempt:
             await resync()
-            return
-        except (StoreError, TimeoutError) as err:
-            log.debug("%s: waiting for the store: %s", name, err)

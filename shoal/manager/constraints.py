@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from shoal.manager.errors import InvalidRequest
 from shoal.protos import objects_pb2 as pb
 
 FIELDS = (
@@ -42,7 +43,7 @@ class Constraint:
 def parse_constraint(expr: str) -> Constraint:
     m = _EXPR.match(expr)
     if m is None:
-        raise ValueError(
+        raise InvalidRequest(
             f'constraint "{expr}": expected FIELD==VALUE or FIELD!=VALUE (fields: {", ".join(FIELDS)})'
         )
     field, op, value = m.groups()
@@ -50,13 +51,13 @@ def parse_constraint(expr: str) -> Constraint:
     if lowered.startswith("node.labels."):
         field = "node.labels." + field[len("node.labels.") :]
         if field == "node.labels.":
-            raise ValueError(f'constraint "{expr}": node.labels needs a KEY (node.labels.KEY)')
+            raise InvalidRequest(f'constraint "{expr}": node.labels needs a KEY (node.labels.KEY)')
     elif lowered in FIELDS:
         field = lowered
     else:
-        raise ValueError(f'constraint "{expr}": unknown field "{field}" (allowed: {", ".join(FIELDS)})')
+        raise InvalidRequest(f'constraint "{expr}": unknown field "{field}" (allowed: {", ".join(FIELDS)})')
     if not value:
-        raise ValueError(f'constraint "{expr}": missing value after {op}')
+        raise InvalidRequest(f'constraint "{expr}": missing value after {op}')
     return Constraint(field, op == "==", value)
 
 

@@ -35,12 +35,12 @@ from pathlib import Path
 
 import grpc
 
-from shoal import pki
+from shoal import defaults, pki
 from shoal.ids import new_id
 from shoal.manager import seal
 from shoal.manager.auth import Authorizer
 from shoal.manager.ca.authority import new_root_ca
-from shoal.manager.ca.manager_certs import DEFAULT_CERT_EXPIRY_NS, ManagerCertificates
+from shoal.manager.ca.manager_certs import ManagerCertificates
 from shoal.manager.ca.nodeca import NodeCA
 from shoal.manager.ca.rotation import RotationFinisher
 from shoal.manager.compactor import DEFAULT_INTERVAL as DEFAULT_COMPACTION_INTERVAL
@@ -49,7 +49,7 @@ from shoal.manager.component import Component, supervise
 from shoal.manager.controlapi import unique
 from shoal.manager.controlapi.logs import LogGatherer
 from shoal.manager.controlapi.service import Control
-from shoal.manager.dispatcher.dispatcher import GRACE_MULTIPLIER, Dispatcher
+from shoal.manager.dispatcher.dispatcher import Dispatcher
 from shoal.manager.election import Leadership, ManagerPresence
 from shoal.manager.keyring import KeyRing, Locked, parse_unlock_key, wrap
 from shoal.manager.node_monitor import NodeMonitor
@@ -59,7 +59,17 @@ from shoal.manager.orchestrator.reaper import TaskReaper
 from shoal.manager.orchestrator.replicated import ReplicatedOrchestrator
 from shoal.manager.orchestrator.updater import UpdateSupervisor
 from shoal.manager.scheduler.scheduler import Scheduler
-from shoal.manager.store import Etcd, EtcdTLS, LeadershipLost, NotFound, Store, StoreError, View, clone
+from shoal.manager.store import (
+    Etcd,
+    EtcdTLS,
+    LeadershipLost,
+    NotFound,
+    Store,
+    StoreError,
+    View,
+    clone,
+    until_available,
+)
 from shoal.manager.store.etcd import cmp_absent, op_put
 from shoal.manager.store.store import DEFAULT_PREFIX, object_key
 from shoal.protos import control_pb2 as cpb
@@ -83,7 +93,7 @@ class ManagerSettings:
     advertise: str = ""
     # Swarm's dispatcher heartbeat; only used when this manager initialises
     # the cluster (afterwards `shoal cluster update` owns it).
-    heartbeat_period_ns: int = 5 * SECOND
+    heartbeat_period_ns: int = defaults.CLUSTER.heartbeat_period
     etcd_tls: EtcdTLS | None = None
     etcd_prefix: bytes = DEFAULT_PREFIX
     # Lease TTL: how long a crashed leader holds leadership at most.
@@ -135,8 +145,8 @@ async def ensure_cluster(store: Store, heartbeat_period_ns: int) -> pb.Cluster:
         cluster.meta.id = new_id()
         cluster.meta.created_at = cluster.meta.updated_at = time.time_ns()
         cluster.spec.heartbeat_period = heartbeat_period_ns
-        cluster.spec.task_history_limit = 5
-        cluster.spec.cert_expiry = DEFAULT_CERT_EXPIRY_NS
+        cluster.spec.task_history_limit = defaults.CLUSTER.task_history_limit
+        cluster.spec.cert_expiry = defaults.CLUSTER.cert_expiry
         root = new_root_ca(cluster.meta.id)
         cluster.root_ca.cert_pem = root.cert_pem
         cluster.root_ca.cert_digest = pki.cert_digest(root.cert_pem)
@@ -153,11 +163,11 @@ async def ensure_cluster(store: Store, heartbeat_period_ns: int) -> pb.Cluster:
         )
         if txn.succeeded:
             log.info("initialised cluster %s", cluster.meta.id)
-            created: pb.Cluster = await store.get("clusters", cluster.meta.id)
+            created: pb.Cluster = await store.get(pb.Cluster, cluster.meta.id)
             return created
         kv = await store.etcd.get(marker)
         assert kv is not None
-    cluster: pb.Cluster = await store.get("clusters", kv.value.decode())  # type: ignore[no-redef]
+    cluster: pb.Cluster = await store.get(pb.Cluster, kv.value.decode())  # type: ignore[no-redef]
     cluster = await _keep_keys_apart(store, cluster)
     if cluster.spec.heartbeat_period != heartbeat_period_ns:
         log.warning(
@@ -180,7 +190,7 @@ async def _keep_keys_apart(store: Store, cluster: pb.Cluster) -> pb.Cluster:
     moved.seal_key = b""
     batch = store.batch().update(moved)
     try:
-        await store.get("keys", cluster.meta.id)
+        await store.get(pb.ClusterKeys, cluster.meta.id)
     except NotFound:
         batch.create(wrap(cluster.meta.id, material, None))
     await batch.commit_all_or_nothing()
@@ -236,8 +246,8 @@ class Manager:
         return {mid for mid, _, _ in managers}
 
     def _grace(self) -> float:
-        period = self.cluster().spec.heartbeat_period or 5 * SECOND
-        return period / SECOND * GRACE_MULTIPLIER
+        period = defaults.heartbeat_period(self.cluster().spec)
+        return period / SECOND * defaults.CLUSTER.grace_periods
 
     def _server_names(self) -> tuple[list[str], list[str]]:
         """The DNS names and IP addresses this manager's certificate carries."""
@@ -378,12 +388,9 @@ class Manager:
 
     async def _lead_forever(self) -> None:
         while True:
-            try:
-                leadership = await self.presence.campaign()
-            except StoreError as err:
-                log.warning("campaign failed: %s", err)
-                await asyncio.sleep(1)
-                continue
+            async for attempt in until_available("campaign for leadership"):
+                with attempt:
+                    leadership = await self.presence.campaign()
             log.info("manager %s is now the leader", self.manager_id)
             self.is_leader = True
             try:

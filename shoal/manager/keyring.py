@@ -34,6 +34,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from shoal.manager.ca.authority import CertificateAuthority
+from shoal.manager.errors import InvalidRequest
 from shoal.manager.store import View
 from shoal.protos import objects_pb2 as pb
 
@@ -62,14 +63,14 @@ def parse_unlock_key(text: str) -> bytes:
     text = text.strip()
     shape = f"expected {UNLOCK_KEY_PREFIX}<43 characters of base64>"
     if not text.startswith(UNLOCK_KEY_PREFIX):
-        raise ValueError(f"unlock key: {shape}")
+        raise InvalidRequest(f"unlock key: {shape}")
     body = text[len(UNLOCK_KEY_PREFIX) :]
     try:
         raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     except ValueError:
-        raise ValueError(f"unlock key: {shape}") from None
+        raise InvalidRequest(f"unlock key: {shape}") from None
     if len(raw) != 32:
-        raise ValueError(f"unlock key: {shape}")
+        raise InvalidRequest(f"unlock key: {shape}")
     return raw
 
 
@@ -101,7 +102,7 @@ def _open(keys: pb.ClusterKeys, unlock_key: bytes | None) -> pb.KeyMaterial:
         try:
             plain = AESGCM(unlock_key).decrypt(sealed[:_NONCE], sealed[_NONCE:], _AAD + keys.meta.id.encode())
         except InvalidTag:
-            raise ValueError("unlock key: wrong key (it does not open this cluster's keys)") from None
+            raise InvalidRequest("unlock key: wrong key (it does not open this cluster's keys)") from None
     material = pb.KeyMaterial()
     material.ParseFromString(plain)
     return material
@@ -146,7 +147,7 @@ class KeyRing:
         """Open the stored keys with unlock_key (ValueError if it is wrong)."""
         keys = self._view.cluster_keys()
         if keys is None:
-            raise ValueError("unlock key: the cluster has no keys yet")
+            raise InvalidRequest("unlock key: the cluster has no keys yet")
         material = _open(keys, unlock_key)
         self._unlock_key = unlock_key
         self._material = material

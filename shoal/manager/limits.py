@@ -13,7 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from shoal.defaults import CLUSTER
 from shoal.durations import format_duration
+from shoal.manager.errors import InvalidRequest
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -70,7 +72,7 @@ MAX_NANO_CPUS = 1_000_000 * SECOND  # a million CPUs
 
 # ---------------------------------------------------------------- cluster
 
-MIN_HEARTBEAT = 100 * MS
+MIN_HEARTBEAT = CLUSTER.min_heartbeat_period
 MAX_HEARTBEAT = 1 * 3600 * SECOND
 MAX_TASK_HISTORY = 1000
 MIN_CERT_EXPIRY = 60 * SECOND  # short enough for tests to watch renewals
@@ -91,37 +93,39 @@ MAX_LOG_LINES = 10_000  # in one chunk
 def check_text(field: str, value: str, max_bytes: int, *, allow_empty: bool = True) -> None:
     """No NUL (the kernel and etcd tooling stop at it), at most max_bytes."""
     if not value and not allow_empty:
-        raise ValueError(f"{field}: must not be empty")
+        raise InvalidRequest(f"{field}: must not be empty")
     if "\0" in value:
-        raise ValueError(f"{field}: must not contain NUL characters")
+        raise InvalidRequest(f"{field}: must not contain NUL characters")
     size = len(value.encode())
     if size > max_bytes:
-        raise ValueError(f"{field}: at most {max_bytes} bytes, got {size}")
+        raise InvalidRequest(f"{field}: at most {max_bytes} bytes, got {size}")
 
 
 def check_texts(field: str, values: Iterable[str], max_items: int, max_bytes: int) -> None:
     items = list(values)
     if len(items) > max_items:
-        raise ValueError(f"{field}: at most {max_items} entries, got {len(items)}")
+        raise InvalidRequest(f"{field}: at most {max_items} entries, got {len(items)}")
     for i, value in enumerate(items):
         check_text(f"{field}[{i}]", value, max_bytes)
 
 
 def check_labels(field: str, labels: Mapping[str, str], max_items: int = MAX_LABELS) -> None:
     if len(labels) > max_items:
-        raise ValueError(f"{field}: at most {max_items} labels, got {len(labels)}")
+        raise InvalidRequest(f"{field}: at most {max_items} labels, got {len(labels)}")
     for key, value in labels.items():
         check_text(f"{field} key", key, MAX_LABEL_KEY, allow_empty=False)
         if any(c.isspace() or c == "=" for c in key):
-            raise ValueError(f'{field} key "{key}": must not contain spaces or "="')
+            raise InvalidRequest(f'{field} key "{key}": must not contain spaces or "="')
         check_text(f'{field} "{key}"', value, MAX_LABEL_VALUE)
 
 
 def check_range(field: str, value: float, low: float, high: float, unit: str = "") -> None:
     if value != value:  # NaN
-        raise ValueError(f"{field}: must be a number, got NaN")
+        raise InvalidRequest(f"{field}: must be a number, got NaN")
     if not low <= value <= high:
-        raise ValueError(f"{field}: must be between {low:g}{unit} and {high:g}{unit}, got {value:g}{unit}")
+        raise InvalidRequest(
+            f"{field}: must be between {low:g}{unit} and {high:g}{unit}, got {value:g}{unit}"
+        )
 
 
 def _spell(ns: int) -> str:
@@ -135,21 +139,21 @@ def _spell(ns: int) -> str:
 def check_span(field: str, ns: int, low: int, high: int) -> None:
     """A duration (ns) that must lie between low and high (ns)."""
     if not low <= ns <= high:
-        raise ValueError(f"{field}: must be between {_spell(low)} and {_spell(high)}, got {_spell(ns)}")
+        raise InvalidRequest(f"{field}: must be between {_spell(low)} and {_spell(high)}, got {_spell(ns)}")
 
 
 def check_duration(field: str, ns: int, minimum: int = 0) -> None:
     """0 (unset or none) or between minimum and MAX_DURATION."""
     if ns < 0:
-        raise ValueError(f"{field}: must be >= 0, got {ns}ns")
+        raise InvalidRequest(f"{field}: must be >= 0, got {ns}ns")
     if ns and ns < minimum:
-        raise ValueError(f"{field}: must be 0 or at least {minimum // MS}ms, got {ns}ns")
+        raise InvalidRequest(f"{field}: must be 0 or at least {minimum // MS}ms, got {ns}ns")
     if ns > MAX_DURATION:
-        raise ValueError(f"{field}: at most 365 days, got {_spell(ns)}")
+        raise InvalidRequest(f"{field}: at most 365 days, got {_spell(ns)}")
 
 
 def check_enum(field: str, value: int, enum_type: Any) -> None:
     """A value of a protobuf enum (its EnumTypeWrapper) that this version
     knows: proto3 keeps unknown numbers instead of refusing them."""
     if value not in enum_type.values():
-        raise ValueError(f"{field}: unknown value {value} (known: {', '.join(enum_type.keys())})")
+        raise InvalidRequest(f"{field}: unknown value {value} (known: {', '.join(enum_type.keys())})")

@@ -14,7 +14,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from shoal.manager.store import Store, StoreError, View, clone, now_ns
+from shoal.manager.nodes import marked_down
+from shoal.manager.store import Store, StoreError, View
 from shoal.protos import objects_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -56,10 +57,7 @@ class NodeMonitor:
                     del self._orphaned_since[node_id]
 
     async def _mark_down(self, node: pb.Node) -> None:
-        node = clone(node)
-        node.status.state = pb.NODE_STATE_DOWN
-        node.status.message = "heartbeat failure (its manager went away and it did not reconnect)"
-        node.status.timestamp = now_ns()
+        node = marked_down(node, "heartbeat failure (its manager went away and it did not reconnect)")
         try:
             await self.store.update(node)
             log.info(

@@ -85,8 +85,8 @@ def test_registry_credentials_are_never_stored_in_plain_text(make_cluster: Any, 
         try:
             kvs, _ = await etcd.list_prefix(cluster.prefix.encode())
             everything = b"".join(kv.value for kv in kvs)
-            svc = await store.get("services", service_id)
-            keys = await store.list("keys")
+            svc = await store.get(pb.Service, service_id)
+            keys = await store.list(pb.ClusterKeys)
             return everything, keys[0], svc
         finally:
             etcd.close()

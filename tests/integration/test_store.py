@@ -58,13 +58,13 @@ def test_create_then_stale_update_is_a_version_conflict(etcd_server: EtcdServer,
         second.node_id = "n1"
         with pytest.raises(VersionConflict, match="retry"):
             await store.update(second)
-        stored = await store.get("tasks", task.meta.id)
+        stored = await store.get(pb.Task, task.meta.id)
         assert stored.desired_state == pb.TASK_STATE_SHUTDOWN and stored.node_id == ""
         with pytest.raises(AlreadyExists):
             await store.create(make_task(1))
         await store.delete(stored)
         with pytest.raises(NotFound):
-            await store.get("tasks", task.meta.id)
+            await store.get(pb.Task, task.meta.id)
 
     run(etcd_server, etcd_prefix, body)
 
@@ -81,7 +81,7 @@ def test_concurrent_writers_never_lose_an_increment(etcd_server: EtcdServer, etc
             nonlocal conflicts
             for _ in range(20):
                 while True:
-                    t = await store.get("tasks", "task000007")
+                    t = await store.get(pb.Task, "task000007")
                     t.attempt += 1
                     try:
                         await store.update(t)
@@ -90,7 +90,7 @@ def test_concurrent_writers_never_lose_an_increment(etcd_server: EtcdServer, etc
                         conflicts += 1
 
         await asyncio.gather(*(writer() for _ in range(10)))
-        final = await store.get("tasks", "task000007")
+        final = await store.get(pb.Task, "task000007")
         assert final.attempt == 200
         assert conflicts > 0  # the writers really raced
 
@@ -105,7 +105,7 @@ def test_batch_larger_than_one_transaction_commits_everything(
         result = await store.batch().extend("create", (make_task(i) for i in range(n))).commit()
         assert len(result.committed) == n and not result.conflicts
         assert result.transactions >= 6
-        stored = await store.list("tasks")
+        stored = await store.list(pb.Task)
         assert len(stored) == n
 
     run(etcd_server, etcd_prefix, body)
@@ -114,7 +114,7 @@ def test_batch_larger_than_one_transaction_commits_everything(
 def test_batch_sets_conflicts_aside_and_commits_the_rest(etcd_server: EtcdServer, etcd_prefix: bytes) -> None:
     async def body(store: Store) -> None:
         await store.batch().extend("create", (make_task(i) for i in range(10))).commit()
-        tasks = await store.list("tasks")
+        tasks = await store.list(pb.Task)
         stale = [clone(t) for t in tasks]
         bumped = clone(tasks[3])
         bumped.node_id = "other-writer"
@@ -144,7 +144,7 @@ def test_fenced_store_cannot_write_after_losing_the_fence(
         with pytest.raises(LeadershipLost):
             await leader.create(make_task(2))
         with pytest.raises(NotFound):
-            await store.get("tasks", "task000002")
+            await store.get(pb.Task, "task000002")
 
     run(etcd_server, etcd_prefix, body)
 
@@ -158,14 +158,14 @@ def test_view_follows_writes_from_another_client(etcd_server: EtcdServer, etcd_p
             assert set(view.tasks) == {"task000001"}
             other_etcd = Etcd([etcd_server.url])
             other = Store(other_etcd, etcd_prefix)
-            t = await other.get("tasks", "task000001")
+            t = await other.get(pb.Task, "task000001")
             t.node_id = "n9"
             await other.update(t)
             await other.create(make_task(2, service="svc2"))
             await wait_until(lambda: len(view.tasks) == 2 and view.tasks["task000001"].node_id == "n9")
             assert set(view.tasks_by_node["n9"]) == {"task000001"}
             assert set(view.tasks_by_service["svc2"]) == {"task000002"}
-            await other.delete(await other.get("tasks", "task000002"))
+            await other.delete(await other.get(pb.Task, "task000002"))
             await wait_until(lambda: "task000002" not in view.tasks)
             assert "svc2" not in view.tasks_by_service
             other_etcd.close()
@@ -189,9 +189,9 @@ def test_view_relists_when_its_watch_falls_behind_a_compaction(
             # written by another client while we pretend the watch is behind.
             other_etcd = Etcd([etcd_server.url])
             other = Store(other_etcd, etcd_prefix)
-            gone = await other.get("tasks", "task000000")
+            gone = await other.get(pb.Task, "task000000")
             await other.delete(gone)
-            changed = await other.get("tasks", "task000001")
+            changed = await other.get(pb.Task, "task000001")
             changed.node_id = "n2"
             await other.update(changed)
             await other.create(make_task(99))

@@ -14,6 +14,7 @@ from shoal import pki
 from shoal.ids import new_id
 from shoal.manager.auth import ADMIN_CN_PREFIX, ca_bundle
 from shoal.manager.ca.authority import CertificateAuthority
+from shoal.manager.errors import InvalidRequest
 from shoal.manager.store import NotFound, Store, View, now_ns, update_with_retry
 from shoal.protos import objects_pb2 as pb
 
@@ -29,7 +30,7 @@ ID_LENGTH = 12
 def check_expiry(seconds: float) -> None:
     low, high = MIN_EXPIRY.total_seconds(), MAX_EXPIRY.total_seconds()
     if not low <= seconds <= high:
-        raise ValueError(f"expiry: must be between 1m and {int(high // 86400)} days, got {seconds:g}s")
+        raise InvalidRequest(f"expiry: must be between 1m and {int(high // 86400)} days, got {seconds:g}s")
 
 
 async def issue_admin_bundle(
@@ -53,7 +54,7 @@ async def issue_admin_bundle(
     def add(c: pb.Cluster) -> None:
         live = [b for b in c.admin_bundles if b.expires_at > now]
         if len(live) >= MAX_BUNDLES:
-            raise ValueError(
+            raise InvalidRequest(
                 f"admin bundles: at most {MAX_BUNDLES} may be live at once; "
                 "revoke some with `shoal cluster admin-bundle revoke ID`"
             )
@@ -61,7 +62,7 @@ async def issue_admin_bundle(
         c.admin_bundles.extend(live)
         c.admin_bundles.append(record)
 
-    await update_with_retry(view, store, "clusters", cluster.meta.id, add)
+    await update_with_retry(view, store, pb.Cluster, cluster.meta.id, add)
     return pki.TLSFiles(ca_bundle(cluster), cert, key), record
 
 
@@ -75,7 +76,7 @@ async def revoke_admin_bundle(view: View, store: Store, ref: str) -> pb.AdminBun
     if not matches:
         raise NotFound(f"admin bundle {ref} not found (see `shoal cluster admin-bundle ls`)")
     if len(matches) > 1:
-        raise ValueError(f'admin bundle "{ref}" is ambiguous: it matches {len(matches)} bundles')
+        raise InvalidRequest(f'admin bundle "{ref}" is ambiguous: it matches {len(matches)} bundles')
     bundle_id = matches[0].id
     revoked = pb.AdminBundleRecord()
 
@@ -85,5 +86,5 @@ async def revoke_admin_bundle(view: View, store: Store, ref: str) -> pb.AdminBun
                 b.revoked_at = b.revoked_at or now_ns()
                 revoked.CopyFrom(b)
 
-    await update_with_retry(view, store, "clusters", cluster.meta.id, mark)
+    await update_with_retry(view, store, pb.Cluster, cluster.meta.id, mark)
     return revoked

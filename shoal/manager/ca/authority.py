@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from shoal.manager.errors import InvalidRequest
 from shoal.pki import ISSUE_BACKDATE, ROLES, load_private_key, new_private_key_pem
 
 CA_COMMON_NAME = "shoal-ca"
@@ -104,7 +105,7 @@ class CertificateAuthority:
         self._cert = x509.load_pem_x509_certificate(cert_pem)
         self._key = load_private_key(key_pem)
         if self._key.public_key() != self._cert.public_key():
-            raise ValueError("the CA private key does not belong to the CA certificate")
+            raise InvalidRequest("the CA private key does not belong to the CA certificate")
         self._cert_pem = cert_pem
 
     @property
@@ -134,14 +135,14 @@ class CertificateAuthority:
         try:
             csr = x509.load_pem_x509_csr(csr_pem)
         except ValueError as err:
-            raise ValueError(f"certificate signing request is not a valid PEM CSR: {err}") from err
+            raise InvalidRequest(f"certificate signing request is not a valid PEM CSR: {err}") from err
         if not csr.is_signature_valid:
             # The CSR was not signed by the key it carries: whoever sent it does
             # not hold that key.
-            raise ValueError("certificate signing request signature is invalid")
+            raise InvalidRequest("certificate signing request signature is invalid")
         public_key = csr.public_key()
         if not isinstance(public_key, ec.EllipticCurvePublicKey):
-            raise ValueError(
+            raise InvalidRequest(
                 f"certificate signing request must carry an ECDSA key, got {type(public_key).__name__}"
             )
         return _pem(self._build(public_key, node_id, role, cluster_id, expiry_seconds, (), ()))
@@ -180,11 +181,11 @@ class CertificateAuthority:
         ip_addresses: Iterable[IPAddress],
     ) -> x509.Certificate:
         if role not in ROLES:
-            raise ValueError(f"role: must be one of {sorted(ROLES)}, got {role!r}")
+            raise InvalidRequest(f"role: must be one of {sorted(ROLES)}, got {role!r}")
         if expiry_seconds <= 0:
-            raise ValueError(f"expiry_seconds: must be > 0, got {expiry_seconds}")
+            raise InvalidRequest(f"expiry_seconds: must be > 0, got {expiry_seconds}")
         if not common_name:
-            raise ValueError("common_name: must not be empty")
+            raise InvalidRequest("common_name: must not be empty")
         subject = x509.Name(
             [
                 x509.NameAttribute(NameOID.COMMON_NAME, common_name),

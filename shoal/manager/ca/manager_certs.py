@@ -28,7 +28,7 @@ from pathlib import Path
 
 import grpc
 
-from shoal import pki
+from shoal import defaults, pki
 from shoal.manager.auth import ca_bundle, trusted_roots
 from shoal.manager.ca.admin_bundles import DEFAULT_EXPIRY, issue_admin_bundle
 from shoal.manager.keyring import KeyRing, Locked
@@ -38,7 +38,6 @@ from shoal.protos import objects_pb2 as pb
 log = logging.getLogger(__name__)
 
 SECOND = 1_000_000_000
-DEFAULT_CERT_EXPIRY_NS = 90 * 24 * 3600 * SECOND
 # After a failed attempt (etcd away, locked), try again this soon.
 RETRY = 5.0
 
@@ -98,7 +97,7 @@ def server_chain(cluster: pb.Cluster, leaf_pem: bytes) -> bytes:
 
 
 def _expiry_seconds(cluster: pb.Cluster) -> int:
-    return max(60, (cluster.spec.cert_expiry or DEFAULT_CERT_EXPIRY_NS) // SECOND)
+    return max(60, defaults.cert_expiry(cluster.spec) // SECOND)
 
 
 class ManagerCertificates:

@@ -24,11 +24,10 @@ from typing import Any
 
 import grpc
 
-from shoal import pki
+from shoal import defaults, pki
 from shoal.ids import new_id
 from shoal.manager.auth import ca_bundle
 from shoal.manager.ca.authority import check_token
-from shoal.manager.ca.manager_certs import DEFAULT_CERT_EXPIRY_NS
 from shoal.manager.keyring import KeyRing, Locked
 from shoal.protos import dispatcher_pb2 as dpb
 from shoal.protos import dispatcher_pb2_grpc as dgrpc
@@ -140,7 +139,7 @@ class NodeCA(dgrpc.NodeCAServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
             raise AssertionError("unreachable") from err
         node_id = new_id()
-        expiry = (cluster.spec.cert_expiry or DEFAULT_CERT_EXPIRY_NS) // 1_000_000_000
+        expiry = defaults.cert_expiry(cluster.spec) // defaults.SECOND
         try:
             cert = ca.sign_csr(request.csr_pem, node_id, pki.ROLE_WORKER, cluster.meta.id, expiry)
         except ValueError as err:

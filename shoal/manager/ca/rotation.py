@@ -26,6 +26,7 @@ import logging
 from shoal import pki
 from shoal.manager.ca.authority import new_root_ca
 from shoal.manager.component import Component
+from shoal.manager.errors import InvalidRequest
 from shoal.manager.keyring import KeyRing, wrap
 from shoal.manager.store import Event, Store, View, clone, now_ns, update_with_retry
 from shoal.protos import control_pb2 as cpb
@@ -63,15 +64,15 @@ async def start_rotation(view: View, store: Store, keyring: KeyRing) -> pb.Clust
     cluster = view.cluster()
     keys = view.cluster_keys()
     if cluster is None or keys is None:
-        raise ValueError("the cluster is not initialised yet")
+        raise InvalidRequest("the cluster is not initialised yet")
     if cluster.root_ca.previous_cert_pem:
         pending = pending_nodes(view, cluster)
-        raise ValueError(
+        raise InvalidRequest(
             f"a CA rotation is already in progress ({len(pending)} of {len(view.nodes)} nodes not yet "
             "re-certified); wait for it (`shoal cluster ca`)"
         )
     if keys.autolock and keyring.unlock_key is None:
-        raise ValueError(
+        raise InvalidRequest(
             "the cluster is autolocked and this manager does not hold the unlock key (autolock was "
             "turned on through another manager): unlock this manager with `shoal cluster unlock` first"
         )
@@ -124,5 +125,5 @@ class RotationFinisher(Component):
                 c.root_ca.cross_signed_pem = b""
                 c.root_ca.rotation_started_at = 0
 
-        await update_with_retry(self.view, self.store, "clusters", cluster.meta.id, finish)
+        await update_with_retry(self.view, self.store, pb.Cluster, cluster.meta.id, finish)
         log.info("CA rotation complete: every node has a certificate from root %s", digest[:12])

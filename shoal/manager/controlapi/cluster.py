@@ -10,6 +10,7 @@ from shoal.manager import limits
 from shoal.manager.ca import rotation
 from shoal.manager.ca.admin_bundles import DEFAULT_EXPIRY, issue_admin_bundle, revoke_admin_bundle
 from shoal.manager.controlapi.common import ControlBase, Ctx, rpc
+from shoal.manager.errors import InvalidRequest
 from shoal.manager.keyring import new_unlock_key, parse_unlock_key, wrap
 from shoal.manager.store import StoreUnavailable, update_with_retry
 from shoal.protos import control_pb2 as cpb
@@ -81,13 +82,13 @@ class ClusterAPI(ControlBase):
             if request.max_replicas:
                 cluster.spec.max_replicas = request.max_replicas
 
-        await update_with_retry(self.view, self.store, "clusters", self.cluster().meta.id, change)
+        await update_with_retry(self.view, self.store, pb.Cluster, self.cluster().meta.id, change)
         return await self.GetClusterInfo.__wrapped__(self, cpb.GetClusterInfoRequest(), context)  # type: ignore[attr-defined,no-any-return]
 
     @rpc
     async def GetJoinToken(self, request: cpb.GetJoinTokenRequest, context: Ctx) -> cpb.JoinTokenResponse:
         if request.role not in ("worker", ""):
-            raise ValueError(
+            raise InvalidRequest(
                 f'role "{request.role[:20]}": only worker tokens exist (managers share etcd instead)'
             )
         cluster = self.cluster()
@@ -96,7 +97,7 @@ class ClusterAPI(ControlBase):
             def rotate(c: pb.Cluster) -> None:
                 c.join_tokens.worker = pki.new_join_token(c.root_ca.cert_digest)
 
-            cluster = await update_with_retry(self.view, self.store, "clusters", cluster.meta.id, rotate)
+            cluster = await update_with_retry(self.view, self.store, pb.Cluster, cluster.meta.id, rotate)
         addrs = [m.addr for m in await self.managers()]
         return cpb.JoinTokenResponse(token=cluster.join_tokens.worker, manager_addrs=addrs)
 
@@ -142,7 +143,7 @@ class ClusterAPI(ControlBase):
     async def SetAutolock(self, request: cpb.SetAutolockRequest, context: Ctx) -> cpb.SetAutolockResponse:
         keys = self.view.cluster_keys()
         if keys is None:
-            raise ValueError("the cluster has no keys yet")
+            raise InvalidRequest("the cluster has no keys yet")
         if keys.autolock == request.enabled:
             return cpb.SetAutolockResponse(autolock=keys.autolock)
         material = self.keyring.material()

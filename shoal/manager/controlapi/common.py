@@ -18,6 +18,7 @@ from shoal import metadata, pki
 from shoal.manager import limits
 from shoal.manager.auth import Authorizer
 from shoal.manager.controlapi.logs import LogGatherer
+from shoal.manager.errors import InvalidRequest
 from shoal.manager.keyring import KeyRing, Locked
 from shoal.manager.store import (
     AlreadyExists,
@@ -35,7 +36,7 @@ Ctx: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 R = TypeVar("R")
 
 _STATUS: list[tuple[type[Exception], grpc.StatusCode]] = [
-    (ValueError, grpc.StatusCode.INVALID_ARGUMENT),
+    (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (VersionConflict, grpc.StatusCode.ABORTED),
@@ -135,7 +136,7 @@ def stream_rpc(fn: Callable[..., AsyncIterator[R]]) -> Callable[..., AsyncIterat
 def resolve(ref: str, table: dict[str, Any], name_of: Callable[[Any], str], what: str) -> Any:
     """An object by ID, name, or unique ID prefix."""
     if not ref:
-        raise ValueError(f"{what}: a name or ID is required")
+        raise InvalidRequest(f"{what}: a name or ID is required")
     limits.check_text(what, ref, limits.MAX_REF)
     if ref in table:
         return table[ref]
@@ -146,5 +147,5 @@ def resolve(ref: str, table: dict[str, Any], name_of: Callable[[Any], str], what
     if len(by_prefix) == 1:
         return by_prefix[0]
     if len(by_prefix) > 1 or len(by_name) > 1:
-        raise ValueError(f'{what} "{ref}" is ambiguous: it matches more than one {what}')
+        raise InvalidRequest(f'{what} "{ref}" is ambiguous: it matches more than one {what}')
     raise NotFound(f"{what} {ref} not found")

@@ -16,17 +16,20 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from shoal import specs
 from shoal.ids import ID_LENGTH, is_id, new_id
 from shoal.manager import limits, seal
 from shoal.manager.controlapi import unique, validate
 from shoal.manager.controlapi.cluster import ClusterAPI
 from shoal.manager.controlapi.common import Ctx, resolve, rpc, stream_rpc
+from shoal.manager.errors import InvalidRequest
 from shoal.manager.store import (
     AlreadyExists,
     NotFound,
     VersionConflict,
     clone,
     now_ns,
+    on_conflict,
     update_with_retry,
 )
 from shoal.protos import control_pb2 as cpb
@@ -74,18 +77,18 @@ class Control(ClusterAPI, cgrpc.ControlServicer):
         node = clone(self.resolve_node(request.ref))
         if request.availability:
             if request.availability not in AVAILABILITY:
-                raise ValueError(
+                raise InvalidRequest(
                     f'availability "{request.availability}": must be one of active, pause, drain'
                 )
             node.spec.availability = AVAILABILITY[request.availability]
         for key in request.label_add:
             if not key:
-                raise ValueError("label-add: a label needs a key (KEY=VALUE)")
+                raise InvalidRequest("label-add: a label needs a key (KEY=VALUE)")
         limits.check_labels("label-add", request.label_add)
         node.spec.labels.update(request.label_add)
         for key in request.label_rm:
             if key not in node.spec.labels:
-                raise ValueError(f'label-rm: node has no label "{key[:80]}"')
+                raise InvalidRequest(f'label-rm: node has no label "{key[:80]}"')
             del node.spec.labels[key]
         limits.check_labels("node labels", node.spec.labels)
         return await self.store.update(node)
@@ -94,7 +97,7 @@ class Control(ClusterAPI, cgrpc.ControlServicer):
     async def RemoveNode(self, request: cpb.RemoveNodeRequest, context: Ctx) -> cpb.RemoveNodeResponse:
         node = self.resolve_node(request.ref)
         if node.status.state == pb.NODE_STATE_READY and not request.force:
-            raise ValueError(
+            raise InvalidRequest(
                 f"node {node.description.hostname} ({node.meta.id}) is not down and can't be removed "
                 "(stop its agent first, or use --force)"
             )
@@ -105,7 +108,7 @@ class Control(ClusterAPI, cgrpc.ControlServicer):
 
         # Revoked first: from this write on, its certificate is refused on
         # every call by every manager (auth.Authorizer).
-        await update_with_retry(self.view, self.store, "clusters", self.cluster().meta.id, revoke)
+        await update_with_retry(self.view, self.store, pb.Cluster, self.cluster().meta.id, revoke)
         await self.store.delete(node)
         # Its tasks will never report again: they are orphaned (the
         # orchestrators replace them, the node being gone).
@@ -128,32 +131,34 @@ class Control(ClusterAPI, cgrpc.ControlServicer):
         spec = clone(request.spec)
         if not spec.name:
             spec.name = _generated_name()
-        validate.apply_defaults(spec)
+        specs.apply_defaults(spec)
         validate.validate_service_spec(spec, self.max_replicas())
         if request.id and not is_id(request.id):
-            raise ValueError(f'id "{request.id[:40]}": expected {ID_LENGTH} characters of 0-9a-z')
+            raise InvalidRequest(f'id "{request.id[:40]}": expected {ID_LENGTH} characters of 0-9a-z')
         service_id = request.id or new_id()
-        for _ in range(WRITE_ATTEMPTS):
-            done = self._same_create(self.view.services.get(service_id), spec)
-            if done is not None:
-                return done
-            writes = await unique.plan(self.view, self.store, service_id, None, spec)
-            service = pb.Service(spec=spec, spec_version=1)
-            service.meta.id = service_id
-            if request.registry_auth:
-                service.registry_auth_sealed = await self._seal_auth(request.registry_auth, service_id)
-            batch = self.store.batch().create(service)
-            for w in writes:
-                w.add_to(batch)
-            try:
-                await batch.commit_all_or_nothing()
-                return service
-            except VersionConflict:
-                # A claim raced another writer, or the service exists (a retry
-                # whose first attempt did commit): look again.
-                with contextlib.suppress(NotFound):
-                    self.view.observe("services", await self.store.get("services", service_id))
-        raise VersionConflict("the cluster is busy with conflicting changes; retry")
+        async for attempt in on_conflict(WRITE_ATTEMPTS):
+            with attempt:
+                done = self._same_create(self.view.services.get(service_id), spec)
+                if done is not None:
+                    return done
+                writes = await unique.plan(self.view, self.store, service_id, None, spec)
+                service = pb.Service(spec=spec, spec_version=1)
+                service.meta.id = service_id
+                if request.registry_auth:
+                    service.registry_auth_sealed = await self._seal_auth(request.registry_auth, service_id)
+                batch = self.store.batch().create(service)
+                for w in writes:
+                    w.add_to(batch)
+                try:
+                    await batch.commit_all_or_nothing()
+                    return service
+                except VersionConflict:
+                    # A claim raced another writer, or the service exists (a
+                    # retry whose first attempt did commit): look again.
+                    with contextlib.suppress(NotFound):
+                        self.view.observe(await self.store.get(pb.Service, service_id))
+                    raise
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _same_create(existing: pb.Service | None, spec: pb.ServiceSpec) -> pb.Service | None:
@@ -173,7 +178,9 @@ class Control(ClusterAPI, cgrpc.ControlServicer):
             if not isinstance(decoded, dict):
                 raise ValueError
         except ValueError:
-            raise ValueError("registry_auth: expected base64 of a JSON object (username, password)") from None
+            raise InvalidRequest(
+                "registry_auth: expected base64 of a JSON object (username, password)"
+            ) from None
         return seal.seal(self.keyring.seal_key(), auth.encode(), service_id.encode())
 
     @rpc
@@ -193,16 +200,16 @@ class Control(ClusterAPI, cgrpc.ControlServicer):
             service.meta.version = request.version
         if request.rollback:
             if not current.HasField("previous_spec"):
-                raise ValueError(f"service {current.spec.name} has no previous spec to roll back to")
+                raise InvalidRequest(f"service {current.spec.name} has no previous spec to roll back to")
             spec = clone(current.previous_spec)
         else:
             spec = clone(request.spec)
             if spec.mode != current.spec.mode:
-                raise ValueError("mode: cannot change the mode of an existing service")
-            validate.apply_defaults(spec)
+                raise InvalidRequest("mode: cannot change the mode of an existing service")
+            specs.apply_defaults(spec)
             validate.validate_service_spec(spec, self.max_replicas())
         if spec.name != current.spec.name:
-            raise ValueError(f'name: a service cannot be renamed (it is "{current.spec.name}")')
+            raise InvalidRequest(f'name: a service cannot be renamed (it is "{current.spec.name}")')
         if request.force:
             spec.task.force_update = current.spec.task.force_update + 1
         if request.registry_auth:
@@ -215,14 +222,9 @@ class Control(ClusterAPI, cgrpc.ControlServicer):
         if template_changed:
             service.previous_spec.CopyFrom(current.spec)
             service.previous_spec_version = current.spec_version
-            # A rollback goes back to the previous version *number* too, so
-            # the tasks that still run it are up to date and stay (Swarm).
-            if request.rollback and current.previous_spec_version:
-                service.spec_version = current.previous_spec_version
-            else:
-                # Never reuse a number: after a rollback the failed version's
-                # number is the previous one, and its tasks may still be about.
-                service.spec_version = max(current.spec_version, current.previous_spec_version) + 1
+            service.spec_version = (
+                specs.rollback_version(current) if request.rollback else specs.next_version(current)
+            )
             # The updater rolls the new version out; this is where it starts.
             if request.rollback:
                 service.update_status.state = pb.UPDATE_STATE_ROLLBACK_STARTED
@@ -246,34 +248,36 @@ class Control(ClusterAPI, cgrpc.ControlServicer):
     async def ScaleService(self, request: cpb.ScaleServiceRequest, context: Ctx) -> pb.Service:
         current = self.resolve_service(request.ref)
         if current.spec.mode not in (pb.SERVICE_MODE_REPLICATED, pb.SERVICE_MODE_REPLICATED_JOB):
-            raise ValueError(f"scale can only be used with replicated mode (service {current.spec.name})")
+            raise InvalidRequest(f"scale can only be used with replicated mode (service {current.spec.name})")
         validate.check_replicas("replicas", request.replicas, self.max_replicas())
 
         def scale(service: pb.Service) -> None:
             service.spec.replicas = request.replicas
 
         updated: pb.Service = await update_with_retry(
-            self.view, self.store, "services", current.meta.id, scale
+            self.view, self.store, pb.Service, current.meta.id, scale
         )
         return updated
 
     @rpc
     async def RemoveService(self, request: cpb.ObjectRef, context: Ctx) -> cpb.RemoveServiceResponse:
-        for _ in range(WRITE_ATTEMPTS):
-            service = self.resolve_service(request.ref)
-            writes = await unique.plan(self.view, self.store, service.meta.id, service.spec, None)
-            batch = self.store.batch().delete(service)
-            for w in writes:
-                w.add_to(batch)
-            try:
-                await batch.commit_all_or_nothing()
-                return cpb.RemoveServiceResponse(id=service.meta.id, name=service.spec.name)
-            except VersionConflict:
+        async for attempt in on_conflict(WRITE_ATTEMPTS):
+            with attempt:
+                service = self.resolve_service(request.ref)
+                writes = await unique.plan(self.view, self.store, service.meta.id, service.spec, None)
+                batch = self.store.batch().delete(service)
+                for w in writes:
+                    w.add_to(batch)
                 try:
-                    self.view.observe("services", await self.store.get("services", service.meta.id))
-                except NotFound:
-                    raise NotFound(f"service {request.ref} not found") from None
-        raise VersionConflict("the service is being changed by someone else; retry")
+                    await batch.commit_all_or_nothing()
+                    return cpb.RemoveServiceResponse(id=service.meta.id, name=service.spec.name)
+                except VersionConflict:
+                    try:
+                        self.view.observe(await self.store.get(pb.Service, service.meta.id))
+                    except NotFound:
+                        raise NotFound(f"service {request.ref} not found") from None
+                    raise
+        raise AssertionError("unreachable")
 
     @rpc
     async def ListServices(self, request: cpb.ListServicesRequest, context: Ctx) -> cpb.ListServicesResponse:
@@ -305,7 +309,7 @@ class Control(ClusterAPI, cgrpc.ControlServicer):
         wanted = request.desired_state
         if wanted:
             if wanted not in ("running", "shutdown", "accepted"):
-                raise ValueError(
+                raise InvalidRequest(
                     f'filter desired-state "{wanted[:40]}": must be running, shutdown or accepted'
                 )
             if wanted == "running":
@@ -324,9 +328,9 @@ class Control(ClusterAPI, cgrpc.ControlServicer):
     @stream_rpc
     async def TaskLogs(self, request: cpb.TaskLogsRequest, context: Ctx) -> AsyncIterator[cpb.TaskLogMessage]:
         if request.tail < -1 or request.since < 0:
-            raise ValueError("logs: tail must be >= -1 and since >= 0")
+            raise InvalidRequest("logs: tail must be >= -1 and since >= 0")
         if len(request.task_ids) > limits.MAX_ITEMS:
-            raise ValueError(f"logs: at most {limits.MAX_ITEMS} task IDs")
+            raise InvalidRequest(f"logs: at most {limits.MAX_ITEMS} task IDs")
         if self.logs is None:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "logs are not served here")
             return

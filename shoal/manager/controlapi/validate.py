@@ -1,4 +1,4 @@
-"""Service specs: Swarm's defaults, and the checks every spec must pass.
+"""Service specs: the checks every spec must pass (its defaults: ``shoal.specs``).
 
 The ControlAPI runs these on every create and update: the client is never
 trusted. Each error is a ``ValueError`` whose message names the field, says
@@ -16,6 +16,7 @@ from collections.abc import Iterable
 
 from shoal.manager import limits
 from shoal.manager.constraints import parse_constraint
+from shoal.manager.errors import InvalidRequest
 from shoal.protos import objects_pb2 as pb
 from shoal.signals import parse_signal
 
@@ -23,10 +24,6 @@ NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 MAX_NAME = 63
 SECOND = limits.SECOND
 
-# Swarm's defaults (api/defaults/service.go).
-DEFAULT_STOP_GRACE = 10 * SECOND
-DEFAULT_RESTART_DELAY = 5 * SECOND
-DEFAULT_MONITOR = 5 * SECOND
 
 # An image reference, as Docker reads one: [domain[:port]/]path[:tag][@digest],
 # path components in lower case.
@@ -42,54 +39,11 @@ _IMAGE_RE = re.compile(
 _MOUNT_TYPES = ("bind", "volume", "tmpfs")
 
 
-def default_restart_policy() -> pb.RestartPolicy:
-    return pb.RestartPolicy(condition=pb.RESTART_CONDITION_ANY, delay=DEFAULT_RESTART_DELAY)
-
-
-def default_update_config() -> pb.UpdateConfig:
-    return pb.UpdateConfig(
-        parallelism=1,
-        delay=0,
-        failure_action=pb.FAILURE_ACTION_PAUSE,
-        monitor=DEFAULT_MONITOR,
-        max_failure_ratio=0.0,
-        order=pb.UPDATE_ORDER_STOP_FIRST,
-    )
-
-
-def apply_defaults(spec: pb.ServiceSpec) -> None:
-    """Fill what the client left unset with Swarm's defaults."""
-    if not spec.HasField("replicas") and spec.mode in (
-        pb.SERVICE_MODE_REPLICATED,
-        pb.SERVICE_MODE_REPLICATED_JOB,
-    ):
-        spec.replicas = 1
-    if spec.mode in (pb.SERVICE_MODE_REPLICATED_JOB,) and spec.max_concurrent == 0:
-        spec.max_concurrent = spec.replicas
-    container = spec.task.container
-    if not container.HasField("stop_grace_period"):
-        container.stop_grace_period = DEFAULT_STOP_GRACE
-    if not spec.task.HasField("restart"):
-        spec.task.restart.CopyFrom(default_restart_policy())
-        if spec.mode in (pb.SERVICE_MODE_REPLICATED_JOB, pb.SERVICE_MODE_GLOBAL_JOB):
-            # A job that succeeded is done; only failures are retried.
-            spec.task.restart.condition = pb.RESTART_CONDITION_ON_FAILURE
-    if not spec.HasField("update"):
-        spec.update.CopyFrom(default_update_config())
-    if not spec.HasField("rollback"):
-        spec.rollback.CopyFrom(default_update_config())
-    if container.image and ":" not in container.image.rsplit("/", 1)[-1] and "@" not in container.image:
-        container.image += ":latest"
-    for port in spec.ports:
-        port.protocol = port.protocol or "tcp"
-        port.publish_mode = port.publish_mode or "ingress"
-
-
 def validate_name(name: str) -> None:
     if not name:
-        raise ValueError("name: must not be empty")
+        raise InvalidRequest("name: must not be empty")
     if len(name) > MAX_NAME or not NAME_RE.match(name):
-        raise ValueError(
+        raise InvalidRequest(
             f'name "{name[: MAX_NAME + 1]}": invalid; use letters, digits, "_", "." and "-", '
             f"starting with a letter or digit, at most {MAX_NAME} characters"
         )
@@ -97,12 +51,12 @@ def validate_name(name: str) -> None:
 
 def validate_image(image: str) -> None:
     if not image:
-        raise ValueError("image: must not be empty")
+        raise InvalidRequest("image: must not be empty")
     limits.check_text("image", image, limits.MAX_IMAGE)
     if any(c.isspace() for c in image):
-        raise ValueError(f'image "{image}": must not contain spaces')
+        raise InvalidRequest(f'image "{image}": must not contain spaces')
     if not _IMAGE_RE.match(image):
-        raise ValueError(
+        raise InvalidRequest(
             f'image "{image}": not a valid reference (expected [registry/]name[:tag][@digest], '
             "the name in lower case)"
         )
@@ -110,7 +64,7 @@ def validate_image(image: str) -> None:
 
 def _non_negative(field: str, value: float) -> None:
     if value < 0:
-        raise ValueError(f"{field}: must be >= 0, got {value}")
+        raise InvalidRequest(f"{field}: must be >= 0, got {value}")
 
 
 def replicas_limit(cluster: pb.Cluster | None) -> int:
@@ -121,7 +75,7 @@ def replicas_limit(cluster: pb.Cluster | None) -> int:
 def check_replicas(field: str, value: int, max_replicas: int) -> None:
     _non_negative(field, value)
     if value > max_replicas:
-        raise ValueError(
+        raise InvalidRequest(
             f"{field}: at most {max_replicas} per service (the cluster's max-replicas; "
             f"change it with `shoal cluster update --max-replicas N`), got {value}"
         )
@@ -130,13 +84,13 @@ def check_replicas(field: str, value: int, max_replicas: int) -> None:
 def validate_service_spec(spec: pb.ServiceSpec, max_replicas: int = limits.DEFAULT_MAX_REPLICAS) -> None:
     size = spec.ByteSize()
     if size > limits.MAX_SPEC_BYTES:
-        raise ValueError(f"spec: at most {limits.MAX_SPEC_BYTES // 1024} KiB, got {size // 1024} KiB")
+        raise InvalidRequest(f"spec: at most {limits.MAX_SPEC_BYTES // 1024} KiB, got {size // 1024} KiB")
     validate_name(spec.name)
     limits.check_labels("label", spec.labels)
     limits.check_enum("mode", spec.mode, pb.ServiceMode)
     global_mode = spec.mode in (pb.SERVICE_MODE_GLOBAL, pb.SERVICE_MODE_GLOBAL_JOB)
     if global_mode and spec.HasField("replicas"):
-        raise ValueError("replicas: only replicated services have replicas (this service is global)")
+        raise InvalidRequest("replicas: only replicated services have replicas (this service is global)")
     if spec.HasField("replicas"):
         check_replicas("replicas", spec.replicas, max_replicas)
     check_replicas("max_concurrent", spec.max_concurrent, max_replicas)
@@ -145,7 +99,7 @@ def validate_service_spec(spec: pb.ServiceSpec, max_replicas: int = limits.DEFAU
     for which, cfg in (("update", spec.update), ("rollback", spec.rollback)):
         _validate_update_config(which, cfg, max_replicas)
     if spec.rollback.failure_action == pb.FAILURE_ACTION_ROLLBACK:
-        raise ValueError("rollback_failure_action: must be pause or continue")
+        raise InvalidRequest("rollback_failure_action: must be pause or continue")
     _validate_ports(spec.ports)
 
 
@@ -157,7 +111,7 @@ def _validate_container(container: pb.ContainerSpec) -> None:
     for env in container.env:
         key, sep, _ = env.partition("=")
         if not sep or not key:
-            raise ValueError(f'env "{env[:80]}": expected KEY=VALUE')
+            raise InvalidRequest(f'env "{env[:80]}": expected KEY=VALUE')
         limits.check_text(f'env key "{key[:80]}"', key, limits.MAX_ENV_KEY)
     limits.check_text("workdir", container.workdir, limits.MAX_PATH)
     limits.check_duration("stop_grace_period", container.stop_grace_period)
@@ -166,20 +120,20 @@ def _validate_container(container: pb.ContainerSpec) -> None:
         try:
             parse_signal(container.stop_signal)
         except ValueError:
-            raise ValueError(
+            raise InvalidRequest(
                 f'stop_signal "{container.stop_signal}": unknown signal (e.g. SIGTERM, TERM, 15)'
             ) from None
     limits.check_labels("container label", container.labels)
     _validate_healthcheck(container.healthcheck)
     if len(container.mounts) > limits.MAX_MOUNTS:
-        raise ValueError(f"mount: at most {limits.MAX_MOUNTS} mounts, got {len(container.mounts)}")
+        raise InvalidRequest(f"mount: at most {limits.MAX_MOUNTS} mounts, got {len(container.mounts)}")
     for mount in container.mounts:
         if mount.type not in _MOUNT_TYPES:
-            raise ValueError(f'mount type "{mount.type[:40]}": must be bind, volume or tmpfs')
+            raise InvalidRequest(f'mount type "{mount.type[:40]}": must be bind, volume or tmpfs')
         limits.check_text("mount source", mount.source, limits.MAX_PATH)
         limits.check_text("mount target", mount.target, limits.MAX_PATH, allow_empty=False)
         if not mount.target.startswith("/"):
-            raise ValueError(f'mount target "{mount.target}": must be an absolute path')
+            raise InvalidRequest(f'mount target "{mount.target}": must be an absolute path')
         _non_negative("mount tmpfs_size", mount.tmpfs_size)
 
 
@@ -188,16 +142,16 @@ def _validate_healthcheck(hc: pb.HealthCheck) -> None:
     if hc.test:
         kind = hc.test[0]
         if kind not in ("NONE", "CMD", "CMD-SHELL"):
-            raise ValueError("healthcheck: test must start with NONE, CMD or CMD-SHELL")
+            raise InvalidRequest("healthcheck: test must start with NONE, CMD or CMD-SHELL")
         if kind == "CMD" and len(hc.test) < 2:
-            raise ValueError("healthcheck: CMD needs a command after it")
+            raise InvalidRequest("healthcheck: CMD needs a command after it")
         if kind == "CMD-SHELL" and len(hc.test) != 2:
-            raise ValueError("healthcheck: CMD-SHELL takes exactly one command string")
+            raise InvalidRequest("healthcheck: CMD-SHELL takes exactly one command string")
     limits.check_duration("health_interval", hc.interval, limits.MIN_HEALTH_INTERVAL)
     limits.check_duration("health_timeout", hc.timeout, limits.MIN_HEALTH_INTERVAL)
     limits.check_duration("health_start_period", hc.start_period)
     if hc.retries > limits.MAX_HEALTH_RETRIES:
-        raise ValueError(f"health_retries: at most {limits.MAX_HEALTH_RETRIES}, got {hc.retries}")
+        raise InvalidRequest(f"health_retries: at most {limits.MAX_HEALTH_RETRIES}, got {hc.retries}")
 
 
 def _validate_task(task: pb.TaskSpec) -> None:
@@ -208,18 +162,22 @@ def _validate_task(task: pb.TaskSpec) -> None:
     limits.check_duration("restart_window", restart.window)
     placement = task.placement
     if len(placement.constraints) > limits.MAX_CONSTRAINTS:
-        raise ValueError(f"constraint: at most {limits.MAX_CONSTRAINTS}, got {len(placement.constraints)}")
+        raise InvalidRequest(
+            f"constraint: at most {limits.MAX_CONSTRAINTS}, got {len(placement.constraints)}"
+        )
     for expr in placement.constraints:
         limits.check_text("constraint", expr, limits.MAX_CONSTRAINT)
         parse_constraint(expr)
     if len(placement.preferences) > limits.MAX_PREFERENCES:
-        raise ValueError(
+        raise InvalidRequest(
             f"placement preference: at most {limits.MAX_PREFERENCES}, got {len(placement.preferences)}"
         )
     for pref in placement.preferences:
         limits.check_text("placement preference", pref.spread, limits.MAX_LABEL_KEY + 20)
         if not pref.spread.startswith("node.labels.") or pref.spread == "node.labels.":
-            raise ValueError(f'placement preference "spread={pref.spread}": expected spread=node.labels.KEY')
+            raise InvalidRequest(
+                f'placement preference "spread={pref.spread}": expected spread=node.labels.KEY'
+            )
     _non_negative("replicas_max_per_node", placement.max_replicas_per_node)
     res = task.resources
     for name, value, high in (
@@ -230,9 +188,9 @@ def _validate_task(task: pb.TaskSpec) -> None:
     ):
         _non_negative(name, value)
         if value > high:
-            raise ValueError(f"{name}: at most {high}, got {value}")
+            raise InvalidRequest(f"{name}: at most {high}, got {value}")
     if 0 < res.limits.memory_bytes < limits.MIN_MEMORY_LIMIT:
-        raise ValueError(
+        raise InvalidRequest(
             f"limit_memory: must be at least 4MiB ({limits.MIN_MEMORY_LIMIT} bytes), "
             f"got {res.limits.memory_bytes}"
         )
@@ -246,24 +204,24 @@ def _validate_update_config(which: str, cfg: pb.UpdateConfig, max_replicas: int)
     limits.check_enum(f"{which}_order", cfg.order, pb.UpdateOrder)
     ratio = cfg.max_failure_ratio
     if math.isnan(ratio) or not 0 <= ratio <= 1:
-        raise ValueError(f"{which}_max_failure_ratio: must be between 0 and 1, got {ratio}")
+        raise InvalidRequest(f"{which}_max_failure_ratio: must be between 0 and 1, got {ratio}")
 
 
 def _validate_ports(ports: Iterable[pb.PortConfig]) -> None:
     items = list(ports)
     if len(items) > limits.MAX_PORTS:
-        raise ValueError(f"publish: at most {limits.MAX_PORTS} ports, got {len(items)}")
+        raise InvalidRequest(f"publish: at most {limits.MAX_PORTS} ports, got {len(items)}")
     seen: set[tuple[str, int]] = set()
     for port in items:
         if not 0 < port.target_port < 65536:
-            raise ValueError(f"publish: target port must be 1-65535, got {port.target_port}")
+            raise InvalidRequest(f"publish: target port must be 1-65535, got {port.target_port}")
         if port.published_port >= 65536:
-            raise ValueError(f"publish: published port must be 1-65535, got {port.published_port}")
+            raise InvalidRequest(f"publish: published port must be 1-65535, got {port.published_port}")
         if port.protocol not in ("tcp", "udp", "sctp"):
-            raise ValueError(f'publish: protocol must be tcp, udp or sctp, got "{port.protocol[:20]}"')
+            raise InvalidRequest(f'publish: protocol must be tcp, udp or sctp, got "{port.protocol[:20]}"')
         if port.publish_mode not in ("host", "ingress"):
-            raise ValueError(f'publish: mode must be host or ingress, got "{port.publish_mode[:20]}"')
+            raise InvalidRequest(f'publish: mode must be host or ingress, got "{port.publish_mode[:20]}"')
         key = (port.protocol, port.published_port)
         if port.published_port and key in seen:
-            raise ValueError(f"publish: port {port.published_port}/{port.protocol} is published twice")
+            raise InvalidRequest(f"publish: port {port.published_port}/{port.protocol} is published twice")
         seen.add(key)

@@ -18,6 +18,7 @@ import ipaddress
 import re
 
 from shoal.manager import limits
+from shoal.manager.errors import InvalidRequest
 from shoal.protos import dispatcher_pb2 as dpb
 from shoal.protos import objects_pb2 as pb
 
@@ -58,11 +59,11 @@ def check_registration(reg: dpb.Register) -> None:
     desc = reg.description
     limits.check_text("hostname", desc.hostname, limits.MAX_HOSTNAME, allow_empty=False)
     if any(c.isspace() or not c.isprintable() for c in desc.hostname):
-        raise ValueError("hostname: must not contain spaces or control characters")
+        raise InvalidRequest("hostname: must not contain spaces or control characters")
     limits.check_text("platform os", desc.platform.os, limits.MAX_PLATFORM)
     limits.check_text("platform arch", desc.platform.arch, limits.MAX_PLATFORM)
     if not RUNTIME_NAME.fullmatch(desc.runtime):
-        raise ValueError("runtime: a name of lower-case letters, digits and '-', at most 32")
+        raise InvalidRequest("runtime: a name of lower-case letters, digits and '-', at most 32")
     limits.check_range("nano_cpus", desc.resources.nano_cpus, 0, limits.MAX_NANO_CPUS)
     limits.check_range("memory_bytes", desc.resources.memory_bytes, 0, limits.MAX_MEMORY)
     limits.check_labels("labels", desc.labels, limits.MAX_NODE_LABELS)
@@ -70,7 +71,7 @@ def check_registration(reg: dpb.Register) -> None:
         try:
             ipaddress.ip_address(reg.addr)
         except ValueError:
-            raise ValueError(f'addr "{reg.addr[:64]}": must be an IP address') from None
+            raise InvalidRequest(f'addr "{reg.addr[:64]}": must be an IP address') from None
     limits.check_text("session_id", reg.session_id, 64)
 
 
@@ -81,7 +82,7 @@ def check_status(node_id: str, task: pb.Task, status: pb.TaskStatus) -> pb.TaskS
     if task.node_id != node_id or task.status.state < pb.TASK_STATE_ASSIGNED:
         raise NotYours(f"task {task.meta.id} is not assigned to node {node_id}")
     if status.state not in AGENT_STATES:
-        raise ValueError(
+        raise InvalidRequest(
             f"task {task.meta.id}: state {status.state} is not one an agent reports (accepted ... rejected)"
         )
     limits.check_enum(f"task {task.meta.id} health", status.health, pb.Health)
@@ -98,7 +99,7 @@ def check_status(node_id: str, task: pb.Task, status: pb.TaskStatus) -> pb.TaskS
 def check_log_chunk(chunk: dpb.LogChunk) -> None:
     """Cut over-long lines in place; ValueError for a chunk of too many."""
     if len(chunk.lines) > limits.MAX_LOG_LINES:
-        raise ValueError(f"log chunk: at most {limits.MAX_LOG_LINES} lines, got {len(chunk.lines)}")
+        raise InvalidRequest(f"log chunk: at most {limits.MAX_LOG_LINES} lines, got {len(chunk.lines)}")
     for line in chunk.lines:
         if len(line.data) > limits.MAX_LOG_LINE:
             line.data = line.data[: limits.MAX_LOG_LINE]

@@ -38,26 +38,37 @@ from typing import Any
 
 import grpc
 
-from shoal import pki
+from shoal import defaults, pki
 from shoal.ids import new_id
 from shoal.manager import limits, seal
 from shoal.manager.auth import Authorizer, ca_bundle, trusted_roots
-from shoal.manager.ca.manager_certs import DEFAULT_CERT_EXPIRY_NS
 from shoal.manager.dispatcher.checks import NotYours, check_log_chunk, check_registration, check_status
 from shoal.manager.keyring import KeyRing, Locked
 from shoal.manager.logsource import NodeNotConnected
-from shoal.manager.store import Event, Store, StoreError, View, clone, now_ns, update_with_retry
+from shoal.manager.nodes import marked_down
+from shoal.manager.store import (
+    AlreadyExists,
+    Event,
+    NotFound,
+    Store,
+    StoreError,
+    VersionConflict,
+    View,
+    clone,
+    now_ns,
+    on_conflict,
+    update_with_retry,
+)
 from shoal.protos import dispatcher_pb2 as dpb
 from shoal.protos import dispatcher_pb2_grpc as dgrpc
 from shoal.protos import objects_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-# Heartbeat grace as a multiple of the period: Swarm's value, long enough to
-# ride out a GC pause or a slow disk.
-GRACE_MULTIPLIER = 3
 STATUS_FLUSH_INTERVAL = 0.1
-DEFAULT_HEARTBEAT_NS = 5_000_000_000
+# How often a write that lost a race is redone at once.
+STATUS_ATTEMPTS = 5
+REGISTER_ATTEMPTS = 10
 # Assignments per message, in bytes: far below the agent's receive limit.
 ASSIGNMENT_CHUNK_BYTES = 1024 * 1024
 # A node asks for a certificate a few times per lifetime; more often than
@@ -143,11 +154,10 @@ class Dispatcher(dgrpc.DispatcherServicer):
 
     def heartbeat_period(self) -> float:
         cluster = self.view.cluster()
-        ns = cluster.spec.heartbeat_period if cluster and cluster.spec.heartbeat_period else 0
-        return (ns or DEFAULT_HEARTBEAT_NS) / 1e9
+        return defaults.heartbeat_period(cluster.spec if cluster else None) / defaults.SECOND
 
     def grace(self) -> float:
-        return self.heartbeat_period() * GRACE_MULTIPLIER
+        return self.heartbeat_period() * defaults.CLUSTER.grace_periods
 
     # -------------------------------------------------------------- background
 
@@ -247,11 +257,7 @@ class Dispatcher(dgrpc.DispatcherServicer):
                 continue  # the node went to another manager: not ours to judge
             if node.status.state == pb.NODE_STATE_DOWN:
                 continue
-            node = clone(node)
-            node.status.state = pb.NODE_STATE_DOWN
-            node.status.message = "heartbeat failure"
-            node.status.timestamp = now_ns()
-            batch.update(node)
+            batch.update(marked_down(node, "heartbeat failure"))
         if not len(batch):
             return True
         try:
@@ -261,7 +267,7 @@ class Dispatcher(dgrpc.DispatcherServicer):
             return False
         for conflict in result.conflicts:
             if conflict.current is not None:
-                self.view.observe("nodes", conflict.current)
+                self.view.observe(conflict.current)
         for node in result.committed:
             log.info("node %s (%s) is down: heartbeat failure", node.meta.id, node.description.hostname)
         return not result.conflicts
@@ -282,26 +288,29 @@ class Dispatcher(dgrpc.DispatcherServicer):
                 await asyncio.sleep(0.5)
 
     async def _write_statuses(self, pending: dict[str, pb.TaskStatus]) -> None:
-        for _ in range(5):
-            batch = self.store.batch()
-            for task_id, status in pending.items():
-                task = self.view.tasks.get(task_id)
-                if task is None or not _moves_forward(task.status, status):
-                    continue
-                task = clone(task)
-                task.status.CopyFrom(status)
-                batch.update(task)
-            if not len(batch):
-                return
-            result = await batch.commit()
-            if not result.conflicts:
-                return
-            # Someone else wrote those tasks (desired state): the view has the
-            # new version via write-through or soon via the watch.
-            pending = {c.obj.meta.id: c.obj.status for c in result.conflicts if c.current is not None}
-            for c in result.conflicts:
-                if c.current is not None:
-                    self.view.observe("tasks", c.current)
+        with contextlib.suppress(VersionConflict):  # the rest goes with the next flush
+            async for attempt in on_conflict(STATUS_ATTEMPTS):
+                with attempt:
+                    batch = self.store.batch()
+                    for task_id, status in pending.items():
+                        task = self.view.tasks.get(task_id)
+                        if task is None or not _moves_forward(task.status, status):
+                            continue
+                        task = clone(task)
+                        task.status.CopyFrom(status)
+                        batch.update(task)
+                    if not len(batch):
+                        return
+                    result = await batch.commit()
+                    if not result.conflicts:
+                        return
+                    # Someone else wrote those tasks (desired state): apply
+                    # the statuses to the versions now stored.
+                    pending = {c.obj.meta.id: c.obj.status for c in result.conflicts if c.current is not None}
+                    for c in result.conflicts:
+                        if c.current is not None:
+                            self.view.observe(c.current)
+                    raise VersionConflict("task statuses raced other writers")
 
     # -------------------------------------------------------------- the RPC
 
@@ -451,7 +460,7 @@ class Dispatcher(dgrpc.DispatcherServicer):
             reply.certificate.error = "certificate request refused: too large"
         else:
             session.last_renewal = now
-            expiry = (cluster.spec.cert_expiry or DEFAULT_CERT_EXPIRY_NS) // 1_000_000_000
+            expiry = defaults.cert_expiry(cluster.spec) // defaults.SECOND
             try:
                 cert = self.keyring.ca().sign_csr(
                     request.csr_pem, session.node_id, pki.ROLE_WORKER, cluster.meta.id, expiry
@@ -490,7 +499,7 @@ class Dispatcher(dgrpc.DispatcherServicer):
         def change(node: pb.Node) -> None:
             node.certificate.CopyFrom(record)
 
-        await update_with_retry(self.view, self.store, "nodes", node_id, change)
+        await update_with_retry(self.view, self.store, pb.Node, node_id, change)
 
     def _with_credentials(self, task: pb.Task) -> pb.Task:
         """The task as sent to its node: with the service's registry
@@ -554,38 +563,41 @@ class Dispatcher(dgrpc.DispatcherServicer):
                 session.queue.put_nowait(cancel)
 
     async def _register(self, node_id: str, reg: dpb.Register, cert_pem: bytes) -> None:
-        for _ in range(10):
-            current = self.view.nodes.get(node_id)
-            node = clone(current) if current is not None else pb.Node()
-            node.meta.id = node_id
-            node.description.CopyFrom(reg.description)
+        async for attempt in on_conflict(REGISTER_ATTEMPTS):
+            with attempt:
+                await self._register_once(node_id, reg, cert_pem)
+
+    async def _register_once(self, node_id: str, reg: dpb.Register, cert_pem: bytes) -> None:
+        current = self.view.nodes.get(node_id)
+        node = clone(current) if current is not None else pb.Node()
+        node.meta.id = node_id
+        node.description.CopyFrom(reg.description)
+        if current is None:
+            # First join: the agent's labels become the node's.
+            node.spec.labels.update(reg.description.labels)
+        else:
+            # Later registrations cannot change them, nor the record of them.
+            node.description.labels.clear()
+            node.description.labels.update(current.description.labels)
+        record = self._certificate_record(cert_pem, issued=False)
+        if current is None or current.certificate.serial != record.serial:
+            node.certificate.CopyFrom(record)
+        node.status.state = pb.NODE_STATE_READY
+        node.status.message = ""
+        node.status.addr = reg.addr
+        node.status.manager_id = self.manager_id
+        node.status.timestamp = now_ns()
+        try:
             if current is None:
-                # First join: the agent's labels become the node's.
-                node.spec.labels.update(reg.description.labels)
+                await self.store.create(node)
             else:
-                # Later registrations cannot change them, nor the record of them.
-                node.description.labels.clear()
-                node.description.labels.update(current.description.labels)
-            record = self._certificate_record(cert_pem, issued=False)
-            if current is None or current.certificate.serial != record.serial:
-                node.certificate.CopyFrom(record)
-            node.status.state = pb.NODE_STATE_READY
-            node.status.message = ""
-            node.status.addr = reg.addr
-            node.status.manager_id = self.manager_id
-            node.status.timestamp = now_ns()
-            try:
-                if current is None:
-                    await self.store.create(node)
-                else:
-                    await self.store.update(node)
-                return
-            except StoreError:
-                fresh = await self.store.get("nodes", node_id) if current is not None else None
-                if fresh is not None:
-                    self.view.observe("nodes", fresh)
-                await asyncio.sleep(0.05)
-        raise StoreError(f"could not register node {node_id}")
+                await self.store.update(node)
+        except (VersionConflict, AlreadyExists, NotFound):
+            # Another writer (node update, a registration elsewhere): read
+            # it again and redo.
+            with contextlib.suppress(NotFound):
+                self.view.observe(await self.store.get(pb.Node, node_id))
+            raise VersionConflict(f"node {node_id} changed while it registered") from None
 
 
 def _assigned_node(task: pb.Task | None) -> str:

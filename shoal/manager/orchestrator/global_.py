@@ -16,22 +16,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from shoal.manager.nodes import can_run_tasks, takes_new_tasks
 from shoal.manager.orchestrator.base import Orchestrator
 from shoal.manager.orchestrator.tasks import (
+    apply_restart,
     has_ended,
     new_task,
-    node_can_run_tasks,
     node_satisfies,
     occupies_slot,
-    restart_replacement,
     with_desired,
 )
 from shoal.manager.store import Batch, now_ns
 from shoal.protos import objects_pb2 as pb
-
-
-def node_takes_new_tasks(node: pb.Node) -> bool:
-    return node.status.state == pb.NODE_STATE_READY and node.spec.availability == pb.NODE_AVAILABILITY_ACTIVE
 
 
 class GlobalOrchestrator(Orchestrator):
@@ -46,7 +42,7 @@ class GlobalOrchestrator(Orchestrator):
             by_node[task.node_id].append(task)
         for node_id, node_tasks in by_node.items():
             node = self.view.nodes.get(node_id)
-            keep = node is not None and node_can_run_tasks(node) and node_satisfies(service.spec.task, node)
+            keep = node is not None and can_run_tasks(node) and node_satisfies(service.spec.task, node)
             for task in node_tasks:
                 if not occupies_slot(task):
                     continue
@@ -54,12 +50,9 @@ class GlobalOrchestrator(Orchestrator):
                     batch.update(with_desired(task, pb.TASK_STATE_SHUTDOWN))
                 elif has_ended(task):
                     others = [t for t in node_tasks if t.meta.id != task.meta.id]
-                    replacement = restart_replacement(service, task, others, now)
-                    if replacement is not None:
-                        batch.update(with_desired(task, pb.TASK_STATE_SHUTDOWN))
-                        batch.create(replacement)
+                    apply_restart(batch, service, task, others, now)
         for node_id, node in self.view.nodes.items():
             if any(occupies_slot(t) for t in by_node.get(node_id, ())):
                 continue
-            if node_takes_new_tasks(node) and node_satisfies(service.spec.task, node):
+            if takes_new_tasks(node) and node_satisfies(service.spec.task, node):
                 batch.create(new_task(service, 0, node_id=node_id))

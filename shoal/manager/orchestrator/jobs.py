@@ -16,15 +16,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from shoal.manager.nodes import can_run_tasks, takes_new_tasks
 from shoal.manager.orchestrator.base import Orchestrator
-from shoal.manager.orchestrator.global_ import node_takes_new_tasks
 from shoal.manager.orchestrator.tasks import (
+    apply_restart,
     has_ended,
     new_task,
-    node_can_run_tasks,
     node_satisfies,
     occupies_slot,
-    restart_replacement,
     with_desired,
 )
 from shoal.manager.store import Batch, now_ns
@@ -49,7 +48,7 @@ class JobsOrchestrator(Orchestrator):
             return True  # a mass failure: its turn to move comes
         node = self.view.nodes.get(task.node_id) if task.node_id else None
         return not task.node_id or (
-            node is not None and node_can_run_tasks(node) and node_satisfies(task.spec, node)
+            node is not None and can_run_tasks(node) and node_satisfies(task.spec, node)
         )
 
     def _replicated_job(self, service: pb.Service, tasks: list[pb.Task], batch: Batch) -> None:
@@ -76,10 +75,7 @@ class JobsOrchestrator(Orchestrator):
                     active += 1
                 elif has_ended(task):
                     others = [t for t in slot_tasks if t.meta.id != task.meta.id]
-                    replacement = restart_replacement(service, task, others, now)
-                    if replacement is not None:
-                        batch.update(with_desired(task, pb.TASK_STATE_SHUTDOWN))
-                        batch.create(replacement)
+                    if apply_restart(batch, service, task, others, now) is not None:
                         active += 1
                 else:
                     active += 1
@@ -104,7 +100,7 @@ class JobsOrchestrator(Orchestrator):
                 continue
             live = [t for t in node_tasks if occupies_slot(t)]
             if not live:
-                if node_takes_new_tasks(node) and node_satisfies(service.spec.task, node):
+                if takes_new_tasks(node) and node_satisfies(service.spec.task, node):
                     batch.create(new_task(service, 0, node_id=node_id))
                 continue
             for task in live:
@@ -112,7 +108,4 @@ class JobsOrchestrator(Orchestrator):
                     batch.update(with_desired(task, pb.TASK_STATE_SHUTDOWN))
                 elif has_ended(task):
                     others = [t for t in node_tasks if t.meta.id != task.meta.id]
-                    replacement = restart_replacement(service, task, others, now)
-                    if replacement is not None:
-                        batch.update(with_desired(task, pb.TASK_STATE_SHUTDOWN))
-                        batch.create(replacement)
+                    apply_restart(batch, service, task, others, now)

@@ -24,11 +24,11 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 
+from shoal.manager.nodes import can_run_tasks
 from shoal.manager.orchestrator.base import Orchestrator
 from shoal.manager.orchestrator.tasks import (
     has_ended,
     new_task,
-    node_can_run_tasks,
     node_satisfies,
     occupies_slot,
     restart_replacement,
@@ -72,7 +72,7 @@ class ReplicatedOrchestrator(Orchestrator):
         if not task.node_id or task.node_id in self.held_nodes:
             return False
         node = self.view.nodes.get(task.node_id)
-        return not node_can_run_tasks(node) or not node_satisfies(task.spec, node)  # type: ignore[arg-type]
+        return not can_run_tasks(node) or not node_satisfies(task.spec, node)  # type: ignore[arg-type]
 
     def reconcile_service(self, service: pb.Service, tasks: list[pb.Task], batch: Batch) -> None:
         now = now_ns()

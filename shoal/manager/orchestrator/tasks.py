@@ -8,15 +8,20 @@ old task stays as history until the reaper trims it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 from shoal.ids import new_id
 from shoal.manager.constraints import Constraint, parse_constraints
 from shoal.manager.orchestrator.restart import decide_restart
-from shoal.manager.store import Batch, BatchResult, Store, View, clone, now_ns
+from shoal.manager.store import Batch, BatchResult, Store, VersionConflict, View, clone, now_ns, on_conflict
 from shoal.protos import objects_pb2 as pb
 
 RUNNING = pb.TASK_STATE_RUNNING
+
+
+# How often a desired state that lost a race is applied again.
+REAPPLY_ATTEMPTS = 5
 
 
 def occupies_slot(task: pb.Task) -> bool:
@@ -25,15 +30,6 @@ def occupies_slot(task: pb.Task) -> bool:
 
 def has_ended(task: pb.Task) -> bool:
     return task.status.state > RUNNING
-
-
-def node_can_run_tasks(node: pb.Node | None) -> bool:
-    """False for a node that is gone, down or drained: its tasks must move."""
-    return (
-        node is not None
-        and node.status.state != pb.NODE_STATE_DOWN
-        and node.spec.availability != pb.NODE_AVAILABILITY_DRAIN
-    )
 
 
 def new_task(service: pb.Service, slot: int, attempt: int = 0, node_id: str = "") -> pb.Task:
@@ -80,6 +76,19 @@ def restart_replacement(
     return replacement
 
 
+def apply_restart(
+    batch: Batch, service: pb.Service, task: pb.Task, slot_history: list[pb.Task], now: int
+) -> pb.Task | None:
+    """What every mode does with a task that ended while desired running:
+    when the restart policy replaces it, shut it down and create the
+    replacement (in batch); the replacement, or None."""
+    replacement = restart_replacement(service, task, slot_history, now)
+    if replacement is not None:
+        batch.update(with_desired(task, pb.TASK_STATE_SHUTDOWN))
+        batch.create(replacement)
+    return replacement
+
+
 def node_satisfies(task_spec: pb.TaskSpec, node: pb.Node) -> bool:
     """The task's own constraints hold on node (labels may have changed)."""
     if not task_spec.placement.constraints:
@@ -98,16 +107,20 @@ async def commit_desired(view: View, store: Store, batch: Batch) -> BatchResult:
     current version: desired state belongs to the orchestrators alone and
     only ever moves forward, so re-applying it is always right."""
     result = await batch.commit()
-    for _ in range(5):
-        again = store.batch()
-        for c in result.conflicts:
-            if c.action == "update" and isinstance(c.obj, pb.Task) and c.current is not None:
-                view.observe("tasks", c.current)
-                if c.current.desired_state < c.obj.desired_state:
-                    again.update(with_desired(c.current, c.obj.desired_state))
-        if not len(again):
-            break
-        retried = await again.commit()
-        result.committed.extend(retried.committed)
-        result.conflicts = retried.conflicts
+    with contextlib.suppress(VersionConflict):
+        async for attempt in on_conflict(REAPPLY_ATTEMPTS):
+            with attempt:
+                again = store.batch()
+                for c in result.conflicts:
+                    if c.action == "update" and isinstance(c.obj, pb.Task) and c.current is not None:
+                        view.observe(c.current)
+                        if c.current.desired_state < c.obj.desired_state:
+                            again.update(with_desired(c.current, c.obj.desired_state))
+                if not len(again):
+                    break
+                retried = await again.commit()
+                result.committed.extend(retried.committed)
+                result.conflicts = retried.conflicts
+                if result.conflicts:
+                    raise VersionConflict("desired states still racing")
     return result

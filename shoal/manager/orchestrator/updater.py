@@ -33,16 +33,17 @@ import contextlib
 import logging
 from collections import defaultdict
 
+from shoal import specs
 from shoal.manager.component import Component
+from shoal.manager.nodes import can_run_tasks
 from shoal.manager.orchestrator.tasks import (
     commit_desired,
     has_ended,
     new_task,
-    node_can_run_tasks,
     occupies_slot,
     with_desired,
 )
-from shoal.manager.store import Event, StoreError, VersionConflict, clone, now_ns
+from shoal.manager.store import Event, NotFound, StoreError, Subscription, clone, now_ns, update_with_retry
 from shoal.protos import objects_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,6 @@ log = logging.getLogger(__name__)
 YIELD_EVERY = 1000
 
 RUNNING = pb.TASK_STATE_RUNNING
-POLL = 0.1
 # How long stop-first waits for an old task to stop before starting the new
 # one anyway (SwarmKit's old-task timeout).
 OLD_TASK_TIMEOUT = 60.0
@@ -147,6 +147,7 @@ class ServiceUpdate:
         self.spec_version = spec_version
         self.failures = 0
         self.failure_reason = ""
+        self._sub: Subscription | None = None
 
     def service(self) -> pb.Service:
         svc = self.view.services.get(self.service_id)
@@ -157,7 +158,14 @@ class ServiceUpdate:
     def tasks(self) -> list[pb.Task]:
         return list(self.view.tasks_by_service.get(self.service_id, {}).values())
 
+    async def _changes(self, timeout: float | None) -> None:
+        """Until something the update waits on may have changed (a task, a
+        node, the service), or timeout seconds."""
+        assert self._sub is not None
+        await self._sub.get_batch(None if timeout is None else max(0.0, timeout))
+
     async def run(self) -> None:
+        self._sub = self.view.subscribe(["tasks", "nodes", "services"])
         try:
             await self._run()
         except (UpdateAborted, asyncio.CancelledError):
@@ -166,6 +174,8 @@ class ServiceUpdate:
             log.warning("update of service %s interrupted: %s", self.service_id, err)
         except Exception:
             log.exception("update of service %s crashed", self.service_id)
+        finally:
+            self._sub.close()
 
     def _config(self, svc: pb.Service) -> pb.UpdateConfig:
         if svc.update_status.state == pb.UPDATE_STATE_ROLLBACK_STARTED:
@@ -173,22 +183,23 @@ class ServiceUpdate:
         return svc.spec.update
 
     async def _set_status(self, state: int, message: str, done: bool = False) -> None:
-        for _ in range(10):
-            svc = clone(self.service())
-            if svc.update_status.state == state and svc.update_status.message == message:
-                return
+        if self.service().update_status.state == state and self.service().update_status.message == message:
+            return
+
+        def change(svc: pb.Service) -> None:
+            if svc.spec_version != self.spec_version:
+                raise UpdateAborted("the service changed")
             if svc.update_status.state != state and state in UPDATING_STATES:
                 svc.update_status.started_at = now_ns()
             svc.update_status.state = state  # type: ignore[assignment]
             svc.update_status.message = message
             if done:
                 svc.update_status.completed_at = now_ns()
-            try:
-                await self.store.update(svc)
-                return
-            except VersionConflict:
-                await asyncio.sleep(POLL)
-        raise UpdateAborted("could not record the update status")
+
+        try:
+            await update_with_retry(self.view, self.store, pb.Service, self.service_id, change)
+        except NotFound:
+            raise UpdateAborted("the service is gone") from None
 
     async def _resume_interrupted(self, svc: pb.Service) -> None:
         """Finish the slots a previous leader left half replaced: a stop-first
@@ -290,7 +301,7 @@ class ServiceUpdate:
         svc.previous_spec.CopyFrom(failed_spec)
         # Back to the previous version number: the tasks that still run it
         # are up to date, only those of the failed version are replaced.
-        svc.spec_version = svc.previous_spec_version or failed_version + 1
+        svc.spec_version = specs.rollback_version(svc)
         svc.previous_spec_version = failed_version
         svc.update_status.state = pb.UPDATE_STATE_ROLLBACK_STARTED
         svc.update_status.message = f"update rolled back due to failure: {reason}"
@@ -352,11 +363,11 @@ class ServiceUpdate:
                 and t.node_id
                 and not has_ended(t)
                 and t.status.state >= pb.TASK_STATE_ASSIGNED
-                and node_can_run_tasks(self.view.nodes.get(t.node_id))
+                and can_run_tasks(self.view.nodes.get(t.node_id))
             ]
             if not pending:
                 return
-            await asyncio.sleep(POLL)
+            await self._changes(deadline - asyncio.get_running_loop().time())
 
     async def _wait_running(self, task_ids: list[str]) -> None:
         """Until each task runs (healthy, if checked), ended, or was stopped."""
@@ -373,7 +384,7 @@ class ServiceUpdate:
                 still.append(task_id)
             waiting = still
             if waiting:
-                await asyncio.sleep(POLL)
+                await self._changes(None)
 
     async def _monitor(self, task_ids: list[str], cfg: pb.UpdateConfig) -> int:
         """Wait for the new tasks to run, then watch them for the monitor
@@ -396,4 +407,4 @@ class ServiceUpdate:
                     self.failure_reason = f"task {t.meta.id} ({t.service_name}.{slot_key(t)}): {what}"
             if loop.time() >= deadline:
                 return len(failed)
-            await asyncio.sleep(POLL)
+            await self._changes(deadline - loop.time())

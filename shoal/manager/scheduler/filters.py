@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from shoal.manager.constraints import Constraint, parse_constraints
+from shoal.manager.nodes import takes_new_tasks
 from shoal.protos import objects_pb2 as pb
 
 
@@ -87,8 +88,7 @@ class ReadyFilter(Filter):
     name = "ready"
 
     def check(self, info: NodeInfo) -> bool:
-        n = info.node
-        return n.status.state == pb.NODE_STATE_READY and n.spec.availability == pb.NODE_AVAILABILITY_ACTIVE
+        return takes_new_tasks(info.node)
 
     def explain(self, count: int) -> str:
         return f"{plural(count)} not available for new tasks"

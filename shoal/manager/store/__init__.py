@@ -10,6 +10,7 @@ from shoal.manager.store.errors import (
     VersionConflict,
 )
 from shoal.manager.store.etcd import Etcd, EtcdTLS
+from shoal.manager.store.retry import on_conflict, until_available
 from shoal.manager.store.store import Batch, BatchResult, Store, clone, kind_of, now_ns
 from shoal.manager.store.view import Event, Subscription, View, update_with_retry
 
@@ -32,5 +33,7 @@ __all__ = [
     "clone",
     "kind_of",
     "now_ns",
+    "on_conflict",
+    "until_available",
     "update_with_retry",
 ]

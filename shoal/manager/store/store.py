@@ -35,7 +35,11 @@ from shoal.protos import objects_pb2 as pb
 DEFAULT_PREFIX = b"/shoal/v1/"
 
 Kind = Literal["clusters", "keys", "nodes", "services", "tasks"]
-KINDS: dict[str, type[Any]] = {
+# What is stored: one protobuf message per key.
+Stored = pb.Cluster | pb.ClusterKeys | pb.Node | pb.Service | pb.Task
+S = TypeVar("S", pb.Cluster, pb.ClusterKeys, pb.Node, pb.Service, pb.Task)
+
+KINDS: dict[str, type[Stored]] = {
     "clusters": pb.Cluster,
     # The cluster's secrets, apart from the cluster object (shoal.manager.keyring).
     "keys": pb.ClusterKeys,
@@ -43,7 +47,8 @@ KINDS: dict[str, type[Any]] = {
     "services": pb.Service,
     "tasks": pb.Task,
 }
-_KIND_OF_TYPE: dict[type[Any], str] = {v: k for k, v in KINDS.items()}
+_KIND_OF_TYPE: dict[type[Stored], str] = {v: k for k, v in KINDS.items()}
+KIND_NAMES = _KIND_OF_TYPE
 
 # Chunks of one batch committed concurrently: etcd batches fsyncs of
 # concurrent transactions, so a few in flight beat one at a time.
@@ -57,7 +62,7 @@ Listener = Callable[[list[Committed]], None]
 
 
 def kind_of(obj: Message) -> str:
-    return _KIND_OF_TYPE[type(obj)]
+    return _KIND_OF_TYPE[type(obj)]  # type: ignore[index]
 
 
 def clone(obj: T) -> T:
@@ -85,7 +90,7 @@ def parse_key(prefix: bytes, key: bytes) -> tuple[str, str] | None:
     return k, obj_id.decode()
 
 
-def decode(kind: str, value: bytes, revision: int) -> Any:
+def decode(kind: str, value: bytes, revision: int) -> Stored:
     obj = KINDS[kind]()
     obj.ParseFromString(value)
     obj.meta.version = revision
@@ -163,15 +168,26 @@ class Store:
 
     # -------------------------------------------------------------- reads
 
-    async def get(self, kind: str, obj_id: str) -> Any:
+    async def get(self, cls: type[S], obj_id: str) -> S:
+        kind = _KIND_OF_TYPE[cls]
         kv = await self.etcd.get(object_key(self.prefix, kind, obj_id))
         if kv is None:
             raise NotFound(f"{kind[:-1]} {obj_id} not found")
-        return decode(kind, kv.value, kv.mod_revision)
+        obj = cls()
+        obj.ParseFromString(kv.value)
+        obj.meta.version = kv.mod_revision
+        return obj
 
-    async def list(self, kind: str) -> builtins.list[Any]:
+    async def list(self, cls: type[S]) -> builtins.list[S]:
+        kind = _KIND_OF_TYPE[cls]
         kvs, _ = await self.etcd.list_prefix(self.prefix + kind.encode() + b"/")
-        return [decode(kind, kv.value, kv.mod_revision) for kv in kvs]
+        out = []
+        for kv in kvs:
+            obj = cls()
+            obj.ParseFromString(kv.value)
+            obj.meta.version = kv.mod_revision
+            out.append(obj)
+        return out
 
     # -------------------------------------------------------------- writes
 

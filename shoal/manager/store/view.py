@@ -30,7 +30,19 @@ from typing import Any
 
 from shoal.manager.store import etcd as e
 from shoal.manager.store.errors import Compacted, VersionConflict
-from shoal.manager.store.store import KINDS, Committed, Store, clone, decode, parse_key
+from shoal.manager.store.retry import on_conflict
+from shoal.manager.store.store import (
+    KIND_NAMES,
+    KINDS,
+    Committed,
+    S,
+    Store,
+    Stored,
+    clone,
+    decode,
+    kind_of,
+    parse_key,
+)
 from shoal.protos import objects_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -131,10 +143,10 @@ class View:
                 return svc
         return None
 
-    def observe(self, kind: str, obj: Any) -> None:
+    def observe(self, obj: Stored) -> None:
         """Take in an object read straight from etcd (e.g. the current value
         returned with a version conflict), if it is newer than ours."""
-        self._apply([(kind, obj.meta.id, obj, obj.meta.version)])
+        self._apply([(kind_of(obj), obj.meta.id, obj, obj.meta.version)])
 
     def subscribe(self, kinds: Iterable[str] | None = None) -> Subscription:
         sub = Subscription(self, set(kinds) if kinds is not None else None)
@@ -364,19 +376,21 @@ class View:
 
 
 async def update_with_retry(
-    view: View, store: Store, kind: str, obj_id: str, change: Callable[[Any], None], attempts: int = 10
-) -> Any:
+    view: View, store: Store, cls: type[S], obj_id: str, change: Callable[[S], None], attempts: int = 10
+) -> S:
     """Apply change to a copy of the view's object and write it; on a version
     conflict read it again and re-apply. ``change`` may raise (a ValueError
     refuses the update); NotFound when the object is gone."""
-    for _ in range(attempts):
-        current = view.objects[kind].get(obj_id)
-        if current is None:
-            current = await store.get(kind, obj_id)
-        obj = clone(current)
-        change(obj)
-        try:
-            return await store.update(obj)
-        except VersionConflict:
-            view.observe(kind, await store.get(kind, obj_id))
-    raise VersionConflict(f"{kind[:-1]} {obj_id} is being changed by someone else; retry")
+    kind = KIND_NAMES[cls]
+    async for attempt in on_conflict(attempts):
+        with attempt:
+            held = view.objects[kind].get(obj_id)
+            current: S = held if isinstance(held, cls) else await store.get(cls, obj_id)
+            obj = clone(current)
+            change(obj)
+            try:
+                return await store.update(obj)
+            except VersionConflict:
+                view.observe(await store.get(cls, obj_id))
+                raise
+    raise AssertionError("unreachable")

@@ -1,0 +1,62 @@
+"""The values shoal uses when nobody says otherwise, each once, with why.
+
+Shared by the manager, the agent and the CLI (it imports neither side).
+Durations are nanoseconds, as in the protos, unless the name says seconds.
+Most are swarm mode's own, so that a Swarm user's expectations hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shoal.protos import objects_pb2 as pb
+
+SECOND = 1_000_000_000
+DAY = 86_400 * SECOND
+
+
+@dataclass(frozen=True)
+class ClusterDefaults:
+    # Swarm's dispatcher heartbeat: frequent enough to find a dead node in
+    # seconds, rare enough that a thousand nodes cost a manager little.
+    heartbeat_period: int = 5 * SECOND
+    # A node is down after this many silent periods: long enough to ride out
+    # a GC pause, a slow disk or one lost packet (Swarm's value).
+    grace_periods: int = 3
+    # Below this, heartbeats of a thousand nodes would be all a manager does.
+    min_heartbeat_period: int = 100_000_000
+    # Ended tasks kept per slot for `service ps` (Swarm's task history).
+    task_history_limit: int = 5
+    # Node and manager certificates (Swarm's default, renewed at 50-80 %).
+    cert_expiry: int = 90 * DAY
+
+
+@dataclass(frozen=True)
+class ServiceDefaults:
+    # Swarm's defaults (api/defaults/service.go).
+    stop_grace_period: int = 10 * SECOND
+    restart_delay: int = 5 * SECOND
+    update_monitor: int = 5 * SECOND
+    update_parallelism: int = 1
+    replicas: int = 1
+
+
+CLUSTER = ClusterDefaults()
+SERVICE = ServiceDefaults()
+
+
+def heartbeat_period(spec: pb.ClusterSpec | None) -> int:
+    """The cluster's heartbeat period (ns), or the default when unset."""
+    return (spec.heartbeat_period if spec is not None else 0) or CLUSTER.heartbeat_period
+
+
+def cert_expiry(spec: pb.ClusterSpec | None) -> int:
+    """The cluster's certificate lifetime (ns), or the default when unset."""
+    return (spec.cert_expiry if spec is not None else 0) or CLUSTER.cert_expiry
+
+
+def stop_grace_seconds(container: pb.ContainerSpec) -> float:
+    grace = (
+        container.stop_grace_period if container.HasField("stop_grace_period") else SERVICE.stop_grace_period
+    )
+    return grace / SECOND

@@ -1,0 +1,48 @@
+"""Retries, for the errors that are temporary only (tenacity).
+
+- ``on_conflict``: a write lost a race (VersionConflict): read again and
+  redo, a few times, with a little jitter so two racing writers part;
+- ``until_available``: etcd did not answer (StoreUnavailable, or any store
+  error of an outage): try again with exponential backoff and jitter, for as
+  long as it takes. LeadershipLost is never retried: it ends the leader's
+  work.
+Everything else is a refusal or a bug and goes straight to the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import tenacity
+
+from shoal.manager.store.errors import LeadershipLost, StoreError, VersionConflict
+
+log = logging.getLogger(__name__)
+
+
+def on_conflict(attempts: int = 10) -> tenacity.AsyncRetrying:
+    return tenacity.AsyncRetrying(
+        retry=tenacity.retry_if_exception_type(VersionConflict),
+        stop=tenacity.stop_after_attempt(attempts),
+        wait=tenacity.wait_random(0, 0.05),
+        reraise=True,
+    )
+
+
+def _outage(err: BaseException) -> bool:
+    return isinstance(err, StoreError) and not isinstance(err, LeadershipLost)
+
+
+def until_available(what: str, first_wait: float = 0.1, max_wait: float = 5.0) -> tenacity.AsyncRetrying:
+    def note(state: tenacity.RetryCallState) -> None:
+        err = state.outcome.exception() if state.outcome is not None else None
+        n = state.attempt_number
+        level = logging.WARNING if n in (1, 10) or n % 50 == 0 else logging.DEBUG
+        log.log(level, "%s: %s (attempt %d); retrying", what, err, n)
+
+    return tenacity.AsyncRetrying(
+        retry=tenacity.retry_if_exception(_outage),
+        wait=tenacity.wait_random_exponential(multiplier=first_wait, max=max_wait),
+        before_sleep=note,
+        reraise=True,
+    )

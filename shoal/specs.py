@@ -1,0 +1,69 @@
+"""Service specs: Swarm's defaults for what a client left unset, and spec
+versions. Shared by the ControlAPI (which applies the defaults), the updater
+(versions of rollbacks) and the CLI (which starts from the same defaults
+when a flag changes part of an unset policy), so each rule is written once.
+
+Versions: every change of a service's task template or ports gets a new
+``spec_version``; tasks record the one they were made from, so "out of date"
+is a comparison. A rollback goes back to the previous version *number*, so
+tasks still on it count as up to date; otherwise a number is never reused.
+"""
+
+from __future__ import annotations
+
+from shoal.defaults import SERVICE
+from shoal.protos import objects_pb2 as pb
+
+
+def default_restart_policy() -> pb.RestartPolicy:
+    return pb.RestartPolicy(condition=pb.RESTART_CONDITION_ANY, delay=SERVICE.restart_delay)
+
+
+def default_update_config() -> pb.UpdateConfig:
+    return pb.UpdateConfig(
+        parallelism=SERVICE.update_parallelism,
+        delay=0,
+        failure_action=pb.FAILURE_ACTION_PAUSE,
+        monitor=SERVICE.update_monitor,
+        max_failure_ratio=0.0,
+        order=pb.UPDATE_ORDER_STOP_FIRST,
+    )
+
+
+def apply_defaults(spec: pb.ServiceSpec) -> None:
+    """Fill what the client left unset with Swarm's defaults."""
+    if not spec.HasField("replicas") and spec.mode in (
+        pb.SERVICE_MODE_REPLICATED,
+        pb.SERVICE_MODE_REPLICATED_JOB,
+    ):
+        spec.replicas = SERVICE.replicas
+    if spec.mode in (pb.SERVICE_MODE_REPLICATED_JOB,) and spec.max_concurrent == 0:
+        spec.max_concurrent = spec.replicas
+    container = spec.task.container
+    if not container.HasField("stop_grace_period"):
+        container.stop_grace_period = SERVICE.stop_grace_period
+    if not spec.task.HasField("restart"):
+        spec.task.restart.CopyFrom(default_restart_policy())
+        if spec.mode in (pb.SERVICE_MODE_REPLICATED_JOB, pb.SERVICE_MODE_GLOBAL_JOB):
+            # A job that succeeded is done; only failures are retried.
+            spec.task.restart.condition = pb.RESTART_CONDITION_ON_FAILURE
+    if not spec.HasField("update"):
+        spec.update.CopyFrom(default_update_config())
+    if not spec.HasField("rollback"):
+        spec.rollback.CopyFrom(default_update_config())
+    if container.image and ":" not in container.image.rsplit("/", 1)[-1] and "@" not in container.image:
+        container.image += ":latest"
+    for port in spec.ports:
+        port.protocol = port.protocol or "tcp"
+        port.publish_mode = port.publish_mode or "ingress"
+
+
+def next_version(service: pb.Service) -> int:
+    """The version of a new spec: one more than any number used so far (after
+    a rollback the failed version's number is the previous one)."""
+    return max(service.spec_version, service.previous_spec_version) + 1
+
+
+def rollback_version(service: pb.Service) -> int:
+    """The version a rollback goes back to."""
+    return service.previous_spec_version or next_version(service)

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import tenacity
 
@@ -26,6 +27,15 @@ log = logging.getLogger(__name__)
 
 # Collect events this long before a pass: SwarmKit's scheduler uses 50 ms.
 DEBOUNCE = 0.05
+
+
+class LeaderLoop(Protocol):
+    """What the leader runs: a named loop (the components below, the node
+    monitor, the compactor). ``run`` returns only when cancelled or failed."""
+
+    name: str
+
+    async def run(self) -> None: ...
 
 
 class Component:

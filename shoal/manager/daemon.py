@@ -45,10 +45,10 @@ from shoal.manager.ca.nodeca import NodeCA
 from shoal.manager.ca.rotation import RotationFinisher
 from shoal.manager.compactor import DEFAULT_INTERVAL as DEFAULT_COMPACTION_INTERVAL
 from shoal.manager.compactor import Compactor
-from shoal.manager.component import Component, supervise
+from shoal.manager.component import LeaderLoop, supervise
 from shoal.manager.controlapi import unique
 from shoal.manager.controlapi.logs import LogGatherer
-from shoal.manager.controlapi.service import Control
+from shoal.manager.controlapi.servicer import Control
 from shoal.manager.dispatcher.dispatcher import Dispatcher
 from shoal.manager.election import Leadership, ManagerPresence
 from shoal.manager.keyring import KeyRing, Locked, parse_unlock_key, wrap
@@ -210,7 +210,7 @@ class Manager:
         )
         self.is_leader = False
         self.server: grpc.aio.Server | None = None
-        self.leader_components: list[Component | NodeMonitor | Compactor] = []
+        self.leader_components: list[LeaderLoop] = []
         self._manager_addrs: list[str] = [settings.advertise_addr]
         self.certs: ManagerCertificates | None = None
         self.dispatcher: Dispatcher | None = None
@@ -405,7 +405,7 @@ class Manager:
 
     async def _lead(self, leadership: Leadership) -> None:
         fenced = self.store.fenced(self.presence.leader_key, leadership.create_revision)
-        components: list[Component | NodeMonitor | Compactor] = [
+        components: list[LeaderLoop] = [
             ReplicatedOrchestrator(self.view, fenced),
             GlobalOrchestrator(self.view, fenced),
             JobsOrchestrator(self.view, fenced),

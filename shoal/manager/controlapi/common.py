@@ -17,6 +17,7 @@ import grpc
 from shoal import metadata, pki
 from shoal.manager import limits
 from shoal.manager.auth import Authorizer
+from shoal.manager.controlapi import validate
 from shoal.manager.controlapi.logs import LogGatherer
 from shoal.manager.errors import InvalidRequest
 from shoal.manager.keyring import KeyRing, Locked
@@ -74,6 +75,17 @@ class ControlBase:
         self.logs = logs
         self.stats = stats or dict
         self.on_unlock = on_unlock or (lambda: None)
+
+    def resolve_service(self, ref: str) -> pb.Service:
+        service: pb.Service = resolve(ref, self.view.services, lambda s: s.spec.name, "service")
+        return service
+
+    def resolve_node(self, ref: str) -> pb.Node:
+        node: pb.Node = resolve(ref, self.view.nodes, lambda n: n.description.hostname, "node")
+        return node
+
+    def max_replicas(self) -> int:
+        return validate.replicas_limit(self.view.cluster())
 
     def cluster(self) -> pb.Cluster:
         cluster = self.view.cluster()

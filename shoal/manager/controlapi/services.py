@@ -1,10 +1,10 @@
-"""ControlAPI: what the admin CLI calls, answered by any manager.
+"""The services part of the ControlAPI: create, inspect, update, scale,
+roll back, remove, list.
 
-Reads come from the manager's view; writes go through the store with the
-version the caller (or the view) saw, so concurrent writers get a conflict,
-never a lost update. Every spec is defaulted and validated here
-(``validate``). Store errors become gRPC status codes in one place, the only
-place that translation happens (``common.rpc``).
+Every spec is defaulted (``shoal.specs``) and validated (``validate``) here;
+names and published ports are claimed in the same transaction as the
+service (``unique``), and a create carries its own ID so that a retried
+create is the same create.
 """
 
 from __future__ import annotations
@@ -12,16 +12,13 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-from collections.abc import AsyncIterator
-
-import grpc
+import secrets
 
 from shoal import specs
 from shoal.ids import ID_LENGTH, is_id, new_id
 from shoal.manager import limits, seal
 from shoal.manager.controlapi import unique, validate
-from shoal.manager.controlapi.cluster import ClusterAPI
-from shoal.manager.controlapi.common import Ctx, resolve, rpc, stream_rpc
+from shoal.manager.controlapi.common import ControlBase, Ctx, rpc
 from shoal.manager.errors import InvalidRequest
 from shoal.manager.store import (
     AlreadyExists,
@@ -33,99 +30,13 @@ from shoal.manager.store import (
     update_with_retry,
 )
 from shoal.protos import control_pb2 as cpb
-from shoal.protos import control_pb2_grpc as cgrpc
 from shoal.protos import objects_pb2 as pb
 
 # Attempts of a write whose index claims raced another writer.
 WRITE_ATTEMPTS = 5
 
-AVAILABILITY = {
-    "active": pb.NODE_AVAILABILITY_ACTIVE,
-    "pause": pb.NODE_AVAILABILITY_PAUSE,
-    "drain": pb.NODE_AVAILABILITY_DRAIN,
-}
 
-
-class Control(ClusterAPI, cgrpc.ControlServicer):
-    """The whole ControlAPI: cluster calls (``ClusterAPI``), nodes, services,
-    tasks and logs."""
-
-    def resolve_service(self, ref: str) -> pb.Service:
-        service: pb.Service = resolve(ref, self.view.services, lambda s: s.spec.name, "service")
-        return service
-
-    def resolve_node(self, ref: str) -> pb.Node:
-        node: pb.Node = resolve(ref, self.view.nodes, lambda n: n.description.hostname, "node")
-        return node
-
-    def max_replicas(self) -> int:
-        return validate.replicas_limit(self.view.cluster())
-
-    # -------------------------------------------------------------- nodes
-
-    @rpc
-    async def ListNodes(self, request: cpb.ListNodesRequest, context: Ctx) -> cpb.ListNodesResponse:
-        nodes = sorted(self.view.nodes.values(), key=lambda n: n.description.hostname)
-        return cpb.ListNodesResponse(nodes=nodes)
-
-    @rpc
-    async def GetNode(self, request: cpb.ObjectRef, context: Ctx) -> pb.Node:
-        return self.resolve_node(request.ref)
-
-    @rpc
-    async def UpdateNode(self, request: cpb.UpdateNodeRequest, context: Ctx) -> pb.Node:
-        node = clone(self.resolve_node(request.ref))
-        if request.availability:
-            if request.availability not in AVAILABILITY:
-                raise InvalidRequest(
-                    f'availability "{request.availability}": must be one of active, pause, drain'
-                )
-            node.spec.availability = AVAILABILITY[request.availability]
-        for key in request.label_add:
-            if not key:
-                raise InvalidRequest("label-add: a label needs a key (KEY=VALUE)")
-        limits.check_labels("label-add", request.label_add)
-        node.spec.labels.update(request.label_add)
-        for key in request.label_rm:
-            if key not in node.spec.labels:
-                raise InvalidRequest(f'label-rm: node has no label "{key[:80]}"')
-            del node.spec.labels[key]
-        limits.check_labels("node labels", node.spec.labels)
-        return await self.store.update(node)
-
-    @rpc
-    async def RemoveNode(self, request: cpb.RemoveNodeRequest, context: Ctx) -> cpb.RemoveNodeResponse:
-        node = self.resolve_node(request.ref)
-        if node.status.state == pb.NODE_STATE_READY and not request.force:
-            raise InvalidRequest(
-                f"node {node.description.hostname} ({node.meta.id}) is not down and can't be removed "
-                "(stop its agent first, or use --force)"
-            )
-
-        def revoke(cluster: pb.Cluster) -> None:
-            if node.meta.id not in cluster.removed_nodes:
-                cluster.removed_nodes.append(node.meta.id)
-
-        # Revoked first: from this write on, its certificate is refused on
-        # every call by every manager (auth.Authorizer).
-        await update_with_retry(self.view, self.store, pb.Cluster, self.cluster().meta.id, revoke)
-        await self.store.delete(node)
-        # Its tasks will never report again: they are orphaned (the
-        # orchestrators replace them, the node being gone).
-        orphaned = []
-        for task in self.view.tasks_by_node.get(node.meta.id, {}).values():
-            if task.status.state <= pb.TASK_STATE_RUNNING:
-                task = clone(task)
-                task.status.state = pb.TASK_STATE_ORPHANED
-                task.status.message = "node removed from the cluster"
-                task.status.timestamp = now_ns()
-                orphaned.append(task)
-        if orphaned:
-            await self.store.batch().extend("update", orphaned).commit()
-        return cpb.RemoveNodeResponse(id=node.meta.id)
-
-    # -------------------------------------------------------------- services
-
+class ServiceAPI(ControlBase):
     @rpc
     async def CreateService(self, request: cpb.CreateServiceRequest, context: Ctx) -> pb.Service:
         spec = clone(request.spec)
@@ -294,63 +205,6 @@ class Control(ClusterAPI, cgrpc.ControlServicer):
             )
         return out
 
-    @rpc
-    async def ListTasks(self, request: cpb.ListTasksRequest, context: Ctx) -> cpb.ListTasksResponse:
-        if request.service:
-            service = self.resolve_service(request.service)
-            tasks = list(self.view.tasks_by_service.get(service.meta.id, {}).values())
-            if request.node:
-                node_id = self.resolve_node(request.node).meta.id
-                tasks = [t for t in tasks if t.node_id == node_id]
-        elif request.node:
-            tasks = list(self.view.tasks_by_node.get(self.resolve_node(request.node).meta.id, {}).values())
-        else:
-            tasks = list(self.view.tasks.values())
-        wanted = request.desired_state
-        if wanted:
-            if wanted not in ("running", "shutdown", "accepted"):
-                raise InvalidRequest(
-                    f'filter desired-state "{wanted[:40]}": must be running, shutdown or accepted'
-                )
-            if wanted == "running":
-                tasks = [t for t in tasks if t.desired_state <= pb.TASK_STATE_RUNNING]
-            elif wanted == "shutdown":
-                tasks = [t for t in tasks if t.desired_state >= pb.TASK_STATE_SHUTDOWN]
-            else:
-                tasks = [t for t in tasks if t.desired_state == pb.TASK_STATE_ACCEPTED]
-        out = cpb.ListTasksResponse(tasks=tasks)
-        for t in tasks:
-            node = self.view.nodes.get(t.node_id) if t.node_id else None
-            if node is not None:
-                out.node_hostnames[t.node_id] = node.description.hostname
-        return out
-
-    @stream_rpc
-    async def TaskLogs(self, request: cpb.TaskLogsRequest, context: Ctx) -> AsyncIterator[cpb.TaskLogMessage]:
-        if request.tail < -1 or request.since < 0:
-            raise InvalidRequest("logs: tail must be >= -1 and since >= 0")
-        if len(request.task_ids) > limits.MAX_ITEMS:
-            raise InvalidRequest(f"logs: at most {limits.MAX_ITEMS} task IDs")
-        if self.logs is None:
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "logs are not served here")
-            return
-        service_id = ""
-        if request.task_ids:  # forwarded by another manager
-            tasks = [t for tid in request.task_ids if (t := self.view.tasks.get(tid)) is not None]
-        else:
-            try:
-                service = self.resolve_service(request.ref)
-                service_id = service.meta.id
-                tasks = list(self.view.tasks_by_service.get(service_id, {}).values())
-            except (NotFound, ValueError):
-                try:
-                    tasks = [resolve(request.ref, self.view.tasks, lambda t: "", "task")]
-                except (NotFound, ValueError):
-                    await context.abort(grpc.StatusCode.NOT_FOUND, f"no such service or task: {request.ref}")
-                    return
-        async for msg in self.logs.gather(tasks, request, service_id):
-            yield msg
-
 
 _ADJECTIVES = ["brave", "calm", "eager", "fond", "keen", "lucid", "merry", "quiet", "swift", "wise"]
 _NOUNS = ["perch", "trout", "pike", "carp", "bass", "eel", "smelt", "shad", "tench", "roach"]
@@ -358,6 +212,4 @@ _NOUNS = ["perch", "trout", "pike", "carp", "bass", "eel", "smelt", "shad", "ten
 
 def _generated_name() -> str:
     """A Docker-like name for a service created without --name."""
-    import secrets
-
     return f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NOUNS)}{secrets.randbelow(100)}"

@@ -1,0 +1,78 @@
+"""One node's session as a dispatcher holds it, and messages of bounded size.
+
+A ``NodeSession`` is the queue of messages going to one agent, the
+assignment changes gathered for it between flushes, the certificate the node
+holds, and why the session ended if the node misbehaved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+
+from shoal.protos import dispatcher_pb2 as dpb
+from shoal.protos import objects_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+# Assignments per message, in bytes: far below the agent's receive limit.
+ASSIGNMENT_CHUNK_BYTES = 1024 * 1024
+
+HEARTBEAT_ACK = dpb.ManagerMessage(heartbeat_ack=dpb.HeartbeatAck())
+
+
+def assignment_messages(tasks: list[pb.Task], removed: list[str], full: bool) -> list[dpb.ManagerMessage]:
+    """One set of assignments as messages of bounded size; for a full set,
+    all but the last say ``more``."""
+    messages: list[dpb.ManagerMessage] = []
+    msg, size = dpb.ManagerMessage(), 0
+    msg.assignments.full = full
+    for task in tasks:
+        task_size = task.ByteSize() + 8  # and the field's tag and length
+        if msg.assignments.tasks and size + task_size > ASSIGNMENT_CHUNK_BYTES:
+            msg.assignments.more = full
+            messages.append(msg)
+            msg, size = dpb.ManagerMessage(), 0
+            msg.assignments.full = full
+        msg.assignments.tasks.append(task)
+        size += task_size
+    msg.assignments.removed.extend(removed)
+    messages.append(msg)
+    return messages
+
+
+class NodeSession:
+    def __init__(self, node_id: str, cert_pem: bytes) -> None:
+        self.node_id = node_id
+        self.queue: asyncio.Queue[dpb.ManagerMessage | None] = asyncio.Queue()
+        self.upserts: dict[str, pb.Task] = {}
+        self.removed: set[str] = set()
+        # The certificate the node holds: presented, or issued since.
+        self.cert_pem = cert_pem
+        self.last_renewal = 0.0
+        # Why the session ends, when the node misbehaved.
+        self.error: tuple[grpc.StatusCode, str] | None = None
+
+    def send(self, msg: dpb.ManagerMessage) -> None:
+        self.queue.put_nowait(msg)
+
+    def end(self) -> None:
+        self.queue.put_nowait(None)
+
+    def flush(self) -> None:
+        """Send the assignment changes gathered since the last flush."""
+        if not self.upserts and not self.removed:
+            return
+        for msg in assignment_messages(list(self.upserts.values()), list(self.removed), full=False):
+            self.queue.put_nowait(msg)
+        self.upserts.clear()
+        self.removed.clear()
+
+    def fail(self, code: grpc.StatusCode, message: str) -> None:
+        """End the session because the node overstepped (first reason wins)."""
+        if self.error is None:
+            self.error = (code, message)
+            log.warning("ending the session of node %s: %s", self.node_id, message)
+        self.end()

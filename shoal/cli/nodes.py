@@ -9,8 +9,7 @@ from typing import Any
 import click
 
 from shoal.cli.client import Client, CLIError, for_each_ref
-from shoal.cli.render import node_json, table
-from shoal.cli.services import print_tasks
+from shoal.cli.render import node_json, print_tasks, table
 from shoal.protos import control_pb2 as cpb
 
 

@@ -8,8 +8,11 @@ Field names are snake_case, times RFC 3339 UTC, states and enums lower case
 from __future__ import annotations
 
 import datetime
+import json
+import time
 from typing import Any
 
+import click
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
@@ -188,3 +191,39 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
     for row in rows:
         lines.append("   ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip())
     return "\n".join(lines)
+
+
+def print_tasks(resp: Any, fmt: str, quiet: bool) -> None:
+    tasks = sort_tasks_for_ps(list(resp.tasks))
+    hostnames = dict(resp.node_hostnames)
+    if quiet:
+        for t in tasks:
+            click.echo(t.meta.id)
+        return
+    if fmt == "json":
+        click.echo(json.dumps([task_json(t, hostnames) for t in tasks], indent=2))
+        return
+    now = time.time_ns()
+    rows = []
+    last_key = None
+    for t in tasks:
+        key = (t.service_id, t.slot, t.node_id if not t.slot else "")
+        name = task_display_name(t) if key != last_key else " \\_ " + task_display_name(t)
+        last_key = key
+        state = state_word(t.status.state)
+        if t.status.health == pb.HEALTH_UNHEALTHY:
+            state += " (unhealthy)"
+        elif t.status.health == pb.HEALTH_STARTING and t.status.state <= pb.TASK_STATE_RUNNING:
+            state += " (health: starting)"
+        rows.append(
+            [
+                t.meta.id[:12],
+                name,
+                t.spec.container.image,
+                hostnames.get(t.node_id, ""),
+                state_word(t.desired_state).capitalize(),
+                f"{state.capitalize()} {ago(t.status.timestamp or t.meta.created_at, now)}",
+                (t.status.err if len(t.status.err) <= 60 else t.status.err[:57] + "..."),
+            ]
+        )
+    click.echo(table(rows, ["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR"]))

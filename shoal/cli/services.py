@@ -21,16 +21,12 @@ from shoal import specs
 from shoal.cli.client import Client, CLIError, for_each_ref
 from shoal.cli.progress import follow
 from shoal.cli.render import (
-    ago,
     mode_word,
     ports_text,
+    print_tasks,
     service_json,
     service_ls_json,
-    sort_tasks_for_ps,
-    state_word,
     table,
-    task_display_name,
-    task_json,
 )
 from shoal.durations import parse_duration, parse_size
 from shoal.ids import new_id
@@ -552,42 +548,6 @@ def ls(client_factory: Callable[[], Client], fmt: str, quiet: bool) -> None:
             ]
         )
     click.echo(table(rows, ["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"]))
-
-
-def print_tasks(resp: Any, fmt: str, quiet: bool) -> None:
-    tasks = sort_tasks_for_ps(list(resp.tasks))
-    hostnames = dict(resp.node_hostnames)
-    if quiet:
-        for t in tasks:
-            click.echo(t.meta.id)
-        return
-    if fmt == "json":
-        click.echo(json.dumps([task_json(t, hostnames) for t in tasks], indent=2))
-        return
-    now = time.time_ns()
-    rows = []
-    last_key = None
-    for t in tasks:
-        key = (t.service_id, t.slot, t.node_id if not t.slot else "")
-        name = task_display_name(t) if key != last_key else " \\_ " + task_display_name(t)
-        last_key = key
-        state = state_word(t.status.state)
-        if t.status.health == pb.HEALTH_UNHEALTHY:
-            state += " (unhealthy)"
-        elif t.status.health == pb.HEALTH_STARTING and t.status.state <= pb.TASK_STATE_RUNNING:
-            state += " (health: starting)"
-        rows.append(
-            [
-                t.meta.id[:12],
-                name,
-                t.spec.container.image,
-                hostnames.get(t.node_id, ""),
-                state_word(t.desired_state).capitalize(),
-                f"{state.capitalize()} {ago(t.status.timestamp or t.meta.created_at, now)}",
-                (t.status.err if len(t.status.err) <= 60 else t.status.err[:57] + "..."),
-            ]
-        )
-    click.echo(table(rows, ["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR"]))
 
 
 @service.command()

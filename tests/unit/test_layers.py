@@ -47,3 +47,43 @@ def test_manager_components_do_not_import_each_other() -> None:
                 assert not any(m.startswith(f"shoal.manager.{other}") for m in imports_of(path)), (
                     f"{path.relative_to(PKG)} imports manager.{other}"
                 )
+
+
+def _shoal_imports(path: Path) -> set[str]:
+    return {m for m in imports_of(path) if m == "shoal" or m.startswith("shoal.")}
+
+
+def test_the_store_imports_no_component() -> None:
+    others = ("orchestrator", "scheduler", "dispatcher", "controlapi", "ca")
+    for path in (PKG / "manager" / "store").rglob("*.py"):
+        bad = [m for m in _shoal_imports(path) if any(m.startswith(f"shoal.manager.{o}") for o in others)]
+        assert bad == [], f"{path.relative_to(PKG)} imports {bad}"
+
+
+def test_the_protos_import_nothing_of_ours() -> None:
+    for path in (PKG / "protos").glob("*.py"):
+        bad = [m for m in _shoal_imports(path) if not m.startswith("shoal.protos")]
+        assert bad == [], f"{path.name} imports {bad}"
+
+
+def test_shared_modules_import_neither_side() -> None:
+    shared = [p for p in PKG.glob("*.py") if p.name != "__main__.py"] + list((PKG / "pki").rglob("*.py"))
+    for path in shared:
+        bad = [m for m in _shoal_imports(path) if m.startswith(("shoal.manager", "shoal.agent", "shoal.cli"))]
+        assert bad == [], f"{path.relative_to(PKG)} imports {bad}"
+
+
+def test_orchestrator_modes_do_not_import_each_other() -> None:
+    modes = {"replicated", "global_", "jobs", "updater", "reaper"}
+    for mode in modes:
+        path = PKG / "manager" / "orchestrator" / f"{mode}.py"
+        others = {f"shoal.manager.orchestrator.{m}" for m in modes - {mode}}
+        assert not (_shoal_imports(path) & others), path.name
+
+
+def test_cli_command_modules_do_not_import_each_other() -> None:
+    commands = {"services", "nodes", "cluster", "daemons"}
+    for command in commands:
+        path = PKG / "cli" / f"{command}.py"
+        others = {f"shoal.cli.{c}" for c in commands - {command}}
+        assert not (_shoal_imports(path) & others), path.name

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import click
 
-from shoal import defaults
+from shoal import defaults, launcher
 from shoal.cli.client import Client, CLIError, Target, write_context
 from shoal.durations import format_duration, parse_duration, parse_size
-from shoal.etcd_certs import etcd_tls_args, make_etcd_certs
+from shoal.etcd_certs import make_etcd_certs
 from shoal.protos import control_pb2 as cpb
 
 
@@ -198,7 +198,7 @@ def agent(
         raise CLIError(str(err)) from None
 
 
-TOKEN_ENV = "SHOAL_JOIN_TOKEN"
+TOKEN_ENV = launcher.TOKEN_ENV
 # sysexits' EX_CONFIG: the node was removed; restarting cannot help.
 EXIT_REMOVED = 78
 
@@ -242,32 +242,6 @@ def _pick_runtime(name: str) -> str:
 
 
 # ------------------------------------------------------------------ shoal up
-
-
-def _free_port(host: str = "127.0.0.1", preferred: int = 0) -> int:
-    for port in ([preferred] if preferred else []) + [0]:
-        with socket.socket() as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
-            return int(s.getsockname()[1])
-    raise CLIError("no free port on this machine")
-
-
-def _spawn(
-    args: list[str], log_path: Path, detach: bool, env: dict[str, str] | None = None
-) -> subprocess.Popen[bytes]:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log_file:
-        return subprocess.Popen(
-            args,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=detach,
-            env=env,
-        )
 
 
 def _wait_port(
@@ -364,73 +338,35 @@ def up(
         raise CLIError(f"a cluster from {state} is already running; stop it with `shoal down`")
     state.mkdir(parents=True, exist_ok=True)
     runtime = _pick_runtime(runtime)
-    # -P: never import shoal from the current directory (a checkout), only the installed one.
-    shoal = [sys.executable, "-P", "-m", "shoal"]
     pids: list[int] = []
     procs: list[subprocess.Popen[bytes]] = []
     logs = state / "logs"
     try:
         etcd_flags: list[str] = []
         if not etcd_url:
-            etcd = shutil.which("etcd")
-            if etcd is None:
+            binary = shutil.which("etcd")
+            if binary is None:
                 raise CLIError("etcd is not installed: apt-get install -y etcd-server (or give --etcd URL)")
-            # Only the manager may reach the cluster's state: mutual TLS.
-            certs = make_etcd_certs(state / "etcd-tls", ["127.0.0.1"])
-            etcd_flags = [
-                "--etcd-ca",
-                str(certs.ca),
-                "--etcd-cert",
-                str(certs.client_cert),
-                "--etcd-key",
-                str(certs.client_key),
-            ]
-            cport, pport = _free_port(preferred=2379), _free_port(preferred=2380)
-            etcd_url = f"https://127.0.0.1:{cport}"
-            p = _spawn(
-                [
-                    etcd,
-                    "--name",
-                    "shoal-up",
-                    "--data-dir",
-                    str(state / "etcd"),
-                    "--listen-client-urls",
-                    etcd_url,
-                    "--advertise-client-urls",
-                    etcd_url,
-                    "--listen-peer-urls",
-                    f"http://127.0.0.1:{pport}",
-                    "--initial-advertise-peer-urls",
-                    f"http://127.0.0.1:{pport}",
-                    "--initial-cluster",
-                    f"shoal-up=http://127.0.0.1:{pport}",
-                    *etcd_tls_args(certs),
-                ],
-                logs / "etcd.log",
-                detach,
+            etcd = launcher.EtcdCommand(
+                binary,
+                "shoal-up",
+                state / "etcd",
+                launcher.free_port(preferred=2379),
+                launcher.free_port(preferred=2380),
+                # Only the manager may reach the cluster's state: mutual TLS.
+                tls=make_etcd_certs(state / "etcd-tls", ["127.0.0.1"]),
             )
+            etcd_url, etcd_flags = etcd.url, etcd.manager_flags()
+            p = launcher.spawn(etcd.args(), logs / "etcd.log", detach=detach)
             procs.append(p)
             pids.append(p.pid)
-            _wait_port("127.0.0.1", cport, p, "etcd", logs / "etcd.log")
-        mport = _free_port(preferred=2377)
+            _wait_port("127.0.0.1", etcd.client_port, p, "etcd", logs / "etcd.log")
+        mport = launcher.free_port(preferred=2377)
         maddr = f"127.0.0.1:{mport}"
-        p = _spawn(
-            [
-                *shoal,
-                "manager",
-                "--etcd",
-                etcd_url,
-                "--listen",
-                maddr,
-                "--state-dir",
-                str(state / "manager"),
-                "--heartbeat-period",
-                heartbeat_period,
-                *etcd_flags,
-            ],
-            logs / "manager.log",
-            detach,
+        manager_cmd = launcher.ManagerCommand(
+            etcd_url, maddr, state / "manager", heartbeat_period, etcd_flags
         )
+        p = launcher.spawn(manager_cmd.args(), logs / "manager.log", detach=detach)
         procs.append(p)
         pids.append(p.pid)
         _wait_port("127.0.0.1", mport, p, "the manager", logs / "manager.log")
@@ -442,29 +378,13 @@ def up(
         token = client.call("GetJoinToken", cpb.GetJoinTokenRequest(role="worker")).token
         agent_dirs = []
         for i in range(agents):
-            addr = f"127.0.0.{11 + i}"
             d = state / f"agent-{i + 1}"
             agent_dirs.append(d)
-            p = _spawn(
-                [
-                    *shoal,
-                    "agent",
-                    "--join",
-                    maddr,
-                    "--state-dir",
-                    str(d),
-                    "--hostname",
-                    f"node-{i + 1}",
-                    "--advertise-addr",
-                    addr,
-                    "--runtime",
-                    runtime,
-                ],
-                logs / f"agent-{i + 1}.log",
-                detach,
-                # In the environment, not on the command line: ps shows the latter to everyone.
-                env={**os.environ, TOKEN_ENV: token},
+            agent_cmd = launcher.AgentCommand(
+                [maddr], d, f"node-{i + 1}", launcher.agent_address(i + 1), runtime
             )
+            env = {**os.environ, launcher.TOKEN_ENV: token}
+            p = launcher.spawn(agent_cmd.args(), logs / f"agent-{i + 1}.log", env=env, detach=detach)
             procs.append(p)
             pids.append(p.pid)
         record.write_text(

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shoal import launcher
 from tests.support.etcd_server import EtcdServer, free_port
 
 # Tests find their task processes by command line (pids_of), and other
@@ -164,28 +165,15 @@ class Cluster:
         index = len(self.managers) + 1
         port = free_port()
         addr = f"127.0.0.1:{port}"
-        proc = Proc(
-            f"manager-{index}",
-            [
-                sys.executable,
-                "-m",
-                "shoal",
-                "manager",
-                "--etcd",
-                self.etcd.url,
-                "--listen",
-                addr,
-                "--state-dir",
-                str(self.root / f"manager-{index}"),
-                "--heartbeat-period",
-                self.heartbeat,
-                "--etcd-prefix",
-                self.prefix,
-                *self.etcd.manager_args(),
-                *extra,
-            ],
-            self.root / "logs" / f"manager-{index}.log",
+        command = launcher.ManagerCommand(
+            self.etcd.url,
+            addr,
+            self.root / f"manager-{index}",
+            self.heartbeat,
+            self.etcd.manager_args(),
+            ("--etcd-prefix", self.prefix, *extra),
         )
+        proc = Proc(f"manager-{index}", command.args(), self.root / "logs" / f"manager-{index}.log")
         proc.start(self.env)
         self.managers.append(proc)
         self.manager_addrs.append(addr)
@@ -227,27 +215,16 @@ class Cluster:
         token_file.parent.mkdir(parents=True, exist_ok=True)
         token_file.touch(mode=0o600)
         token_file.write_text((self.token() if token is None else token) + "\n")
-        args = [
-            sys.executable,
-            "-m",
-            "shoal",
-            "agent",
-            "--join",
-            ",".join(self.manager_addrs),
-            "--token-file",
-            str(token_file),
-            "--state-dir",
-            str(self.root / f"agent-{index}"),
-            "--hostname",
+        command = launcher.AgentCommand(
+            list(self.manager_addrs),
+            self.root / f"agent-{index}",
             hostname or f"node-{index}",
-            "--advertise-addr",
-            f"127.0.0.{10 + index}",
-        ]
-        for key, value in (labels or {}).items():
-            args += ["--label", f"{key}={value}"]
-        for key, value in flags.items():
-            args += [f"--{key.replace('_', '-')}", value]
-        proc = Proc(f"agent-{index}", args, self.root / "logs" / f"agent-{index}.log")
+            launcher.agent_address(index),
+            token_file=token_file,
+            labels=labels or {},
+            extra=tuple(a for key, value in flags.items() for a in (f"--{key.replace('_', '-')}", value)),
+        )
+        proc = Proc(f"agent-{index}", command.args(), self.root / "logs" / f"agent-{index}.log")
         proc.start(self.env)
         self.agents.append(proc)
         return proc

@@ -11,7 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from shoal.etcd_certs import EtcdCerts, etcd_tls_args, make_etcd_certs
+from shoal import launcher
+from shoal.etcd_certs import EtcdCerts, make_etcd_certs
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -33,31 +34,20 @@ class EtcdServer:
         data_dir.mkdir(parents=True, exist_ok=True)
         if tls:
             self.certs = make_etcd_certs(data_dir / "tls", ["127.0.0.1"])
-            extra_args = (*extra_args, *etcd_tls_args(self.certs))
-        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.client_port}"
-        self.log_path = data_dir / "etcd.log"
-        args = [
+        self.command = launcher.EtcdCommand(
             binary,
-            "--name",
             "test",
-            "--data-dir",
-            str(data_dir / "data"),
-            "--listen-client-urls",
-            self.url,
-            "--advertise-client-urls",
-            self.url,
-            "--listen-peer-urls",
-            f"http://127.0.0.1:{self.peer_port}",
-            "--initial-advertise-peer-urls",
-            f"http://127.0.0.1:{self.peer_port}",
-            "--initial-cluster",
-            f"test=http://127.0.0.1:{self.peer_port}",
-            # Tests and benchmarks write a lot; no fsync wait would hide
-            # nothing we assert, but keep etcd's defaults to measure honestly.
-            "--quota-backend-bytes",
-            str(8 * 1024 * 1024 * 1024),
-            *extra_args,
-        ]
+            data_dir / "data",
+            self.client_port,
+            self.peer_port,
+            tls=self.certs,
+            # Tests and benchmarks write a lot; keep etcd's own defaults
+            # otherwise, to measure honestly.
+            extra=("--quota-backend-bytes", str(8 * 1024 * 1024 * 1024), *extra_args),
+        )
+        self.url = self.command.url
+        self.log_path = data_dir / "etcd.log"
+        args = self.command.args()
         env = dict(os.environ, ETCD_UNSUPPORTED_ARCH=os.environ.get("ETCD_UNSUPPORTED_ARCH", ""))
         self._log = open(self.log_path, "wb")  # noqa: SIM115
         self.args = args
@@ -90,16 +80,7 @@ class EtcdServer:
 
     def manager_args(self) -> list[str]:
         """The flags a manager needs to reach this etcd."""
-        if self.certs is None:
-            return []
-        return [
-            "--etcd-ca",
-            str(self.certs.ca),
-            "--etcd-cert",
-            str(self.certs.client_cert),
-            "--etcd-key",
-            str(self.certs.client_key),
-        ]
+        return self.command.manager_flags()
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -57,7 +57,7 @@ CONCURRENT_TXNS = 4
 T = TypeVar("T", bound=Message)
 
 # (kind, id, object or None for a delete, revision)
-Committed = tuple[str, str, Any, int]
+Committed = tuple[str, str, Stored | None, int]
 Listener = Callable[[list[Committed]], None]
 
 
@@ -194,18 +194,18 @@ class Store:
     def batch(self) -> Batch:
         return Batch(self)
 
-    async def create(self, obj: T) -> T:
+    async def create(self, obj: S) -> S:
         result = await self.batch().create(obj).commit()
         if result.conflicts:
-            raise AlreadyExists(f"{kind_of(obj)[:-1]} {obj.meta.id} already exists")  # type: ignore[attr-defined]
+            raise AlreadyExists(f"{kind_of(obj)[:-1]} {obj.meta.id} already exists")
         return obj
 
-    async def update(self, obj: T) -> T:
+    async def update(self, obj: S) -> S:
         result = await self.batch().update(obj).commit()
         self._raise_conflict(obj, result)
         return obj
 
-    async def delete(self, obj: Message) -> None:
+    async def delete(self, obj: Stored) -> None:
         result = await self.batch().delete(obj).commit()
         self._raise_conflict(obj, result)
 
@@ -310,7 +310,7 @@ class Batch:
         """The IDs of the objects this batch creates."""
         return [op.obj.meta.id for op in self._ops if op.action == "create" and op.kind]
 
-    def _add(self, action: Literal["create", "update", "delete"], obj: Any) -> Batch:
+    def _add(self, action: Literal["create", "update", "delete"], obj: Stored) -> Batch:
         kind = kind_of(obj)
         key = object_key(self._store.prefix, kind, obj.meta.id)
         op = _Op(action, kind, obj, key)
@@ -327,16 +327,16 @@ class Batch:
         self._ops.append(op)
         return self
 
-    def create(self, obj: Any) -> Batch:
+    def create(self, obj: Stored) -> Batch:
         return self._add("create", obj)
 
-    def update(self, obj: Any) -> Batch:
+    def update(self, obj: Stored) -> Batch:
         return self._add("update", obj)
 
-    def delete(self, obj: Any) -> Batch:
+    def delete(self, obj: Stored) -> Batch:
         return self._add("delete", obj)
 
-    def extend(self, action: Literal["create", "update", "delete"], objs: Iterable[Any]) -> Batch:
+    def extend(self, action: Literal["create", "update", "delete"], objs: Iterable[Stored]) -> Batch:
         for obj in objs:
             self._add(action, obj)
         return self

@@ -96,7 +96,7 @@ class View:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.objects: dict[str, dict[str, Any]] = {k: {} for k in KINDS}
+        self.objects: dict[str, dict[str, Any]] = {k: {} for k in KINDS}  # kind -> ID -> object of that kind
         self.tasks_by_service: dict[str, dict[str, pb.Task]] = defaultdict(dict)
         self.tasks_by_node: dict[str, dict[str, pb.Task]] = defaultdict(dict)
         # Per service: tasks desired and observed running, and completed
@@ -187,14 +187,14 @@ class View:
 
     async def _relist(self) -> None:
         kvs, revision = await self.store.etcd.list_prefix(self.store.prefix)
-        fresh: dict[str, dict[str, Any]] = {k: {} for k in KINDS}
+        fresh: dict[str, dict[str, Stored]] = {k: {} for k in KINDS}
         for kv in kvs:
             parsed = parse_key(self.store.prefix, kv.key)
             if parsed is None:
                 continue
             kind, obj_id = parsed
             fresh[kind][obj_id] = decode(kind, kv.value, kv.mod_revision)
-        changes: list[tuple[str, str, Any | None, int]] = []
+        changes: list[Committed] = []
         for kind in KINDS:
             old, new = self.objects[kind], fresh[kind]
             for obj_id, obj in new.items():
@@ -286,7 +286,7 @@ class View:
                 log.info("watch on etcd restored after %.1fs", time.monotonic() - self._broken_since)
             self._watch_failures = 0
             self._broken_since = 0.0
-        changes: list[tuple[str, str, Any | None, int]] = []
+        changes: list[Committed] = []
         for ev in events:
             parsed = parse_key(self.store.prefix, ev.key)
             if parsed is None:
@@ -319,7 +319,7 @@ class View:
                     still.append((want, fut))
             self._revision_waiters = still
 
-    def _apply(self, changes: Iterable[tuple[str, str, Any | None, int]]) -> None:
+    def _apply(self, changes: Iterable[Committed]) -> None:
         events: list[Event] = []
         for kind, obj_id, obj, revision in changes:
             table = self.objects[kind]
@@ -346,8 +346,8 @@ class View:
                 for ev in events:
                     sub.put(ev)
 
-    def _index(self, kind: str, obj: Any) -> None:
-        if kind == "tasks":
+    def _index(self, kind: str, obj: Stored) -> None:
+        if isinstance(obj, pb.Task):
             self.tasks_by_service[obj.service_id][obj.meta.id] = obj
             if obj.node_id:
                 self.tasks_by_node[obj.node_id][obj.meta.id] = obj
@@ -359,8 +359,8 @@ class View:
         elif task.status.state == pb.TASK_STATE_COMPLETE:
             self.completed_by_service[task.service_id] += delta
 
-    def _unindex(self, kind: str, obj: Any) -> None:
-        if kind == "tasks":
+    def _unindex(self, kind: str, obj: Stored) -> None:
+        if isinstance(obj, pb.Task):
             self._count(obj, -1)
             by_svc = self.tasks_by_service.get(obj.service_id)
             if by_svc is not None:

@@ -21,7 +21,7 @@ import pytest
 from shoal import pki
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import control_pb2_grpc as cgrpc
-from tests.support.cluster import CLIResult, Cluster, sleep_seconds, start_cluster, wait_pids
+from tests.support.cluster import Cluster, assert_refused, sleep_seconds, start_cluster, wait_pids
 from tests.support.etcd_server import EtcdServer
 
 NEW = ["service", "create", "--name", "newsvc", "-d"]
@@ -51,15 +51,6 @@ def cluster(shared_cluster: Cluster, request: pytest.FixtureRequest) -> Iterator
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.failed:
         print(shared_cluster.dump_logs())
-
-
-def assert_refused(res: CLIResult, mentions: str) -> None:
-    everything = res.out + res.err
-    assert res.code != 0, f"expected a refusal, got exit 0:\n{everything}"
-    assert "Traceback" not in everything, everything
-    errors = [line for line in res.err.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1, f"expected exactly one 'Error:' line on stderr, got:\n{res.err}"
-    assert mentions.lower() in errors[0].lower(), f"the error should mention {mentions!r}: {errors[0]}"
 
 
 @pytest.mark.parametrize(

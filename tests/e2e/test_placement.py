@@ -15,7 +15,6 @@ test's processes only.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ from tests.support.cluster import (
     CLIResult,
     Cluster,
     alive,
+    assert_refused,
     pids_of,
     sleep_seconds,
     start_cluster,
@@ -35,6 +35,7 @@ from tests.support.cluster import (
     wait_pids,
 )
 from tests.support.etcd_server import EtcdServer
+from tests.support.sampling import Sampling
 
 ZONES = [{"zone": "a"}, {"zone": "a"}, {"zone": "b"}]  # node-1, node-2, node-3
 # Heartbeat 1s x 3 grace, plus the time to reschedule and start the tasks.
@@ -80,17 +81,6 @@ def running_where(cluster: Cluster, service: str, expected: dict[str, int]) -> l
     if hosts(running) != Counter(expected) or len(desired_running(tasks)) != len(running):
         return None
     return running
-
-
-def assert_refused(res: CLIResult, *mentions: str) -> str:
-    everything = res.out + res.err
-    assert res.code != 0, f"expected a refusal, got exit 0:\n{everything}"
-    assert "Traceback" not in everything, everything
-    errors = [line for line in res.err.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1, f"expected exactly one 'Error:' line on stderr, got:\n{res.err}"
-    for word in mentions:
-        assert word.lower() in errors[0].lower(), f"the error should mention {word!r}: {errors[0]}"
-    return errors[0]
 
 
 def start_replicas(
@@ -423,30 +413,22 @@ def test_agent_back_from_the_dead_stops_the_tasks_that_were_replaced(make_cluste
 # ------------------------------------------------------------------ jobs
 
 
-class PeakCounter:
+class PeakCounter(Sampling):
     """Samples count() in a background thread and keeps the largest value."""
 
     def __init__(self, count: Callable[[], int], interval: float) -> None:
+        super().__init__(interval, "peak-counter")
         self.count = count
-        self.interval = interval
         self.peak = 0
         self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.count())
-            self.samples += 1
-            self._stop.wait(self.interval)
+    def sample(self) -> None:
+        self.peak = max(self.peak, self.count())
+        self.samples += 1
 
     def __enter__(self) -> PeakCounter:
-        self._thread.start()
+        super().__enter__()
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def most_at_once(intervals: list[tuple[float, float]]) -> int:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from typing import Any
@@ -34,6 +33,7 @@ from tests.support.cluster import (
     wait_for,
     wait_pids,
 )
+from tests.support.sampling import Sampling
 
 REPLICAS = 6
 
@@ -45,31 +45,23 @@ def running_of(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [t for t in tasks if t["current_state"] == "running" and t["desired_state"] == "running"]
 
 
-class Sampler:
+class Sampler(Sampling):
     """Reads the service's tasks every `interval` seconds in a background
     thread, for claims about every moment of an operation. A sample is the
     task list, or None when no manager answered."""
 
     def __init__(self, cluster: Cluster, service: str, interval: float = 0.2) -> None:
+        super().__init__(interval, f"sampler-{service}")
         self.cluster = cluster
         self.service = service
-        self.interval = interval
         self.samples: list[tuple[float, list[dict[str, Any]] | None]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"sampler-{service}", daemon=True)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.samples.append((time.monotonic(), self.cluster.service_ps(self.service)))
-            self._stop.wait(self.interval)
+    def sample(self) -> None:
+        self.samples.append((time.monotonic(), self.cluster.service_ps(self.service)))
 
     def __enter__(self) -> Sampler:
-        self._thread.start()
+        super().__enter__()
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
     def assert_never_below(self, floor: int, what: str) -> None:
         """Every sample a manager answered had at least `floor` running tasks."""

@@ -62,6 +62,19 @@ def stays(cond: Callable[[], bool], seconds: float, what: str) -> None:
         time.sleep(0.2)
 
 
+def assert_refused(res: CLIResult, *mentions: str) -> str:
+    """A refusal as CLI.md says it looks: non-zero exit, exactly one
+    ``Error:`` line on stderr mentioning each word, no traceback; the line."""
+    everything = res.out + res.err
+    assert res.code != 0, f"expected a refusal, got exit 0:\n{everything}"
+    assert "Traceback" not in everything, everything
+    errors = [line for line in res.err.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, f"expected exactly one 'Error:' line on stderr, got:\n{res.err}"
+    for word in mentions:
+        assert word.lower() in errors[0].lower(), f"the error should mention {word!r}: {errors[0]}"
+    return errors[0]
+
+
 @dataclass
 class CLIResult:
     code: int

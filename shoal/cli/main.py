@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from shoal.cli import cluster, daemons, nodes, services
+from shoal.cli import cluster, daemons, local, nodes, services
 from shoal.cli.client import Client, CLIError, resolve_target
 from shoal.cli.render import rfc3339
 from shoal.durations import format_duration
@@ -159,8 +159,8 @@ def join_token(client_factory: Factory, rotate: bool, quiet: bool, role: str) ->
 cli.add_command(cluster.cluster)
 cli.add_command(daemons.manager)
 cli.add_command(daemons.agent)
-cli.add_command(daemons.up)
-cli.add_command(daemons.down)
+cli.add_command(local.up)
+cli.add_command(local.down)
 cli.add_command(services.service)
 cli.add_command(nodes.node)
 

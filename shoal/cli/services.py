@@ -1,8 +1,6 @@
-"""``shoal service ...``: create, update, scale, ls, ps, inspect, rm.
-
-Flags become a ServiceSpec here; the manager applies Swarm's defaults and
-validates everything (the client is never trusted, but it catches malformed
-durations and sizes early so the message names the flag).
+"""``shoal service ...``: create, update, rollback, scale, ls, ps, inspect,
+rm, logs. The flags and how they become a ServiceSpec live in
+``service_flags``.
 """
 
 from __future__ import annotations
@@ -17,7 +15,6 @@ from typing import Any
 
 import click
 
-from shoal import specs
 from shoal.cli.client import Client, CLIError, for_each_ref
 from shoal.cli.progress import follow
 from shoal.cli.render import (
@@ -28,282 +25,19 @@ from shoal.cli.render import (
     service_ls_json,
     table,
 )
-from shoal.durations import parse_duration, parse_size
+from shoal.cli.service_flags import (
+    MODES,
+    apply_flags,
+    key_values,
+    parse_mount,
+    parse_publish,
+    registry_auth_for,
+    spec_options,
+)
+from shoal.durations import parse_duration
 from shoal.ids import new_id
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
-
-MODES = {
-    "replicated": pb.SERVICE_MODE_REPLICATED,
-    "global": pb.SERVICE_MODE_GLOBAL,
-    "replicated-job": pb.SERVICE_MODE_REPLICATED_JOB,
-    "global-job": pb.SERVICE_MODE_GLOBAL_JOB,
-}
-CONDITIONS = {
-    "any": pb.RESTART_CONDITION_ANY,
-    "on-failure": pb.RESTART_CONDITION_ON_FAILURE,
-    "none": pb.RESTART_CONDITION_NONE,
-}
-FAILURE_ACTIONS = {
-    "pause": pb.FAILURE_ACTION_PAUSE,
-    "continue": pb.FAILURE_ACTION_CONTINUE,
-    "rollback": pb.FAILURE_ACTION_ROLLBACK,
-}
-ORDERS = {"stop-first": pb.UPDATE_ORDER_STOP_FIRST, "start-first": pb.UPDATE_ORDER_START_FIRST}
-
-
-def _duration(flag: str, value: str) -> int:
-    try:
-        return parse_duration(value)
-    except ValueError as err:
-        raise CLIError(f"{flag}: {err}") from None
-
-
-def _size(flag: str, value: str) -> int:
-    try:
-        return parse_size(value)
-    except ValueError as err:
-        raise CLIError(f"{flag}: {err}") from None
-
-
-def _cpus(flag: str, value: str) -> int:
-    try:
-        cpus = float(value)
-    except ValueError:
-        raise CLIError(f'{flag}: invalid number "{value}" (e.g. 0.5 or 2)') from None
-    if cpus < 0:
-        raise CLIError(f"{flag}: must be >= 0, got {value}")
-    return int(cpus * 1e9)
-
-
-def _key_values(flag: str, items: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, _sep, value = item.partition("=")
-        if not key:
-            raise CLIError(f'{flag} "{item}": expected KEY=VALUE')
-        out[key] = value
-    return out
-
-
-def parse_publish(value: str) -> pb.PortConfig:
-    """``8080:80[/udp]`` or ``published=8080,target=80,protocol=tcp,mode=host``."""
-    port = pb.PortConfig()
-    try:
-        if "=" in value:
-            for part in value.split(","):
-                key, _, v = part.partition("=")
-                key = key.strip()
-                if key in ("published", "published_port"):
-                    port.published_port = int(v)
-                elif key in ("target", "target_port"):
-                    port.target_port = int(v)
-                elif key == "protocol":
-                    port.protocol = v
-                elif key == "mode":
-                    port.publish_mode = v
-                else:
-                    raise CLIError(
-                        f'--publish "{value}": unknown key "{key}" (published, target, protocol, mode)'
-                    )
-        else:
-            spec, _, proto = value.partition("/")
-            published, sep, target = spec.partition(":")
-            if not sep:
-                raise CLIError(f'--publish "{value}": expected PUBLISHED:TARGET[/PROTOCOL]')
-            port.published_port, port.target_port = int(published), int(target)
-            port.protocol = proto
-            # No routing mesh yet: the short form publishes on the task's node.
-            port.publish_mode = "host"
-    except ValueError:
-        raise CLIError(f'--publish "{value}": ports must be numbers') from None
-    if not port.target_port:
-        raise CLIError(f'--publish "{value}": a target port is required')
-    return port
-
-
-def parse_mount(value: str) -> pb.Mount:
-    """``type=bind,source=/src,target=/dst[,readonly]``, also ``src``/``dst``/
-    ``destination``/``ro``, and ``tmpfs-size``; type defaults to volume."""
-    mount = pb.Mount(type="volume")
-    for part in value.split(","):
-        key, sep, v = part.partition("=")
-        key = key.strip().lower()
-        if key == "type":
-            if v not in ("bind", "volume", "tmpfs"):
-                raise CLIError(f'--mount "{value}": type must be bind, volume or tmpfs, got "{v}"')
-            mount.type = v
-        elif key in ("source", "src"):
-            mount.source = v
-        elif key in ("target", "dst", "destination"):
-            mount.target = v
-        elif key in ("readonly", "ro"):
-            mount.readonly = not sep or v.lower() in ("1", "true", "yes")
-        elif key == "tmpfs-size":
-            mount.tmpfs_size = _size("--mount tmpfs-size", v)
-        else:
-            raise CLIError(
-                f'--mount "{value}": unknown key "{key}" (type, source, target, readonly, tmpfs-size)'
-            )
-    if not mount.target:
-        raise CLIError(f'--mount "{value}": a target is required')
-    if mount.type == "bind" and not mount.source:
-        raise CLIError(f'--mount "{value}": a bind mount needs a source')
-    return mount
-
-
-def registry_auth_for(image: str) -> str:
-    """Credentials for the image's registry from the user's Docker config
-    (``$DOCKER_CONFIG/config.json`` or ``~/.docker/config.json``), encoded as
-    Docker's X-Registry-Auth (base64 JSON); empty when none are stored."""
-    import base64
-    import os
-    from pathlib import Path
-
-    name = image.split("@")[0]
-    first = name.split("/")[0]
-    registry = (
-        first if "/" in name and ("." in first or ":" in first or first == "localhost") else "docker.io"
-    )
-    config = Path(os.environ.get("DOCKER_CONFIG", Path.home() / ".docker")) / "config.json"
-    try:
-        auths = json.loads(config.read_text()).get("auths", {})
-    except (OSError, ValueError):
-        return ""
-    candidates = [registry, f"https://{registry}", f"https://{registry}/v1/", f"https://{registry}/v2/"]
-    if registry == "docker.io":
-        candidates += ["https://index.docker.io/v1/", "index.docker.io"]
-    for key in candidates:
-        entry = auths.get(key)
-        if entry and entry.get("auth"):
-            user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
-            payload = {"username": user, "password": password, "serveraddress": key}
-            return base64.b64encode(json.dumps(payload).encode()).decode()
-    return ""
-
-
-def spec_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Options shared by create and update (CLI.md's table)."""
-    options = [
-        click.option("--name", help="Service name"),
-        click.option("--mode", type=click.Choice(list(MODES)), help="Service mode (create only)"),
-        click.option("--replicas", type=int, help="Number of tasks"),
-        click.option("--max-concurrent", type=int, help="Jobs: tasks running at once"),
-        click.option("--replicas-max-per-node", type=int, help="Maximum tasks per node (0 = unlimited)"),
-        click.option("--workdir", "-w", help="Working directory"),
-        click.option("--stop-grace-period", help="Time to wait before killing a task (e.g. 10s)"),
-        click.option("--stop-signal", help="Signal to stop a task"),
-        click.option("--restart-condition", type=click.Choice(list(CONDITIONS))),
-        click.option("--restart-delay"),
-        click.option("--restart-max-attempts", type=int),
-        click.option("--restart-window"),
-        click.option("--reserve-cpu"),
-        click.option("--reserve-memory"),
-        click.option("--limit-cpu"),
-        click.option("--limit-memory"),
-        click.option("--update-parallelism", type=int),
-        click.option("--update-delay"),
-        click.option("--update-failure-action", type=click.Choice(list(FAILURE_ACTIONS))),
-        click.option("--update-monitor"),
-        click.option("--update-max-failure-ratio", type=float),
-        click.option("--update-order", type=click.Choice(list(ORDERS))),
-        click.option("--rollback-parallelism", type=int),
-        click.option("--rollback-delay"),
-        click.option("--rollback-failure-action", type=click.Choice(["pause", "continue"])),
-        click.option("--rollback-monitor"),
-        click.option("--rollback-max-failure-ratio", type=float),
-        click.option("--rollback-order", type=click.Choice(list(ORDERS))),
-        click.option("--health-cmd"),
-        click.option("--health-interval"),
-        click.option("--health-timeout"),
-        click.option("--health-retries", type=int),
-        click.option("--health-start-period"),
-        click.option("--no-healthcheck", is_flag=True),
-        click.option("--with-registry-auth", is_flag=True, help="Send registry credentials to the agents"),
-        click.option(
-            "--detach", "-d", is_flag=True, help="Return at once instead of waiting for convergence"
-        ),
-        click.option("--quiet", "-q", is_flag=True, help="Print only the ID"),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
-
-
-def apply_flags(spec: pb.ServiceSpec, o: dict[str, Any], creating: bool) -> None:
-    """Write the flags the user gave into spec (unset flags change nothing)."""
-    task, container = spec.task, spec.task.container
-    if o.get("replicas") is not None:
-        spec.replicas = o["replicas"]
-    if o.get("max_concurrent") is not None:
-        spec.max_concurrent = o["max_concurrent"]
-    if o.get("replicas_max_per_node") is not None:
-        task.placement.max_replicas_per_node = o["replicas_max_per_node"]
-    if o.get("workdir") is not None:
-        container.workdir = o["workdir"]
-    if o.get("stop_grace_period") is not None:
-        container.stop_grace_period = _duration("--stop-grace-period", o["stop_grace_period"])
-    if o.get("stop_signal") is not None:
-        container.stop_signal = o["stop_signal"]
-    restart_flags = ("restart_condition", "restart_delay", "restart_max_attempts", "restart_window")
-    if any(o.get(k) is not None for k in restart_flags):
-        if not task.HasField("restart"):
-            task.restart.CopyFrom(specs.default_restart_policy())
-        r = task.restart
-        if o.get("restart_condition") is not None:
-            r.condition = CONDITIONS[o["restart_condition"]]
-        if o.get("restart_delay") is not None:
-            r.delay = _duration("--restart-delay", o["restart_delay"])
-        if o.get("restart_max_attempts") is not None:
-            r.max_attempts = o["restart_max_attempts"]
-        if o.get("restart_window") is not None:
-            r.window = _duration("--restart-window", o["restart_window"])
-    res = task.resources
-    if o.get("reserve_cpu") is not None:
-        res.reservations.nano_cpus = _cpus("--reserve-cpu", o["reserve_cpu"])
-    if o.get("reserve_memory") is not None:
-        res.reservations.memory_bytes = _size("--reserve-memory", o["reserve_memory"])
-    if o.get("limit_cpu") is not None:
-        res.limits.nano_cpus = _cpus("--limit-cpu", o["limit_cpu"])
-    if o.get("limit_memory") is not None:
-        res.limits.memory_bytes = _size("--limit-memory", o["limit_memory"])
-    for which in ("update", "rollback"):
-        keys = [
-            f"{which}_{k}"
-            for k in ("parallelism", "delay", "failure_action", "monitor", "max_failure_ratio", "order")
-        ]
-        if not any(o.get(k) is not None for k in keys):
-            continue
-        cfg = getattr(spec, which)
-        if not spec.HasField(which):
-            cfg.CopyFrom(specs.default_update_config())
-        if o.get(f"{which}_parallelism") is not None:
-            cfg.parallelism = o[f"{which}_parallelism"]
-        if o.get(f"{which}_delay") is not None:
-            cfg.delay = _duration(f"--{which}-delay", o[f"{which}_delay"])
-        if o.get(f"{which}_failure_action") is not None:
-            cfg.failure_action = FAILURE_ACTIONS[o[f"{which}_failure_action"]]
-        if o.get(f"{which}_monitor") is not None:
-            cfg.monitor = _duration(f"--{which}-monitor", o[f"{which}_monitor"])
-        if o.get(f"{which}_max_failure_ratio") is not None:
-            cfg.max_failure_ratio = o[f"{which}_max_failure_ratio"]
-        if o.get(f"{which}_order") is not None:
-            cfg.order = ORDERS[o[f"{which}_order"]]
-    hc = container.healthcheck
-    if o.get("no_healthcheck"):
-        hc.Clear()
-        hc.test.append("NONE")
-    if o.get("health_cmd") is not None:
-        del hc.test[:]
-        hc.test.extend(["CMD-SHELL", o["health_cmd"]])
-    if o.get("health_interval") is not None:
-        hc.interval = _duration("--health-interval", o["health_interval"])
-    if o.get("health_timeout") is not None:
-        hc.timeout = _duration("--health-timeout", o["health_timeout"])
-    if o.get("health_retries") is not None:
-        hc.retries = o["health_retries"]
-    if o.get("health_start_period") is not None:
-        hc.start_period = _duration("--health-start-period", o["health_start_period"])
 
 
 def _emit(quiet: bool, service: pb.Service) -> None:
@@ -349,7 +83,7 @@ def create(client_factory: Callable[[], Client], /, image: str, command: tuple[s
     if command:
         spec.task.container.args.extend(command)
     spec.task.container.env.extend(o["env"])
-    spec.labels.update(_key_values("--label", o["label"]))
+    spec.labels.update(key_values("--label", o["label"]))
     spec.task.placement.constraints.extend(o["constraint"])
     for pref in o["placement_pref"]:
         strategy, _, target = pref.partition("=")
@@ -419,7 +153,7 @@ def update(client_factory: Callable[[], Client], /, ref: str, **o: Any) -> None:
     container.env.extend(env)
     for key in o["label_rm"]:
         spec.labels.pop(key, None)
-    spec.labels.update(_key_values("--label-add", o["label_add"]))
+    spec.labels.update(key_values("--label-add", o["label_add"]))
     constraints = [c for c in spec.task.placement.constraints if c not in set(o["constraint_rm"])]
     constraints += [c for c in o["constraint_add"] if c not in constraints]
     del spec.task.placement.constraints[:]

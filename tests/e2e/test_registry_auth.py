@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from shoal.cli.services import registry_auth_for
+from shoal.cli.service_flags import registry_auth_for
 from shoal.manager import seal
 from shoal.manager.store import Etcd, Store
 from shoal.protos import objects_pb2 as pb

@@ -440,7 +440,7 @@ def start_cluster(
 
 def _kill_agent_tasks(agent_dirs: list[Path]) -> None:
     """Every task process and container the agents of a test started."""
-    from shoal.cli.daemons import stop_agent_tasks
+    from shoal.cli.runtimes import stop_agent_tasks
 
     stop_agent_tasks([d for d in agent_dirs if d.exists()])
 

@@ -49,6 +49,9 @@ class EtcdCommand:
     client_port: int
     peer_port: int
     tls: EtcdCerts | None = None
+    # The members of a multi-member cluster (NAME=PEER_URL,...); empty: this
+    # member alone.
+    initial_cluster: str = ""
     extra: tuple[str, ...] = ()
 
     @property
@@ -72,7 +75,7 @@ class EtcdCommand:
             "--initial-advertise-peer-urls",
             peer,
             "--initial-cluster",
-            f"{self.name}={peer}",
+            self.initial_cluster or f"{self.name}={peer}",
             *(etcd_tls_args(self.tls) if self.tls else []),
             *self.extra,
         ]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.support.cluster import Cluster, pids_of, wait_for
+from tests.support.cluster import pids_of, start_cluster, wait_for
 from tests.support.etcd_server import EtcdServer
 
 
@@ -46,27 +46,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         etcd = EtcdServer(root / "etcd")
-        cluster = Cluster(etcd, root / "cluster", heartbeat="5s")
+        cluster = start_cluster(etcd, root / "cluster", agents=args.agents, heartbeat="5s")
         try:
-            cluster.start_manager()
-            for _ in range(args.agents):
-                cluster.start_agent()
-            cluster.wait_nodes_ready(args.agents)
             marker = f"sleep {int(time.time()) % 100000 + 100000}"
             before = etcd_counters(etcd.url)
             started = time.monotonic()
-            res = cluster.cli(
-                "service",
-                "create",
-                "-d",
-                "--name",
-                "bench",
-                "--replicas",
-                str(args.replicas),
-                "app:1",
-                *marker.split(),
-            )
-            assert res.code == 0, res.err
+            cluster.create_service("bench", args.replicas, "app:1", *marker.split())
             wait_for(
                 lambda: len(cluster.running("bench")) == args.replicas,
                 timeout=300,

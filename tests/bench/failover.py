@@ -17,22 +17,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.support.cluster import Cluster, pids_of, wait_for
+from tests.support.cluster import pids_of, start_cluster, wait_for
 from tests.support.etcd_server import EtcdServer
 
 
 def measure(period: str, replicas: int, root: Path, etcd: EtcdServer) -> dict[str, float]:
-    cluster = Cluster(etcd, root / f"cluster-{period}", heartbeat=period)
+    cluster = start_cluster(etcd, root / f"cluster-{period}", agents=3, heartbeat=period)
     try:
-        cluster.start_manager()
-        for _ in range(3):
-            cluster.start_agent()
-        cluster.wait_nodes_ready(3)
         marker = f"sleep {int(time.time() * 1000) % 1000000 + 2000000}"
-        res = cluster.cli(
-            "service", "create", "-d", "--name", "web", "--replicas", str(replicas), "app:1", *marker.split()
-        )
-        assert res.code == 0, res.err
+        cluster.create_service("web", replicas, "app:1", *marker.split())
         wait_for(lambda: len(cluster.running("web")) == replicas, timeout=120)
         victim = cluster.agents[0]
         node = next(n for n in cluster.nodes() if n["hostname"] == "node-1")

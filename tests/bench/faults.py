@@ -30,21 +30,12 @@ from pathlib import Path
 import grpc
 from pyetcd import etcdrpc
 
-from shoal import pki
 from shoal.manager.store import Etcd, Store
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import control_pb2_grpc as cgrpc
 from shoal.protos import objects_pb2 as pb
-from tests.support.cluster import Cluster, Proc, wait_for
+from tests.support.cluster import Cluster, wait_for
 from tests.support.etcd_server import EtcdServer
-
-
-def stub_for(c: Cluster, proc: Proc) -> tuple[grpc.Channel, cgrpc.ControlStub]:
-    files = pki.read_tls_dir(c.tls_dir)
-    assert files is not None
-    creds = pki.channel_credentials(files.ca_pem, files.cert_pem, files.key_pem)
-    channel = grpc.secure_channel(c.manager_addrs[c.managers.index(proc)], creds, options=pki.CHANNEL_OPTIONS)
-    return channel, cgrpc.ControlStub(channel)
 
 
 def leader_of(stub: cgrpc.ControlStub) -> str:
@@ -58,7 +49,7 @@ def leader_of(stub: cgrpc.ControlStub) -> str:
 def failover(c: Cluster, how: str) -> float:
     old = wait_for(c.leader, what="a leader")
     watcher = next(m for m in c.managers if m is not old and m.alive())
-    channel, stub = stub_for(c, watcher)
+    channel, stub = c.control(watcher)
     old_id = c.manager_id(old)
     try:
         began = time.perf_counter()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from shoal.durations import parse_duration
 from tests.bench.create_replicas import etcd_counters
-from tests.support.cluster import Cluster, wait_for
+from tests.support.cluster import start_cluster, wait_for
 from tests.support.etcd_server import EtcdServer
 
 
@@ -32,20 +32,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         etcd = EtcdServer(root / "etcd")
-        cluster = Cluster(etcd, root / "cluster", heartbeat="5s")
+        cluster = start_cluster(etcd, root / "cluster", agents=3, heartbeat="5s")
         try:
-            cluster.start_manager()
-            for _ in range(3):
-                cluster.start_agent()
-            cluster.wait_nodes_ready(3)
-            res = cluster.cli(
-                "service",
-                "create",
-                "-d",
-                "--name",
+            cluster.create_service(
                 "web",
-                "--replicas",
-                str(args.replicas),
+                args.replicas,
                 "--update-parallelism",
                 str(args.parallelism),
                 "--update-delay",
@@ -56,7 +47,6 @@ def main() -> None:
                 "sleep",
                 "3600",
             )
-            assert res.code == 0, res.err
             wait_for(lambda: len(cluster.running("web")) == args.replicas, timeout=300)
             before = etcd_counters(etcd.url)
             began = time.perf_counter()

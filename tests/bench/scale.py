@@ -38,7 +38,7 @@ from shoal.cli.client import Client, Target
 from shoal.manager.store.etcd import MAX_TXN_OPS, Etcd, op_put
 from shoal.protos import control_pb2 as cpb
 from tests.bench.create_replicas import etcd_counters
-from tests.bench.simpool import SimPool
+from tests.bench.simpool import SimPool, create_sim_services
 from tests.support.cluster import Cluster, wait_for
 from tests.support.etcd_server import EtcdServer
 
@@ -175,30 +175,15 @@ def main() -> None:
 
             # -------------------------------------------------- converge
             began = time.perf_counter()
-            for i in range(args.services):
-                extra: list[str] = []
-                if i == 0:
-                    extra = ["--constraint", "node.labels.zone!=c"]
-                elif i == 1:
-                    extra = ["--placement-pref", "spread=node.labels.zone"]
-                res = cluster.cli(
-                    "service",
-                    "create",
-                    "-d",
-                    "--name",
-                    f"s{i}",
-                    "--replicas",
-                    str(args.replicas),
-                    "--update-parallelism",
-                    str(args.update_parallelism),
-                    "--update-monitor",
-                    "0s",
-                    *extra,
-                    "sim:1",
-                    "run",
-                )
-                if res.code != 0:
-                    raise RuntimeError(res.err)
+            create_sim_services(
+                cluster,
+                args.services,
+                args.replicas,
+                "--update-parallelism",
+                str(args.update_parallelism),
+                "--update-monitor",
+                "0s",
+            )
             wait_for(
                 lambda: running_total(client) == total, timeout=900, interval=0.5, what="all tasks running"
             )

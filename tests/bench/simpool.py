@@ -9,6 +9,18 @@ from pathlib import Path
 from typing import Any
 
 
+def create_sim_services(cluster: Any, services: int, replicas: int, *flags: str) -> None:
+    """Services s0..sN-1 of `replicas` simulated tasks each, through the CLI:
+    s0 kept off zone c, s1 spread over the zones (the filters and the
+    spreading are part of what scale measures)."""
+    for i in range(services):
+        placement = {
+            0: ["--constraint", "node.labels.zone!=c"],
+            1: ["--placement-pref", "spread=node.labels.zone"],
+        }.get(i, [])
+        cluster.create_service(f"s{i}", replicas, *flags, *placement, "sim:1", "run")
+
+
 class SimPool:
     """One harness process playing ``count`` nodes."""
 

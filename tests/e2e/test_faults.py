@@ -23,7 +23,6 @@ import pytest
 from shoal import pki
 from shoal.ids import new_id
 from shoal.protos import control_pb2 as cpb
-from shoal.protos import control_pb2_grpc as cgrpc
 from shoal.protos import objects_pb2 as pb
 from tests.support.cluster import Cluster, Proc, sleep_seconds, stays, wait_for, wait_pids
 from tests.support.etcd_cluster import EtcdCluster
@@ -67,14 +66,6 @@ def none_down(c: Cluster) -> bool:
 
 def session_managers(c: Cluster) -> set[str]:
     return {n["manager_id"] for n in c.nodes()}
-
-
-def control(c: Cluster, proc: Proc) -> Any:
-    files = pki.read_tls_dir(c.tls_dir)
-    assert files is not None
-    creds = pki.channel_credentials(files.ca_pem, files.cert_pem, files.key_pem)
-    channel = grpc.secure_channel(c.manager_addrs[c.managers.index(proc)], creds, options=pki.CHANNEL_OPTIONS)
-    return channel, cgrpc.ControlStub(channel)
 
 
 def test_agents_move_to_a_manager_that_started_after_them(etcd_server: EtcdServer, tmp_path: Path) -> None:
@@ -206,8 +197,8 @@ def test_a_rolling_update_survives_a_killed_leader(cluster3: Cluster, order: str
 
 def test_creates_racing_through_two_managers_make_one_service_per_name(cluster3: Cluster) -> None:
     c = cluster3
-    chan1, stub1 = control(c, c.managers[0])
-    chan2, stub2 = control(c, c.managers[1])
+    chan1, stub1 = c.control(c.managers[0])
+    chan2, stub2 = c.control(c.managers[1])
     try:
         for round_ in range(20):
             name = f"dup{round_}"
@@ -255,7 +246,7 @@ def test_sigterm_of_the_leader_hands_over_within_a_second(cluster3: Cluster) -> 
     c = cluster3
     leader = wait_for(c.leader, what="a leader")
     follower = next(m for m in c.managers if m is not leader)
-    channel, stub = control(c, follower)
+    channel, stub = c.control(follower)
     try:
         assert leader.popen is not None
         leader.popen.send_signal(signal.SIGTERM)
@@ -366,7 +357,7 @@ def test_history_is_compacted_and_watches_carry_on(on_etcd_cluster: tuple[EtcdCl
         assert c.cli("service", "scale", "-d", f"churn={n % 7 + 1}").code == 0
     time.sleep(5)  # two compaction intervals
     for proc in c.managers:
-        channel, stub = control(c, proc)
+        channel, stub = c.control(proc)
         try:
             info = stub.GetClusterInfo(cpb.GetClusterInfoRequest(), timeout=10)
             summaries = stub.ListServices(cpb.ListServicesRequest(), timeout=10).services

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.bench.simpool import SimPool
+from tests.bench.simpool import SimPool, create_sim_services
 from tests.support.cluster import wait_for
 
 NODES = 50
@@ -33,22 +33,7 @@ def test_two_thousand_tasks_on_fifty_nodes_run_once_and_survive_node_loss(
     try:
         assert pool.ask("ready") == {"nodes": NODES}
         cluster.wait_nodes_ready(NODES, timeout=120)
-        for i in range(SERVICES):
-            extra = ["--constraint", "node.labels.zone!=c"] if i == 0 else []
-            extra += ["--placement-pref", "spread=node.labels.zone"] if i == 1 else []
-            res = cluster.cli(
-                "service",
-                "create",
-                "-d",
-                "--name",
-                f"s{i}",
-                "--replicas",
-                str(REPLICAS),
-                *extra,
-                "sim:1",
-                "run",
-            )
-            assert res.code == 0, res.err
+        create_sim_services(cluster, SERVICES, REPLICAS)
         total = SERVICES * REPLICAS
         wait_for(lambda: running_total(cluster) == total, timeout=180, interval=0.5, what="all tasks running")
         stats = pool.ask("stats")

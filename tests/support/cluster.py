@@ -22,7 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shoal import launcher
+import grpc
+
+from shoal import launcher, pki
+from shoal.protos import control_pb2_grpc as cgrpc
 from tests.support.etcd_server import EtcdServer, free_port
 
 # Tests find their task processes by command line (pids_of), and other
@@ -256,18 +259,13 @@ class Cluster:
     def cli(self, *args: str, timeout: float = 120, stdin: str | None = None) -> CLIResult:
         return self.cli_as(self.tls_dir, *args, timeout=timeout, stdin=stdin)
 
+    def _cli_command(self, tls_dir: Path, args: tuple[str, ...]) -> list[str]:
+        hosts = ",".join(self.manager_addrs)
+        return [sys.executable, "-m", "shoal", "--host", hosts, "--tls-dir", str(tls_dir), *args]
+
     def cli_as(self, tls_dir: Path, *args: str, timeout: float = 120, stdin: str | None = None) -> CLIResult:
         """The CLI with another TLS bundle (another admin, a node's own, a forged one)."""
-        cmd = [
-            sys.executable,
-            "-m",
-            "shoal",
-            "--host",
-            ",".join(self.manager_addrs),
-            "--tls-dir",
-            str(tls_dir),
-            *args,
-        ]
+        cmd = self._cli_command(tls_dir, args)
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=self.env, input=stdin)
         return CLIResult(res.returncode, res.stdout, res.stderr)
 
@@ -275,24 +273,32 @@ class Cluster:
         """The CLI as a background process (for commands that keep running,
         such as `service logs -f`): text pipes for stdout and stderr. The
         caller terminates it."""
-        cmd = [
-            sys.executable,
-            "-m",
-            "shoal",
-            "--host",
-            ",".join(self.manager_addrs),
-            "--tls-dir",
-            str(self.tls_dir),
-            *args,
-        ]
         return subprocess.Popen(
-            cmd,
+            self._cli_command(self.tls_dir, args),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             text=True,
             env=self.env,
         )
+
+    def control(self, proc: Proc) -> tuple[grpc.Channel, cgrpc.ControlStub]:
+        """A ControlAPI stub straight to one manager, as this cluster's
+        admin (for calls the CLI cannot aim at one manager). The caller
+        closes the channel."""
+        files = pki.read_tls_dir(self.tls_dir)
+        assert files is not None
+        creds = pki.channel_credentials(files.ca_pem, files.cert_pem, files.key_pem)
+        address = self.manager_addrs[self.managers.index(proc)]
+        channel = grpc.secure_channel(address, creds, options=pki.CHANNEL_OPTIONS)
+        return channel, cgrpc.ControlStub(channel)
+
+    def create_service(self, name: str, replicas: int, *args: str, timeout: float = 120) -> None:
+        """`service create -d --name NAME --replicas N ARGS...`, which must
+        succeed (the image and command are the last of ARGS)."""
+        create = ("service", "create", "-d", "--name", name, "--replicas", str(replicas))
+        res = self.cli(*create, *args, timeout=timeout)
+        assert res.code == 0, res.err
 
     def tasks(self, service: str) -> list[dict[str, Any]]:
         res = self.cli("service", "ps", service, "--format", "json")

@@ -11,7 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.support.etcd_server import free_port
+from shoal.launcher import EtcdCommand, free_port
 
 
 class EtcdCluster:
@@ -47,31 +47,18 @@ class EtcdCluster:
     def start(self, i: int) -> None:
         data = self.root / self.names[i]
         data.mkdir(parents=True, exist_ok=True)
-        url = self.urls[i]
-        peer = f"http://127.0.0.1:{self.peer_ports[i]}"
         log = open(data / "etcd.log", "ab")  # noqa: SIM115 (kept open by the child)
+        command = EtcdCommand(
+            binary=self.binary,
+            name=self.names[i],
+            data_dir=data / "data",
+            client_port=self.client_ports[i],
+            peer_port=self.peer_ports[i],
+            initial_cluster=self.initial,
+            extra=("--initial-cluster-state", "new", "--initial-cluster-token", f"shoal-test-{os.getpid()}"),
+        )
         self.procs[i] = subprocess.Popen(
-            [
-                self.binary,
-                "--name",
-                self.names[i],
-                "--data-dir",
-                str(data / "data"),
-                "--listen-client-urls",
-                url,
-                "--advertise-client-urls",
-                url,
-                "--listen-peer-urls",
-                peer,
-                "--initial-advertise-peer-urls",
-                peer,
-                "--initial-cluster",
-                self.initial,
-                "--initial-cluster-state",
-                "new",
-                "--initial-cluster-token",
-                f"shoal-test-{os.getpid()}",
-            ],
+            command.args(),
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -1,5 +1,6 @@
 """Signal names as users write them (``--stop-signal``, Compose's
-``stop_signal``): checked by the ControlAPI, used by the process runtime."""
+``stop_signal``): checked by the ControlAPI, used by the runtimes to stop
+tasks and to say which signal they sent."""
 
 from __future__ import annotations
 
@@ -31,3 +32,12 @@ def parse_signal(name: str) -> int:
         return int(signal.Signals[text])
     except KeyError:
         raise ValueError(f"unknown signal {name!r}") from None
+
+
+def signal_name(number: int) -> str:
+    """How logs and messages name a signal: "SIGTERM"; "signal 40" for the
+    real-time signals between RTMIN and RTMAX, which have no name."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"

@@ -237,9 +237,10 @@ class TaskRunner:
         """Report health changes; stop an unhealthy task. True when it ended."""
         ctl = self.controller
         assert isinstance(ctl, HealthReporting)
-        health = int(await ctl.health())
+        checked = await ctl.health()
+        health = int(checked.state)
         if health == pb.HEALTH_UNHEALTHY:
-            why = getattr(ctl, "last_health_message", "") or "health check failed"
+            why = checked.message or "health check failed"
             await ctl.shutdown(self._grace(), self.task.spec.container.stop_signal)
             self.report(
                 pb.TASK_STATE_FAILED,

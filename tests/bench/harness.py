@@ -63,7 +63,7 @@ class SimNode:
             for runner in list(self.worker.runners.values()):
                 if runner.runner is not None:
                     runner.runner.cancel()
-        self.runtime.tasks.clear()
+        self.runtime.vanish()
 
 
 async def main_async(args: argparse.Namespace) -> None:

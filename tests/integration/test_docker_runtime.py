@@ -30,6 +30,7 @@ from shoal.agent.daemon import make_runtime
 from shoal.agent.runtime.base import (
     ExitStatus,
     Health,
+    HealthReport,
     HealthReporting,
     LogReading,
     TaskContext,
@@ -39,12 +40,11 @@ from shoal.agent.runtime.docker import (
     LABEL_NODE_ID,
     DockerRuntime,
     DockerTaskController,
-    ImageRef,
-    container_options,
 )
-from shoal.agent.worker import task_env, task_name
+from shoal.agent.worker import task_name
 from shoal.protos import objects_pb2 as pb
 from tests.support.docker_engine import engine_or_skip
+from tests.support.docker_tasks import make_ctx
 
 pytestmark = pytest.mark.docker
 
@@ -88,52 +88,6 @@ async def docker_runtime(node_id: str, advertise_addr: str = "") -> AsyncIterato
         yield rt
     finally:
         await rt.close()
-
-
-def make_ctx(
-    node_id: str,
-    command: list[str] | None = None,
-    args: list[str] | None = None,
-    *,
-    image: str = "shoal-test:1",
-    env: list[str] | None = None,
-    workdir: str = "",
-    labels: dict[str, str] | None = None,
-    memory_bytes: int = 0,
-    nano_cpus: int = 0,
-    healthcheck: pb.HealthCheck | None = None,
-    ports: list[pb.PortConfig] | None = None,
-    mounts: list[pb.Mount] | None = None,
-    stop_signal: str = "",
-) -> TaskContext:
-    """A task as the agent gets it, with the agent's SHOAL_* env."""
-    spec = pb.TaskSpec(
-        container=pb.ContainerSpec(
-            image=image,
-            command=command or [],
-            args=args or [],
-            env=env or [],
-            workdir=workdir,
-            labels=labels or {},
-            healthcheck=healthcheck,
-            mounts=mounts or [],
-            stop_signal=stop_signal,
-        ),
-        resources=pb.ResourceRequirements(
-            limits=pb.Resources(memory_bytes=memory_bytes, nano_cpus=nano_cpus)
-        ),
-    )
-    task = pb.Task(
-        meta=pb.Meta(id=uuid.uuid4().hex[:25]),
-        service_id="svc-id-1",
-        service_name="web",
-        slot=1,
-        node_id=node_id,
-        spec=spec,
-        ports=ports or [],
-        desired_state=pb.TASK_STATE_RUNNING,
-    )
-    return TaskContext(task=task, node_id=node_id, env=task_env(task, node_id))
 
 
 async def started(rt: DockerRuntime, ctx: TaskContext) -> DockerTaskController:
@@ -263,14 +217,13 @@ def test_failing_health_check_makes_the_task_unhealthy_with_a_message(node_id: s
                 test=["CMD-SHELL", "echo not ready yet; exit 1"], interval=SECOND, timeout=SECOND, retries=2
             )
             ctl = await started(rt, make_ctx(node_id, ["sleep", "1000"], healthcheck=check))
-            assert await ctl.health() == Health.STARTING
-            assert ctl.last_health_message == ""
+            assert await ctl.health() == HealthReport(Health.STARTING, "")
 
             async def unhealthy() -> bool:
-                return await ctl.health() == Health.UNHEALTHY
+                return (await ctl.health()).state == Health.UNHEALTHY
 
             await wait_until(unhealthy)
-            assert ctl.last_health_message == "health check exit code 1: not ready yet"
+            assert (await ctl.health()).message == "health check exit code 1: not ready yet"
 
     run(main())
 
@@ -283,11 +236,11 @@ def test_passing_health_check_makes_the_task_healthy(node_id: str) -> None:
             plain = await started(rt, make_ctx(node_id, ["sleep", "1000"]))
 
             async def healthy() -> bool:
-                return await ctl.health() == Health.HEALTHY
+                return (await ctl.health()).state == Health.HEALTHY
 
             await wait_until(healthy)
-            assert ctl.last_health_message == ""
-            assert await plain.health() == Health.NONE
+            assert (await ctl.health()).message == ""
+            assert (await plain.health()).state == Health.NONE
 
     run(main())
 
@@ -444,7 +397,7 @@ def test_remove_is_idempotent(node_id: str, engine: Any) -> None:
             await ctl.remove()
             await ctl.shutdown(1.0, "")
             assert not (await ctl.inspect()).exists
-            assert await ctl.health() == Health.NONE
+            assert (await ctl.health()).state == Health.NONE
 
     run(main())
 
@@ -556,7 +509,7 @@ def test_make_runtime_picks_docker_when_an_engine_answers(node_id: str, tmp_path
     run(main())
 
 
-# ---------------------------------------------------- translation, no engine
+# ------------------------------------------------------------ without an engine
 
 
 def test_make_runtime_auto_falls_back_to_process_without_an_engine(
@@ -569,42 +522,3 @@ def test_make_runtime_auto_falls_back_to_process_without_an_engine(
     assert time.monotonic() - started_at < 5
     assert rt.name == "process"
     assert "runtime auto: no Docker engine answered" in caplog.text
-
-
-def test_image_references_are_read_as_docker_reads_them() -> None:
-    digest = "sha256:" + "ab" * 32
-    assert str(ImageRef.parse("busybox")) == "busybox:latest"
-    assert str(ImageRef.parse("shoal-test:2")) == "shoal-test:2"
-    assert ImageRef.parse("registry:5000/team/app") == ImageRef("registry:5000/team/app", tag="latest")
-    assert ImageRef.parse("registry:5000/app:1.2") == ImageRef("registry:5000/app", tag="1.2")
-    assert ImageRef.parse(f"app@{digest}") == ImageRef("app", digest=digest)
-    assert ImageRef.parse(f"app:1@{digest}").pull_tag == digest
-    for bad in ("", "app:", "app@"):
-        with pytest.raises(TaskRejected, match=r"container\.image"):
-            ImageRef.parse(bad)
-
-
-def test_spec_becomes_container_options() -> None:
-    check = pb.HealthCheck(test=["NONE"])
-    ports = [
-        pb.PortConfig(protocol="udp", target_port=53, published_port=5353, publish_mode="host"),
-        pb.PortConfig(target_port=80, published_port=8080),
-        pb.PortConfig(target_port=80),
-    ]
-    ctx = make_ctx("n1", ["a"], ["b"], healthcheck=check, ports=ports, stop_signal="SIGINT")
-    ctx.task.spec.container.stop_grace_period = 1_500_000_000
-    opts = container_options(ctx, "n1", "10.0.0.5")
-    assert opts.port_bindings == {
-        "53/udp": [("10.0.0.5", 5353)],
-        "80/tcp": [("10.0.0.5", 8080), ("10.0.0.5", None)],
-    }
-    assert opts.healthcheck == {"Test": ["NONE"], "Interval": 0, "Timeout": 0, "Retries": 0, "StartPeriod": 0}
-    assert (opts.entrypoint, opts.command, opts.stop_signal, opts.stop_timeout) == (["a"], ["b"], "SIGINT", 2)
-    assert container_options(make_ctx("n1"), "n1").port_bindings == {}
-    assert container_options(make_ctx("n1"), "n1").healthcheck is None
-    bad = make_ctx("n1", mounts=[pb.Mount(type="nfs", target="/x")])
-    with pytest.raises(TaskRejected, match=r"container.mounts\[0\].type: must be bind, volume or tmpfs"):
-        container_options(bad, "n1")
-    bad = make_ctx("n1", ports=[pb.PortConfig(protocol="icmp", target_port=1)])
-    with pytest.raises(TaskRejected, match=r"ports\[0\].protocol"):
-        container_options(bad, "n1")

@@ -29,11 +29,38 @@ def test_agent_never_imports_the_manager() -> None:
     assert offenders == []
 
 
+RUNTIME = PKG / "agent" / "runtime"
+# The seam and what the backends share; every other module or package under
+# runtime/ is a backend.
+SHARED = {"__init__", "base", "common"}
+
+
+def backends() -> dict[str, list[Path]]:
+    """Each backend's name and its modules (a package's, or the one file)."""
+    found: dict[str, list[Path]] = {}
+    for entry in RUNTIME.iterdir():
+        if entry.is_dir() and (entry / "__init__.py").exists():
+            found[entry.name] = sorted(entry.rglob("*.py"))
+        elif entry.suffix == ".py" and entry.stem not in SHARED:
+            found[entry.stem] = [entry]
+    return found
+
+
 def test_runtime_backends_do_not_import_each_other() -> None:
-    backends = {p.stem for p in (PKG / "agent" / "runtime").glob("*.py")} - {"__init__", "base"}
-    for path in (PKG / "agent" / "runtime").glob("*.py"):
-        others = {f"shoal.agent.runtime.{b}" for b in backends if b != path.stem}
-        assert not (imports_of(path) & others), path.name
+    found = backends()
+    assert {"process", "docker", "fake"} <= set(found)
+    for name, paths in found.items():
+        others = [f"shoal.agent.runtime.{other}" for other in found if other != name]
+        for path in paths:
+            bad = {m for m in imports_of(path) if any(m == o or m.startswith(o + ".") for o in others)}
+            assert not bad, f"{path.relative_to(PKG)} imports {sorted(bad)}"
+
+
+def test_the_shared_runtime_modules_import_no_backend() -> None:
+    found = backends()
+    for stem in SHARED:
+        imported = imports_of(RUNTIME / f"{stem}.py")
+        assert not {m for m in imported for b in found if m.startswith(f"shoal.agent.runtime.{b}")}, stem
 
 
 def test_manager_components_do_not_import_each_other() -> None:

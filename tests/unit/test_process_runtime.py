@@ -27,6 +27,7 @@ import pytest
 from shoal.agent.runtime.base import (
     ExitStatus,
     Health,
+    HealthReport,
     HealthReporting,
     LogReading,
     RuntimeState,
@@ -452,7 +453,7 @@ def health_check(
 async def wait_for_health(ctl: HealthReporting, wanted: Health, timeout: float = 5.0) -> float:
     """Poll health() until it reports `wanted`; return how long that took."""
     t0 = time.monotonic()
-    while (status := await ctl.health()) != wanted:
+    while (status := (await ctl.health()).state) != wanted:
         if time.monotonic() - t0 > timeout:
             raise AssertionError(f"health is {status.name}, not {wanted.name}, after {timeout}s")
         await asyncio.sleep(0.02)
@@ -477,10 +478,9 @@ def test_health_goes_from_starting_to_healthy_once_the_task_is_ready(state_dir: 
             rt, make_ctx("web", ["sh", "-c", "sleep 0.6; touch ok; sleep 30"], healthcheck=check)
         )
         assert isinstance(ctl, HealthReporting)
-        assert await ctl.health() == Health.STARTING
+        assert (await ctl.health()).state == Health.STARTING
         await asyncio.sleep(0.4)  # a few checks have failed by now
-        assert await ctl.health() == Health.STARTING
-        assert ctl.last_health_message == "health check exit code 1"
+        assert await ctl.health() == HealthReport(Health.STARTING, "health check exit code 1")
         await wait_for_health(ctl, Health.HEALTHY)
         await ctl.shutdown(5.0, "")
 
@@ -498,7 +498,7 @@ def test_failing_check_makes_the_task_unhealthy_after_retries_but_not_within_sta
         await wait_for_health(ctl, Health.UNHEALTHY)
         # checks run from 0.1s on; only those from 0.8s count, and it takes two
         assert 0.85 <= time.monotonic() - t0 < 3.0
-        assert ctl.last_health_message == "health check exit code 3: not ready"
+        assert (await ctl.health()).message == "health check exit code 3: not ready"
         await ctl.shutdown(5.0, "")
 
     run(main())
@@ -528,7 +528,7 @@ def test_check_that_outlives_its_timeout_fails_and_is_killed(state_dir: Path) ->
         ctl = await started(rt, make_ctx("slow", ["sleep", "30"], healthcheck=check))
         # two checks of 0.15s, 0.1s apart, starting at 0.1s: far below sleep 5
         assert await wait_for_health(ctl, Health.UNHEALTHY) < 2.0
-        assert ctl.last_health_message == "health check timed out after 0.15s: slow"
+        assert (await ctl.health()).message == "health check timed out after 0.15s: slow"
         await ctl.shutdown(5.0, "")
         assert pgrep(marker) == set()
 
@@ -577,9 +577,8 @@ def test_command_that_cannot_run_fails_the_check(state_dir: Path) -> None:
         ctl = await started(rt, make_ctx("nocmd", ["sleep", "30"], healthcheck=check))
         await wait_for_health(ctl, Health.UNHEALTHY)
         assert (
-            ctl.last_health_message
-            == 'health check: exec: "no-such-check": executable file not found in $PATH'
-        )
+            await ctl.health()
+        ).message == 'health check: exec: "no-such-check": executable file not found in $PATH'
         await ctl.shutdown(5.0, "")
 
     run(main())
@@ -591,8 +590,7 @@ def test_task_without_health_check_reports_none(state_dir: Path) -> None:
         plain = await started(rt, make_ctx("plain", ["sleep", "30"]))
         disabled = await started(rt, make_ctx("disabled", ["sleep", "30"], healthcheck=health_check("NONE")))
         for ctl in (plain, disabled):
-            assert await ctl.health() == Health.NONE
-            assert ctl.last_health_message == ""
+            assert await ctl.health() == HealthReport(Health.NONE, "")
         assert background_tasks() == set()
         for ctl in (plain, disabled):
             await ctl.shutdown(5.0, "")
@@ -613,7 +611,7 @@ def test_shutdown_stops_the_check_loop_and_kills_a_running_check(state_dir: Path
         assert background_tasks() == set()
         assert pgrep(marker) == set()
         # health() after the fact does not start checking again
-        assert await ctl.health() == Health.STARTING
+        assert (await ctl.health()).state == Health.STARTING
         assert background_tasks() == set()
 
     run(main())
@@ -630,7 +628,7 @@ def test_check_loop_ends_when_the_task_exits(state_dir: Path) -> None:
         # the loop also ends by itself when nobody waits for the task
         lone = await started(rt, make_ctx("lone", ["sleep", "0.3"], healthcheck=check))
         await wait_until(lambda: not background_tasks())
-        assert await lone.health() == Health.HEALTHY
+        assert (await lone.health()).state == Health.HEALTHY
         # remove() and close() stop checking a task that still runs
         removed = await started(rt, make_ctx("removed", ["sleep", "30"], healthcheck=check))
         kept = await started(rt, make_ctx("kept", ["sleep", "30"], healthcheck=check))

@@ -14,7 +14,9 @@ start here: bad command, missing image) or ``TaskFailed`` (it started and then
 broke); anything else is a bug and fails the task with its message.
 
 Optional abilities (health checks, logs) are separate small Protocols so that a
-backend states what it supports by what it implements.
+backend states what it supports by what it implements. What both backends
+share beyond this seam (the stop protocol, its timeouts, the task logger)
+lives in ``common``; a scripted backend for tests is ``fake``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from shoal.protos import objects_pb2 as pb
 
@@ -44,6 +46,25 @@ class Health(enum.IntEnum):
     STARTING = pb.HEALTH_STARTING
     HEALTHY = pb.HEALTH_HEALTHY
     UNHEALTHY = pb.HEALTH_UNHEALTHY
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """A task's health as its checks last said, with their words."""
+
+    state: Health
+    # The last failed check, e.g. "health check exit code 1: <its output>";
+    # "" while none has failed. It may outlive a later success: the worker
+    # shows it only once the state is UNHEALTHY ("unhealthy: <message>").
+    message: str = ""
+
+
+class LogLine(NamedTuple):
+    """One line of a task's output, as LogReading yields it."""
+
+    stream: str  # "stdout" or "stderr"
+    line: bytes  # with its newline, unless the output ended without one
+    written_at: int  # Unix ns; 0 when the backend cannot know
 
 
 @dataclass(frozen=True)
@@ -111,8 +132,9 @@ class TaskController(Protocol):
 class HealthReporting(Protocol):
     """A controller that can tell whether its task is healthy."""
 
-    async def health(self) -> Health:
-        """The task's current health as its health check last reported."""
+    async def health(self) -> HealthReport:
+        """The task's current health as its health check last reported, with
+        the last failed check's message."""
         ...
 
 
@@ -120,10 +142,9 @@ class HealthReporting(Protocol):
 class LogReading(Protocol):
     """A controller that can return the task's output."""
 
-    def logs(self, follow: bool, tail: int | None) -> AsyncIterator[tuple[str, bytes, int]]:
-        """Yield (stream, line, written_at) triples: stream is "stdout" or
-        "stderr"; written_at is when the line was written (Unix ns), or 0
-        when the backend cannot know."""
+    def logs(self, follow: bool, tail: int | None) -> AsyncIterator[LogLine]:
+        """Yield the task's output a line at a time (the last `tail` lines,
+        all when None), then, with `follow`, lines as they are written."""
         ...
 
 

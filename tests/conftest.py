@@ -1,4 +1,5 @@
-"""Session-wide fixtures: one real etcd for every test that needs one."""
+"""Shared fixtures: one real etcd for every test that needs one (per
+session), the local Docker Engine (per module), clusters (per test)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.docker_engine import engine_or_skip
 from tests.support.etcd_server import EtcdServer
 
 
@@ -19,6 +21,16 @@ def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Any]:
+    """The local Docker Engine (a docker.DockerClient), test images built."""
+    client = engine_or_skip()
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 @pytest.fixture

@@ -40,6 +40,7 @@ from shoal.pki.certs import (
     new_csr_pem,
     new_private_key_pem,
     renewal_delay,
+    self_signed,
     split_pems,
     verified_identity,
 )
@@ -107,6 +108,7 @@ __all__ = [
     "peer_cert_pem",
     "read_tls_dir",
     "renewal_delay",
+    "self_signed",
     "server_options",
     "split_pems",
     "verified_identity",

@@ -98,6 +98,22 @@ def load_private_key(key_pem: bytes) -> ec.EllipticCurvePrivateKey:
     return key
 
 
+def self_signed(
+    key: ec.EllipticCurvePrivateKey, name: x509.Name, serial: int, not_before: datetime, not_after: datetime
+) -> x509.CertificateBuilder:
+    """The builder of a root: subject and issuer are `name`, signed (by the
+    caller, after its own extensions) with `key`."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+    )
+
+
 def new_csr_pem(key_pem: bytes) -> bytes:
     # The subject is a placeholder: the CA writes the real identity into the
     # certificate, never trusting what a node claims about itself.

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from shoal.pki.certs import load_private_key, new_private_key_pem
+from shoal.pki.certs import load_private_key, new_private_key_pem, self_signed
 
 # The order of the P-256 group: a private scalar must lie in [1, n - 1].
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
@@ -55,13 +55,7 @@ def _join_root_pem(token: str) -> bytes:
     name = _join_name(token)
     start = datetime(2020, 1, 1, tzinfo=UTC)
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(start)
-        .not_valid_after(start + timedelta(days=365 * 100))
+        self_signed(key, name, 1, start, start + timedelta(days=365 * 100))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .sign(key, hashes.SHA256())
     )

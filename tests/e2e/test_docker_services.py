@@ -20,23 +20,22 @@ import functools
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import docker.errors
 import psutil
 import pytest
 
-from tests.support.cluster import Cluster, stays, wait_for
-from tests.support.docker_engine import (
+from shoal.agent.runtime.docker import (
     LABEL_NODE_ID,
     LABEL_SERVICE_ID,
     LABEL_SERVICE_NAME,
     LABEL_SLOT,
     LABEL_TASK_ID,
-    containers_of,
-    engine_or_skip,
 )
+from tests.support.cluster import Cluster, stays, wait_for
+from tests.support.docker_engine import containers_of
 from tests.support.etcd_server import free_port
 
 pytestmark = pytest.mark.docker
@@ -48,16 +47,6 @@ SLEEP = ["sleep", "3600"]
 # without a handler), so stopping it always takes the whole grace period.
 STOPS_ON_TERM = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
 HTTPD = ["httpd", "-f", "-p", "80", "-h", "/www"]
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[Any]:
-    """The local engine (docker.DockerClient), test images built."""
-    client = engine_or_skip()
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 @pytest.fixture

@@ -33,8 +33,9 @@ from typing import Any
 
 import pytest
 
+from shoal.agent.runtime.docker import LABEL_TASK_ID
 from tests.support.cluster import Cluster, start_cluster, wait_for
-from tests.support.docker_engine import LABEL_TASK_ID, containers_of, engine_or_skip
+from tests.support.docker_engine import containers_of, engine_or_skip
 from tests.support.etcd_server import EtcdServer
 
 # A prefixed line: "web.1.<task-id>@node-2    | text".

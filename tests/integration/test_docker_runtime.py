@@ -43,7 +43,6 @@ from shoal.agent.runtime.docker import (
 )
 from shoal.agent.worker import task_name
 from shoal.protos import objects_pb2 as pb
-from tests.support.docker_engine import engine_or_skip
 from tests.support.docker_tasks import make_ctx
 
 pytestmark = pytest.mark.docker
@@ -52,16 +51,6 @@ REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 SECOND = 1_000_000_000
 MIB = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[Any]:
-    """A client of the local engine, with the test images built."""
-    client = engine_or_skip()
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 @pytest.fixture

@@ -17,14 +17,9 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from shoal.agent.runtime.docker import LABEL_NODE_ID, LABEL_SERVICE_NAME
 
-# Labels shoal puts on every container it creates.
-LABEL_TASK_ID = "shoal.task.id"
-LABEL_SERVICE_ID = "shoal.service.id"
-LABEL_SERVICE_NAME = "shoal.service.name"
-LABEL_NODE_ID = "shoal.node.id"
-LABEL_SLOT = "shoal.task.slot"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def engine_or_skip() -> Any:

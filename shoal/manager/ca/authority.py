@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from shoal.manager.errors import InvalidRequest
-from shoal.pki import ISSUE_BACKDATE, ROLES, load_private_key, new_private_key_pem
+from shoal.pki import ISSUE_BACKDATE, ROLES, load_private_key, new_private_key_pem, self_signed
 
 CA_COMMON_NAME = "shoal-ca"
 ROOT_VALIDITY = timedelta(days=20 * 365)  # Swarm's root lifetime
@@ -66,13 +66,7 @@ def new_root_ca(cluster_id: str) -> RootCAMaterial:
     )
     now = datetime.now(UTC)
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + ROOT_VALIDITY)
+        self_signed(key, name, x509.random_serial_number(), now - BACKDATE, now + ROOT_VALIDITY)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(

@@ -20,6 +20,7 @@ Objects handed out are shared: clone before modifying (``store.clone``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -27,6 +28,8 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+
+import tenacity
 
 from shoal.manager.store import etcd as e
 from shoal.manager.store.errors import Compacted, VersionConflict
@@ -256,18 +259,33 @@ class View:
         return delay * random.uniform(0.5, 1.0)
 
     async def _restart_watch(self, relist: bool) -> None:
-        while not self._stopped:
-            await asyncio.sleep(self._backoff())
-            try:
-                if relist:
-                    await self._relist()
-                else:
-                    self._watch(self.revision + 1)
-                return
-            except Exception as err:
-                self._watch_failures += 1
-                log.debug("cannot restart the watch yet: %s", err)
-                relist = True
+        """Watch again from the last revision seen (or list everything
+        again: after a compaction, and once an attempt failed), waiting
+        _backoff() before each attempt, until one works or the view stops."""
+
+        def failed(state: tenacity.RetryCallState) -> None:
+            nonlocal relist
+            self._watch_failures += 1
+            relist = True
+            err = state.outcome.exception() if state.outcome is not None else None
+            log.debug("cannot restart the watch yet: %s", err)
+
+        await asyncio.sleep(self._backoff())
+        retrying = tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_exception_type(Exception),
+            stop=lambda _: self._stopped,
+            wait=lambda _: self._backoff(),
+            after=failed,
+        )
+        with contextlib.suppress(tenacity.RetryError):  # stopped meanwhile
+            async for attempt in retrying:
+                with attempt:
+                    if self._stopped:
+                        return
+                    if relist:
+                        await self._relist()
+                    else:
+                        self._watch(self.revision + 1)
 
     def restart_watch_from(self, revision: int) -> None:
         """Drop the current watch and watch again from revision (tests use it

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
@@ -33,7 +32,7 @@ import tenacity
 
 from shoal.manager.store import etcd as e
 from shoal.manager.store.errors import Compacted, VersionConflict
-from shoal.manager.store.retry import on_conflict
+from shoal.manager.store.retry import failure_backoff, on_conflict, until_done
 from shoal.manager.store.store import (
     KIND_NAMES,
     KINDS,
@@ -49,9 +48,6 @@ from shoal.manager.store.store import (
 from shoal.protos import objects_pb2 as pb
 
 log = logging.getLogger(__name__)
-
-# The longest wait between two attempts to restart a failed watch.
-WATCH_BACKOFF_MAX = 5.0
 
 
 @dataclass(frozen=True)
@@ -251,34 +247,20 @@ class View:
         self._restart = asyncio.ensure_future(self._restart_watch(isinstance(err, Compacted)))
 
     def _backoff(self) -> float:
-        """Before the next watch attempt: exponential with jitter, so that an
-        etcd outage costs a restart every few seconds, not thousands a second."""
-        if self._watch_failures <= 1:
-            return 0.0
-        delay: float = min(WATCH_BACKOFF_MAX, 0.1 * 2.0 ** (self._watch_failures - 2))
-        return delay * random.uniform(0.5, 1.0)
+        return failure_backoff(self._watch_failures)
 
     async def _restart_watch(self, relist: bool) -> None:
-        """Watch again from the last revision seen (or list everything
-        again: after a compaction, and once an attempt failed), waiting
-        _backoff() before each attempt, until one works or the view stops."""
+        """Watch again from the last revision seen (list everything again
+        after a compaction or a failed attempt), until it works or we stop."""
 
-        def failed(state: tenacity.RetryCallState) -> None:
+        def failed(err: BaseException | None) -> None:
             nonlocal relist
-            self._watch_failures += 1
-            relist = True
-            err = state.outcome.exception() if state.outcome is not None else None
+            self._watch_failures, relist = self._watch_failures + 1, True
             log.debug("cannot restart the watch yet: %s", err)
 
         await asyncio.sleep(self._backoff())
-        retrying = tenacity.AsyncRetrying(
-            retry=tenacity.retry_if_exception_type(Exception),
-            stop=lambda _: self._stopped,
-            wait=lambda _: self._backoff(),
-            after=failed,
-        )
-        with contextlib.suppress(tenacity.RetryError):  # stopped meanwhile
-            async for attempt in retrying:
+        with contextlib.suppress(tenacity.RetryError):  # the view stopped
+            async for attempt in until_done(self._backoff, lambda: self._stopped, failed):
                 with attempt:
                     if self._stopped:
                         return

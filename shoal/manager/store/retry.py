@@ -55,7 +55,7 @@ def until_available(what: str, first_wait: float = 0.1, max_wait: float = 5.0) -
 def until_done(
     wait: Callable[[], float], stopped: Callable[[], bool], failed: Callable[[BaseException | None], None]
 ) -> tenacity.AsyncRetrying:
-    """Any error: failed(err), then again wait() seconds later, until an
+    """On every error: failed(err), then again wait() seconds later, until an
     attempt works or stopped() says to give up (tenacity.RetryError)."""
     return tenacity.AsyncRetrying(
         retry=tenacity.retry_if_exception_type(Exception),

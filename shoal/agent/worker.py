@@ -1,22 +1,25 @@
 """The worker: makes the local runtime match the tasks assigned to this node.
 
-One ``TaskRunner`` per assigned task drives that task forward through the
-runtime's controller and reports each state it reaches; the state machine
-lives in ``TaskRunner._drive`` and only ever moves forward:
+One ``TaskRunner`` per assigned task decides *when* that task takes its next
+step and reports each status the step leads to; *what* a step does (which
+controller call, which state next) is ``progress.advance``, whose docstring
+holds the state table. A runner:
 
-    assigned -> accepted -> preparing -> ready -> starting -> running
-             -> complete | failed (exit code N) | shutdown | rejected
+1. takes the adoption step first (``progress.adopt``: is the task already
+   running, after an agent restart?);
+2. steps an unstarted task on until it has started or ended; a step that
+   goes nowhere (a delayed restart, held in accepted) waits for the next
+   assignment change;
+3. watches a started task: it steps when the controller's wait() returns
+   (the task's exit), when the assignment changes (a stop), and every
+   ``HEALTH_POLL`` seconds with the task's health when it has a check;
+4. once the task has ended, keeps its files (logs) until it is unassigned,
+   then removes them.
 
-- A task desired READY (a delayed restart) is accepted and held there until
-  its delay is over and the manager sets it RUNNING.
-- A desired state of SHUTDOWN or REMOVE stops the task (stop signal, then kill
-  after the grace period) and reports shutdown.
-- A task that leaves the assignment set is stopped and its files removed.
-
-After an agent restart, ``inspect`` tells whether the task still runs; a
-running task is adopted (no second start), one that ended meanwhile is
-reported with its exit code. Anything the runtime holds that is not assigned
-any more is discarded.
+A task that leaves the assignment set is stopped and removed. On a full
+assignment set, anything the runtime holds that is not assigned any more is
+discarded. A status the manager missed (it shows the task at an earlier
+state) is sent again.
 """
 
 from __future__ import annotations
@@ -24,26 +27,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 
-from shoal import defaults
+from shoal.agent import progress
 from shoal.agent.runtime.base import (
     ExitStatus,
     HealthReporting,
     Runtime,
     TaskContext,
     TaskController,
-    TaskRejected,
 )
 from shoal.names import task_name
 from shoal.protos import objects_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-S = pb.TaskState
-RUNNING = pb.TASK_STATE_RUNNING
-SECOND = 1_000_000_000
 # How often the worker looks at a task's health (the backend runs the checks).
 HEALTH_POLL = 0.2
 
@@ -67,21 +65,24 @@ def task_env(task: pb.Task, node_id: str) -> dict[str, str]:
 
 
 class TaskRunner:
+    """Takes one task's steps (see the module docstring) and reports them."""
+
     def __init__(self, task: pb.Task, controller: TaskController, report: Report) -> None:
         self.task = task
         self.controller = controller
         self._report = report
-        self.observed = task.status.state
+        # What this agent knows of the task: the manager's state, but not its
+        # pid or health (only a start or a check seen here sets those, so a
+        # task that never started here is started, as it always was).
+        self.status = pb.TaskStatus(state=task.status.state, message=task.status.message)
         self.changed = asyncio.Event()
         self.unassigned = False
         self.runner: asyncio.Task[None] | None = None
         self.last_status: pb.TaskStatus | None = None
-        self.health: int = pb.HEALTH_NONE
-        self.pid = 0
 
     def update(self, task: pb.Task) -> None:
         self.task = task
-        if self.last_status is not None and task.status.state < self.observed:
+        if self.last_status is not None and task.status.state < self.status.state:
             # The manager missed our last report (a session broke): resend.
             self._report(task.meta.id, self.last_status)
         self.changed.set()
@@ -90,41 +91,25 @@ class TaskRunner:
         self.unassigned = True
         self.changed.set()
 
-    def report(
-        self, state: int, message: str = "", err: str = "", exit_code: int = 0, pid: int = 0, health: int = -1
-    ) -> None:
-        if state < self.observed:
+    def _take(self, status: pb.TaskStatus) -> None:
+        """Record and report a step's status (if it changed anything)."""
+        if status == self.status or status.state < self.status.state:
             return
-        self.observed = state  # type: ignore[assignment]
-        if health >= 0:
-            self.health = health
-        if pid:
-            self.pid = pid
-        status = pb.TaskStatus(
-            state=state,  # type: ignore[arg-type]
-            message=message,
-            err=err,
-            exit_code=exit_code,
-            pid=self.pid,
-            health=self.health,  # type: ignore[arg-type]
-            timestamp=time.time_ns(),
-        )
+        self.status = status
         self.last_status = status
         self._report(self.task.meta.id, status)
 
+    async def _step(self, seen: progress.Seen = None) -> None:
+        self._take(
+            await progress.advance(self.task, self.status, self.controller, seen, unassigned=self.unassigned)
+        )
+
     def _stopping(self) -> bool:
-        return self.unassigned or self.task.desired_state > RUNNING
+        return progress.stopping(self.task, self.unassigned)
 
     async def _wait_change(self) -> None:
         await self.changed.wait()
         self.changed.clear()
-
-    def _report_exit(self, exit: ExitStatus) -> None:
-        if exit.exit_code == 0:
-            self.report(pb.TASK_STATE_COMPLETE, "finished", exit_code=0)
-        else:
-            err = f"exit code {exit.exit_code}" + (f" ({exit.message})" if exit.message else "")
-            self.report(pb.TASK_STATE_FAILED, "failed", err=err, exit_code=exit.exit_code)
 
     async def run(self) -> None:
         try:
@@ -133,128 +118,50 @@ class TaskRunner:
             raise
         except Exception as err:  # a backend bug must not take the agent down
             log.exception("task %s failed in the runtime", self.task.meta.id)
-            self.report(pb.TASK_STATE_FAILED, "runtime error", err=str(err) or type(err).__name__)
+            self._take(progress.failed_in_runtime(self.status, err))
             await self._finish()
 
-    def _has_health_check(self) -> bool:
-        test = list(self.task.spec.container.healthcheck.test)
-        return bool(test) and test[0] != "NONE" and isinstance(self.controller, HealthReporting)
-
-    def _report_started(self, pid: int) -> None:
-        """Started: RUNNING at once, or STARTING until the health check passes."""
-        if self._has_health_check():
-            self.report(
-                pb.TASK_STATE_STARTING,
-                "starting (waiting for the health check)",
-                pid=pid,
-                health=pb.HEALTH_STARTING,
-            )
-        else:
-            self.report(RUNNING, "started", pid=pid)
-
     async def _drive(self) -> None:
-        ctl = self.controller
-        state = await ctl.inspect()
-        if state.running:
-            if self.observed < RUNNING:
-                self._report_started(state.pid)
-        elif state.exists and state.exit is not None and pb.TASK_STATE_STARTING <= self.observed <= RUNNING:
-            self._report_exit(state.exit)
-        elif not state.exists and self.observed == RUNNING:
-            self.report(
-                pb.TASK_STATE_FAILED, "task is gone", err="the task's process or container disappeared"
-            )
-
-        while self.observed < pb.TASK_STATE_STARTING or (
-            self.observed == pb.TASK_STATE_STARTING and not state.running and self.pid == 0
-        ):
-            if self._stopping():
-                self.report(pb.TASK_STATE_SHUTDOWN, "shut down before it started")
-                break
-            if self.observed < pb.TASK_STATE_ACCEPTED:
-                self.report(pb.TASK_STATE_ACCEPTED, "accepted")
-            elif self.task.desired_state != RUNNING:
-                # A delayed restart: prepare only once its delay is over, so a
-                # task that cannot start is not rejected (and replaced) early.
-                await self._wait_change()
-            elif self.observed < pb.TASK_STATE_READY:
-                self.report(pb.TASK_STATE_PREPARING, "preparing")
-                try:
-                    await ctl.prepare()
-                except TaskRejected as err:
-                    self.report(pb.TASK_STATE_REJECTED, "rejected", err=str(err))
-                    break
-                self.report(pb.TASK_STATE_READY, "ready")
-            else:
-                self.report(pb.TASK_STATE_STARTING, "starting")
-                try:
-                    await ctl.start()
-                except TaskRejected as err:
-                    self.report(pb.TASK_STATE_REJECTED, "rejected", err=str(err))
-                    break
-                # Even a process that already exited counts as started: wait()
-                # then reports how it ended.
-                started = await ctl.inspect()
-                self._report_started(started.pid or 1)
-                state = started
-
-        if pb.TASK_STATE_STARTING <= self.observed <= RUNNING:
-            await self._supervise_running()
+        self._take(await progress.adopt(self.task, self.status, self.controller))
+        while not progress.started(self.status) and not progress.ended(self.status):
+            before = self.status
+            await self._step()
+            if self.status is before:
+                await self._wait_change()  # held (a delayed restart) until the manager says run
+        if not progress.ended(self.status):
+            await self._watch_started()
         await self._finish()
 
-    async def _supervise_running(self) -> None:
-        ctl = self.controller
-        waiter = asyncio.ensure_future(ctl.wait())
+    async def _watch_started(self) -> None:
+        """Step a started task whenever something may have moved it: its
+        exit, an assignment change, the health poll."""
+        waiter = asyncio.ensure_future(self.controller.wait())
         try:
-            while True:
-                if self._stopping():
-                    await ctl.shutdown(self._grace(), self.task.spec.container.stop_signal)
-                    self.report(pb.TASK_STATE_SHUTDOWN, "shutdown")
-                    return
-                change = asyncio.ensure_future(self._wait_change())
-                timeout = HEALTH_POLL if self._has_health_check() else None
-                done, _ = await asyncio.wait(
-                    {waiter, change}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-                )
-                if waiter in done:
-                    change.cancel()
-                    self._report_exit(waiter.result())
-                    return
-                if change not in done:
-                    change.cancel()
-                if self._has_health_check() and await self._check_health():
-                    return
+            while not progress.ended(self.status):
+                seen = None if self._stopping() else await self._watch(waiter)
+                await self._step(seen)
         finally:
             if not waiter.done():
                 waiter.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await waiter
 
-    def _grace(self) -> float:
-        return defaults.stop_grace_seconds(self.task.spec.container)
-
-    async def _check_health(self) -> bool:
-        """Report health changes; stop an unhealthy task. True when it ended."""
+    async def _watch(self, waiter: asyncio.Task[ExitStatus]) -> progress.Seen:
+        """Wait for the task's exit, an assignment change or (with a health
+        check) the next health poll; what was seen of the task."""
         ctl = self.controller
-        assert isinstance(ctl, HealthReporting)
-        checked = await ctl.health()
-        health = int(checked.state)
-        if health == pb.HEALTH_UNHEALTHY:
-            why = checked.message or "health check failed"
-            await ctl.shutdown(self._grace(), self.task.spec.container.stop_signal)
-            self.report(
-                pb.TASK_STATE_FAILED,
-                "unhealthy",
-                err=f"unhealthy: {why}",
-                exit_code=0,
-                health=pb.HEALTH_UNHEALTHY,
-            )
-            return True
-        if health == pb.HEALTH_HEALTHY and self.observed < RUNNING:
-            self.report(RUNNING, "started (healthy)", health=health)
-        elif health != self.health:
-            self.report(self.observed, self.last_status.message if self.last_status else "", health=health)
-        return False
+        checked = progress.has_health_check(self.task, ctl)
+        change = asyncio.ensure_future(self._wait_change())
+        done, _ = await asyncio.wait(
+            {waiter, change}, timeout=HEALTH_POLL if checked else None, return_when=asyncio.FIRST_COMPLETED
+        )
+        if change not in done:
+            change.cancel()
+        if waiter in done:
+            return waiter.result()
+        if checked and isinstance(ctl, HealthReporting) and not self._stopping():
+            return await ctl.health()
+        return None
 
     async def _finish(self) -> None:
         """An ended task keeps its files (logs) until it is unassigned."""

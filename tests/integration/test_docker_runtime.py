@@ -306,17 +306,19 @@ def test_restarted_agent_adopts_the_running_container(node_id: str, engine: Any)
         ctx = make_ctx(node_id, ["sleep", "1000"])
         task_id = ctx.task.meta.id
         async with docker_runtime(node_id) as first:
-            ctl = await started(first, ctx)
+            ctl = first.controller(ctx)
+            await ctl.prepare()
+            pid = await ctl.start()
             container_id = ctl.container_id
-            pid = (await ctl.inspect()).pid
             assert pid > 0
+            assert (await ctl.inspect()).pid == pid
         # The agent restarts: a new runtime, nothing in memory.
         async with docker_runtime(node_id) as second:
             adopted = second.controller(ctx)
             state = await adopted.inspect()
             assert (state.exists, state.running, state.pid) == (True, True, pid)
             assert adopted.container_id == container_id
-            await adopted.start()  # started before: not started again
+            assert await adopted.start() == pid  # started before: not started again
             assert (await adopted.inspect()).pid == pid
             assert await second.known_task_ids() == {task_id}
             # Another node on the same engine neither sees nor discards it.

@@ -1,7 +1,6 @@
 """The scripted fake runtime: each script field does what it says, the stop
 protocol runs on it as on the real backends, adoption and discarding work
-by task ID, and the real worker drives fake tasks to the states it reports
-for real ones (health included)."""
+by task ID. (The worker over fake tasks: test_worker.py.)"""
 
 from __future__ import annotations
 
@@ -9,8 +8,6 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
 
 import pytest
 
@@ -21,53 +18,11 @@ from shoal.agent.runtime.base import (
     HealthReporting,
     LogReading,
     RuntimeState,
-    TaskContext,
     TaskFailed,
     TaskRejected,
 )
 from shoal.agent.runtime.fake import FakeRuntime, FakeTaskController, HealthStep, TaskScript
-from shoal.agent.worker import Worker, task_env
-from shoal.protos import objects_pb2 as pb
-
-T = TypeVar("T")
-SECOND = 1_000_000_000
-
-
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run one test's async body with a deadline, so a hang fails the test."""
-    return asyncio.run(asyncio.wait_for(coro, 20))
-
-
-def make_task(task_id: str, image: str = "example/app:1", healthcheck: list[str] | None = None) -> pb.Task:
-    spec = pb.TaskSpec(
-        container=pb.ContainerSpec(
-            image=image,
-            command=["serve"],
-            healthcheck=pb.HealthCheck(test=healthcheck or []),
-            stop_grace_period=SECOND,
-        )
-    )
-    return pb.Task(
-        meta=pb.Meta(id=task_id),
-        service_id="svc-1",
-        service_name="web",
-        slot=1,
-        spec=spec,
-        desired_state=pb.TASK_STATE_RUNNING,
-    )
-
-
-def make_ctx(task_id: str, image: str = "example/app:1", healthcheck: list[str] | None = None) -> TaskContext:
-    task = make_task(task_id, image, healthcheck)
-    return TaskContext(task=task, node_id="node-1", env=task_env(task, "node-1"))
-
-
-async def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met within the deadline")
-        await asyncio.sleep(0.01)
+from tests.support.fake_tasks import make_ctx, run
 
 
 async def waited_on(rt: FakeRuntime, task_id: str) -> tuple[FakeTaskController, asyncio.Task[ExitStatus]]:
@@ -86,10 +41,10 @@ def test_default_task_runs_until_stopped_and_exits_with_the_signal() -> None:
         assert await ctl.inspect() == RuntimeState(exists=False, running=False)
         await ctl.prepare()
         assert await ctl.inspect() == RuntimeState(exists=True, running=False)
-        await ctl.start()
-        await ctl.start()  # idempotent: still one start
+        pid = await ctl.start()
+        assert await ctl.start() == pid  # idempotent: still one start
         state = await ctl.inspect()
-        assert state.running and state.pid > 0
+        assert state.running and state.pid == pid > 0
         assert rt.running() == ["t1"]
         waiter = asyncio.create_task(ctl.wait())
         await asyncio.sleep(0.05)
@@ -99,6 +54,17 @@ def test_default_task_runs_until_stopped_and_exits_with_the_signal() -> None:
         assert rt.tasks["t1"].signals == [signal.SIGTERM]
         assert rt.starts == {"t1": 1}
         assert await ctl.wait() == ExitStatus(143)  # again, after the fact
+        assert [method for _, method in rt.calls] == [
+            "inspect",
+            "prepare",
+            "inspect",
+            "start",
+            "start",
+            "inspect",
+            "wait",
+            "shutdown",
+            "wait",
+        ]
 
     run(main())
 
@@ -333,101 +299,5 @@ def test_vanish_loses_every_task_and_fails_their_waiters() -> None:
             await waiter
         assert await rt.known_task_ids() == set()
         assert await ctl.inspect() == RuntimeState(exists=False, running=False)
-
-    run(main())
-
-
-# ------------------------------------------------- the worker on fake tasks
-
-
-class Reports:
-    """The statuses a Worker reports, by task."""
-
-    def __init__(self) -> None:
-        self.seen: dict[str, list[pb.TaskStatus]] = {}
-
-    def __call__(self, task_id: str, status: pb.TaskStatus) -> None:
-        self.seen.setdefault(task_id, []).append(status)
-
-    def last(self, task_id: str) -> pb.TaskStatus | None:
-        statuses = self.seen.get(task_id)
-        return statuses[-1] if statuses else None
-
-    def states(self, task_id: str) -> list[int]:
-        return [s.state for s in self.seen.get(task_id, [])]
-
-    async def reach(self, task_id: str, state: int, timeout: float = 5.0) -> pb.TaskStatus:
-        await wait_until(lambda: state in self.states(task_id), timeout)
-        status = self.last(task_id)
-        assert status is not None
-        return status
-
-
-def test_worker_reports_a_scripted_exit_code_as_failed() -> None:
-    async def main() -> None:
-        rt = FakeRuntime({"t1": TaskScript(run_for=0.1, exit_code=4)})
-        reports = Reports()
-        worker = Worker(rt, "node-1", reports)
-        await worker.assign([make_task("t1")], [], full=False)
-        status = await reports.reach("t1", pb.TASK_STATE_FAILED)
-        assert (status.err, status.exit_code) == ("exit code 4", 4)
-        assert pb.TASK_STATE_RUNNING in reports.states("t1")
-        await worker.close()
-
-    run(main())
-
-
-def test_worker_fails_an_unhealthy_task_with_the_checks_message() -> None:
-    steps = (
-        HealthStep(0.0, Health.STARTING),
-        HealthStep(0.3, Health.UNHEALTHY, "health check exit code 1: no"),
-    )
-
-    async def main() -> None:
-        rt = FakeRuntime({"t1": TaskScript(health=steps)})
-        reports = Reports()
-        worker = Worker(rt, "node-1", reports)
-        await worker.assign([make_task("t1", healthcheck=["CMD", "check"])], [], full=False)
-        status = await reports.reach("t1", pb.TASK_STATE_FAILED)
-        assert status.err == "unhealthy: health check exit code 1: no"
-        assert status.health == pb.HEALTH_UNHEALTHY
-        assert pb.TASK_STATE_RUNNING not in reports.states("t1")
-        assert rt.tasks["t1"].signals == [signal.SIGTERM]  # the worker stopped it
-        await worker.close()
-
-    run(main())
-
-
-def test_worker_runs_a_healthy_task_and_rejects_a_rejected_one() -> None:
-    async def main() -> None:
-        rt = FakeRuntime({"bad": TaskScript(reject="no such image: example/app:1")})
-        reports = Reports()
-        worker = Worker(rt, "node-1", reports)
-        tasks = [make_task("good", healthcheck=["CMD", "check"]), make_task("bad")]
-        await worker.assign(tasks, [], full=False)
-        running = await reports.reach("good", pb.TASK_STATE_RUNNING)
-        assert (running.message, running.health) == ("started (healthy)", pb.HEALTH_HEALTHY)
-        rejected = await reports.reach("bad", pb.TASK_STATE_REJECTED)
-        assert rejected.err == "no such image: example/app:1"
-        await worker.close()
-
-    run(main())
-
-
-def test_worker_adopts_a_running_task_and_discards_one_it_was_not_assigned() -> None:
-    async def main() -> None:
-        rt = FakeRuntime()
-        rt.adopt("kept")
-        stray = rt.adopt("stray")
-        reports = Reports()
-        worker = Worker(rt, "node-1", reports)
-        kept = make_task("kept")
-        kept.status.state = pb.TASK_STATE_RUNNING
-        await worker.assign([kept], [], full=True)
-        await wait_until(lambda: "stray" not in rt.tasks)
-        assert stray.signals == [signal.SIGTERM]
-        assert rt.running() == ["kept"]
-        assert rt.starts == {}
-        await worker.close()
 
     run(main())

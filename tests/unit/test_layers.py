@@ -1,5 +1,6 @@
 """The layers of STYLE.md: the agent never imports the manager; runtime
-backends never import each other; manager components talk through the store."""
+backends never import each other; manager components talk through the store.
+And the rooms: every module says its purpose, a long one why it is long."""
 
 from __future__ import annotations
 
@@ -114,3 +115,24 @@ def test_cli_command_modules_do_not_import_each_other() -> None:
         path = PKG / "cli" / f"{command}.py"
         others = {f"shoal.cli.{c}" for c in commands - {command}}
         assert not (_shoal_imports(path) & others), path.name
+
+
+# Past this many lines a module says in its docstring why it is one module
+# (issue 12: small rooms with one job each, or a reason).
+MAX_MODULE_LINES = 400
+
+
+def test_every_module_says_its_purpose_and_a_long_one_why_it_is_long() -> None:
+    silent, long_unexplained = [], []
+    for path in sorted(PKG.rglob("*.py")):
+        if "_pb2" in path.name:
+            continue
+        text = path.read_text()
+        doc = ast.get_docstring(ast.parse(text)) or ""
+        lines = len(text.splitlines())
+        if not doc and lines > 3:  # an empty __init__ or a three-line __main__ says nothing to say
+            silent.append(str(path.relative_to(PKG)))
+        if lines > MAX_MODULE_LINES and "Why this module" not in doc:
+            long_unexplained.append(f"{path.relative_to(PKG)} ({lines} lines)")
+    assert silent == []
+    assert long_unexplained == []

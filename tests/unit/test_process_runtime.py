@@ -303,7 +303,7 @@ def test_restarted_agent_adopts_the_running_task(state_dir: Path) -> None:
         ctl = rt.controller(make_ctx("adopted", ["sh", "-c", script]))
         assert await ctl.inspect() == RuntimeState(exists=True, running=True, pid=pid)
         # start() on an adopted task must not start a second copy
-        await ctl.start()
+        assert await ctl.start() == pid
         assert pgrep(marker) == {pid}
 
         waiter = asyncio.create_task(ctl.wait())
@@ -322,10 +322,14 @@ def test_pgrep_finds_exactly_one_process_per_task(state_dir: Path) -> None:
 
     async def main() -> None:
         rt = ProcessRuntime(state_dir)
-        tasks = [await started(rt, make_ctx(f"t{i}", argv)) for i in range(2)]
+        tasks = [rt.controller(make_ctx(f"t{i}", argv)) for i in range(2)]
+        started_pids = set()
+        for ctl in tasks:
+            await ctl.prepare()
+            started_pids.add(await ctl.start())
         pids = {(await ctl.inspect()).pid for ctl in tasks}
         assert len(pids) == 2
-        assert pgrep(marker) == pids
+        assert pgrep(marker) == pids == started_pids
         for ctl in tasks:
             await ctl.shutdown(5.0, "")
         assert pgrep(marker) == set()

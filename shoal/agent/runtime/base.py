@@ -110,8 +110,11 @@ class TaskController(Protocol):
         when the task can never start here."""
         ...
 
-    async def start(self) -> None:
-        """Start the task's main process; raise TaskRejected if it cannot."""
+    async def start(self) -> int:
+        """Start the task's main process and return its pid (0 when it is
+        not known, as for a container that ended at once); raise
+        TaskRejected if it cannot start. A task started before (by this
+        agent or an earlier one) is not started again: its pid is returned."""
         ...
 
     async def wait(self) -> ExitStatus:

@@ -22,7 +22,9 @@ a task whose ``run_for`` has passed is marked exited the next time anything
 looks at it, and wait() sleeps until that moment. Tests move it from outside:
 ``exit`` ends a task now, ``adopt`` plants a task an earlier agent started,
 ``vanish`` loses every task as a host that lost power would. ``starts``
-counts every start, so a test can check that no task ever ran twice.
+counts every start, so a test can check that no task ever ran twice, and
+``calls`` lists the controller calls (the last 10,000), so it can check
+what each step of the worker asked.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import itertools
 import logging
 import signal
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -54,6 +56,9 @@ log = logging.getLogger(__name__)
 # A look at a fake task costs nothing, but a stop that waits out a grace
 # period (ignore_stop) should not spin: look this often at most.
 _STOP_POLL = 0.05
+# How many controller calls `calls` keeps: plenty for a test, and bounded
+# for a benchmark whose thousand nodes run for hours.
+_CALLS_KEPT = 10_000
 # Fake pids start here, clear of the small numbers a reader takes for init.
 _FIRST_PID = 1000
 
@@ -200,6 +205,9 @@ class FakeTaskController:
         self.script = script
         self.log = task_log(log, self.task_id)
 
+    def _called(self, method: str) -> None:
+        self.runtime.calls.append((self.task_id, method))
+
     def _record(self) -> FakeTask | None:
         return self.runtime.tasks.get(self.task_id)
 
@@ -212,6 +220,7 @@ class FakeTaskController:
 
     async def inspect(self) -> RuntimeState:
         """The record's state: absent, prepared, running, or how it exited."""
+        self._called("inspect")
         record = self._record()
         if record is None:
             return RuntimeState(exists=False, running=False)
@@ -223,16 +232,19 @@ class FakeTaskController:
 
     async def prepare(self) -> None:
         """Create the record; raise TaskRejected if the script rejects it."""
+        self._called("prepare")
         if self.script.reject:
             raise TaskRejected(self.script.reject)
         self._create()
 
-    async def start(self) -> None:
+    async def start(self) -> int:
         """Start the task unless it was started before (adopted, or started
-        by an earlier call); raise what the script says start raises."""
+        by an earlier call) and return its fake pid; raise what the script
+        says start raises."""
+        self._called("start")
         record = self._record()
         if record is not None and record.started_at is not None:
-            return
+            return record.pid
         if self.script.reject:
             raise TaskRejected(self.script.reject)
         if self.script.start_error:
@@ -242,10 +254,12 @@ class FakeTaskController:
         record.pid = self.runtime.next_pid()
         self.runtime.starts[self.task_id] += 1
         self.log.debug("started (fake pid %d)", record.pid)
+        return record.pid
 
     async def wait(self) -> ExitStatus:
         """Return once the task has exited: its run_for is over, a stop ended
         it, or a test called exit()."""
+        self._called("wait")
         while True:
             record = self._record()
             if record is None or record.started_at is None:
@@ -264,6 +278,7 @@ class FakeTaskController:
     async def shutdown(self, grace_period: float, stop_signal: str) -> None:
         """Send stop_signal (SIGTERM when empty or unknown) through the stop
         protocol; a script with ignore_stop is killed after grace_period."""
+        self._called("shutdown")
         plan = signal_plan(stop_signal)
         if plan.unknown:
             self.log.warning("unknown stop signal %r; using SIGTERM", stop_signal)
@@ -273,6 +288,7 @@ class FakeTaskController:
 
     async def remove(self) -> None:
         """Kill the task if it runs and forget it. Idempotent."""
+        self._called("remove")
         record = self._record()
         if record is not None:
             await _stop(record, 0.0, int(signal.SIGKILL), self.log)
@@ -280,6 +296,7 @@ class FakeTaskController:
 
     async def health(self) -> HealthReport:
         """The script's health step for the task's age (see TaskScript.health)."""
+        self._called("health")
         record = self._record()
         if record is None:
             return HealthReport(Health.NONE)
@@ -300,6 +317,9 @@ class FakeRuntime:
         self.default = default or TaskScript()
         self.tasks: dict[str, FakeTask] = {}
         self.starts: Counter[str] = Counter()
+        # (task ID, method) of the controller calls, oldest first: what each
+        # step of the worker asked of the runtime.
+        self.calls: deque[tuple[str, str]] = deque(maxlen=_CALLS_KEPT)
         self._pids = itertools.count(_FIRST_PID)
 
     def script_for(self, ctx: TaskContext) -> TaskScript:

@@ -55,7 +55,7 @@ def cut(text: str, max_bytes: int) -> str:
 
 
 def check_registration(reg: dpb.Register) -> None:
-    """ValueError naming the field when a registration is malformed."""
+    """InvalidRequest naming the field when a registration is malformed."""
     desc = reg.description
     limits.check_text("hostname", desc.hostname, limits.MAX_HOSTNAME, allow_empty=False)
     if any(c.isspace() or not c.isprintable() for c in desc.hostname):
@@ -78,7 +78,7 @@ def check_registration(reg: dpb.Register) -> None:
 def check_status(node_id: str, task: pb.Task, status: pb.TaskStatus) -> pb.TaskStatus:
     """The status to store for one of the node's tasks, texts cut to size.
     NotYours for a task of another node (or not yet handed to it),
-    ValueError for a state or health value an agent may not report."""
+    InvalidRequest for a state or health value an agent may not report."""
     if task.node_id != node_id or task.status.state < pb.TASK_STATE_ASSIGNED:
         raise NotYours(f"task {task.meta.id} is not assigned to node {node_id}")
     if status.state not in AGENT_STATES:
@@ -97,7 +97,7 @@ def check_status(node_id: str, task: pb.Task, status: pb.TaskStatus) -> pb.TaskS
 
 
 def check_log_chunk(chunk: dpb.LogChunk) -> None:
-    """Cut over-long lines in place; ValueError for a chunk of too many."""
+    """Cut over-long lines in place; InvalidRequest for a chunk of too many."""
     if len(chunk.lines) > limits.MAX_LOG_LINES:
         raise InvalidRequest(f"log chunk: at most {limits.MAX_LOG_LINES} lines, got {len(chunk.lines)}")
     for line in chunk.lines:

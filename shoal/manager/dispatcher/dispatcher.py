@@ -46,6 +46,7 @@ from shoal.manager.dispatcher.liveness import Liveness
 from shoal.manager.dispatcher.logrelay import LogRelay
 from shoal.manager.dispatcher.session import HEARTBEAT_ACK, NodeSession, assignment_messages
 from shoal.manager.dispatcher.statuses import StatusWriter
+from shoal.manager.errors import InvalidRequest
 from shoal.manager.keyring import KeyRing, Locked
 from shoal.manager.logsource import NodeNotConnected
 from shoal.manager.store import (
@@ -185,7 +186,7 @@ class Dispatcher(dgrpc.DispatcherServicer):
             return
         try:
             check_registration(first.register)
-        except ValueError as err:
+        except InvalidRequest as err:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"registration refused: {err}")
         if not first.register.addr:
             # Like Docker: a node that names no address is reached at the one
@@ -249,7 +250,7 @@ class Dispatcher(dgrpc.DispatcherServicer):
                 elif kind == "log_chunk":
                     try:
                         check_log_chunk(msg.log_chunk)
-                    except ValueError as err:
+                    except InvalidRequest as err:
                         session.fail(grpc.StatusCode.INVALID_ARGUMENT, str(err))
                         break
                     self.logs.deliver(session, msg.log_chunk)
@@ -279,7 +280,7 @@ class Dispatcher(dgrpc.DispatcherServicer):
             except NotYours as err:
                 session.fail(grpc.StatusCode.PERMISSION_DENIED, str(err))
                 return False
-            except ValueError as err:
+            except InvalidRequest as err:
                 session.fail(grpc.StatusCode.INVALID_ARGUMENT, str(err))
                 return False
         if checked:

@@ -24,6 +24,12 @@ never replaces a finished slot twice.
 The updater writes tasks (new ones, and the old ones' desired state) and the
 service's ``update_status`` (plus spec/previous_spec for an automatic
 rollback); the ControlAPI starts updates by writing a new spec.
+
+Why this module is a little over our ~400 lines: one update's steps above
+(batches, replacing, monitoring, the failure action) read best in order in
+one class; the rules it shares live elsewhere (spec versions in
+``shoal.specs``, making tasks in ``tasks``, which nodes run tasks in
+``manager.nodes``).
 """
 
 from __future__ import annotations

@@ -5,13 +5,17 @@
 - ``until_available``: etcd did not answer (StoreUnavailable, or any store
   error of an outage): try again with exponential backoff and jitter, for as
   long as it takes. LeadershipLost is never retried: it ends the leader's
-  work.
+  work;
+- ``until_done``: something that must come back (the view's watch): any
+  error, again after a wait its caller computes, until it works or stops.
 Everything else is a refusal or a bug and goes straight to the caller.
 """
 
 from __future__ import annotations
 
 import logging
+import random
+from collections.abc import Callable
 
 import tenacity
 
@@ -46,3 +50,27 @@ def until_available(what: str, first_wait: float = 0.1, max_wait: float = 5.0) -
         before_sleep=note,
         reraise=True,
     )
+
+
+def until_done(
+    wait: Callable[[], float], stopped: Callable[[], bool], failed: Callable[[BaseException | None], None]
+) -> tenacity.AsyncRetrying:
+    """On every error: failed(err), then again wait() seconds later, until an
+    attempt works or stopped() says to give up (tenacity.RetryError)."""
+    return tenacity.AsyncRetrying(
+        retry=tenacity.retry_if_exception_type(Exception),
+        stop=lambda _: stopped(),
+        wait=lambda _: wait(),
+        after=lambda state: failed(state.outcome.exception() if state.outcome is not None else None),
+    )
+
+
+def failure_backoff(failures: int, first: float = 0.1, cap: float = 5.0) -> float:
+    """Seconds to wait after `failures` failures in a row: none after the
+    first, then exponential from `first` with jitter, at most `cap`; an etcd
+    outage then costs an attempt every few seconds, not thousands a second."""
+    if failures <= 1:
+        return 0.0
+    # The exponent stops growing long before a float would overflow (after
+    # about a thousand failures: an hour and a half of an outage).
+    return min(cap, first * 2.0 ** min(failures - 2, 64)) * random.uniform(0.5, 1.0)

@@ -20,17 +20,19 @@ Objects handed out are shared: clone before modifying (``store.clone``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import random
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import tenacity
+
 from shoal.manager.store import etcd as e
 from shoal.manager.store.errors import Compacted, VersionConflict
-from shoal.manager.store.retry import on_conflict
+from shoal.manager.store.retry import failure_backoff, on_conflict, until_done
 from shoal.manager.store.store import (
     KIND_NAMES,
     KINDS,
@@ -46,9 +48,6 @@ from shoal.manager.store.store import (
 from shoal.protos import objects_pb2 as pb
 
 log = logging.getLogger(__name__)
-
-# The longest wait between two attempts to restart a failed watch.
-WATCH_BACKOFF_MAX = 5.0
 
 
 @dataclass(frozen=True)
@@ -248,26 +247,27 @@ class View:
         self._restart = asyncio.ensure_future(self._restart_watch(isinstance(err, Compacted)))
 
     def _backoff(self) -> float:
-        """Before the next watch attempt: exponential with jitter, so that an
-        etcd outage costs a restart every few seconds, not thousands a second."""
-        if self._watch_failures <= 1:
-            return 0.0
-        delay: float = min(WATCH_BACKOFF_MAX, 0.1 * 2.0 ** (self._watch_failures - 2))
-        return delay * random.uniform(0.5, 1.0)
+        return failure_backoff(self._watch_failures)
 
     async def _restart_watch(self, relist: bool) -> None:
-        while not self._stopped:
-            await asyncio.sleep(self._backoff())
-            try:
-                if relist:
-                    await self._relist()
-                else:
-                    self._watch(self.revision + 1)
-                return
-            except Exception as err:
-                self._watch_failures += 1
-                log.debug("cannot restart the watch yet: %s", err)
-                relist = True
+        """Watch again from the last revision seen (list everything again
+        after a compaction or a failed attempt), until it works or we stop."""
+
+        def failed(err: BaseException | None) -> None:
+            nonlocal relist
+            self._watch_failures, relist = self._watch_failures + 1, True
+            log.debug("cannot restart the watch yet: %s", err)
+
+        await asyncio.sleep(self._backoff())
+        with contextlib.suppress(tenacity.RetryError):  # the view stopped
+            async for attempt in until_done(self._backoff, lambda: self._stopped, failed):
+                with attempt:
+                    if self._stopped:
+                        return
+                    if relist:
+                        await self._relist()
+                    else:
+                        self._watch(self.revision + 1)
 
     def restart_watch_from(self, revision: int) -> None:
         """Drop the current watch and watch again from revision (tests use it

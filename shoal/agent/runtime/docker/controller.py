@@ -91,16 +91,18 @@ class DockerTaskController:
         self._id = await self._engine.create(opts)
         self.log.debug("created container %s (%s)", opts.name, self._id[:12])
 
-    async def start(self) -> None:
-        """Start the container; do nothing if it was started before (by this
-        agent or an earlier one). Raises TaskRejected with the engine's
-        message when it cannot start (port taken, executable not found)."""
+    async def start(self) -> int:
+        """Start the container and return its pid (0 once it has stopped);
+        do not start it again if it was started before (by this agent or an
+        earlier one). Raises TaskRejected with the engine's message when it
+        cannot start (port taken, executable not found)."""
         container_id = await self._require()
         attrs = await self._engine.inspect(container_id)
-        if attrs is not None and _started(attrs):
-            return
-        await self._engine.start(container_id)
-        self.log.debug("started container %s", container_id[:12])
+        if attrs is None or not _started(attrs):
+            await self._engine.start(container_id)
+            self.log.debug("started container %s", container_id[:12])
+            attrs = await self._engine.inspect(container_id)
+        return int(attrs["State"].get("Pid") or 0) if attrs is not None else 0
 
     async def wait(self) -> ExitStatus:
         """Return once the container has stopped, with its exit code (and

@@ -73,12 +73,14 @@ class ProcessTaskController:
         workdir exist; raise TaskRejected if not."""
         plan_launch(self.ctx, self.task_dir)
 
-    async def start(self) -> None:
-        """Spawn the wrapper and record its handle. Does nothing if the task
-        was started before (by this agent or an earlier one)."""
+    async def start(self) -> int:
+        """Spawn the wrapper and record its handle; return the task's pid.
+        Does not spawn again if the task was started before (by this agent
+        or an earlier one)."""
         if self._dir.handle() is None:
             await launch(plan_launch(self.ctx, self.task_dir), self._dir)
         self._watch_health()
+        return self._dir.state().pid
 
     async def wait(self) -> ExitStatus:
         """Return once the wrapper has exited, with the task's exit code, or

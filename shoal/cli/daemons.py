@@ -44,6 +44,12 @@ def _setup_logging(level: str) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="File holding the unlock key of an autolocked cluster",
 )
+@click.option(
+    "--docker-api",
+    default="",
+    metavar="HOST:PORT",
+    help="Also serve the swarm part of the Docker Engine API here (mutual TLS, admin certificates)",
+)
 @click.option("--etcd-prefix", default="/shoal/v1/", hidden=True, help="Key prefix (tests share one etcd)")
 @click.option("--handshake-timeout", default="10s", hidden=True, help="TLS and HTTP/2 set-up limit per peer")
 @click.option("--idle-timeout", default="60s", hidden=True, help="Close connections with no call open")
@@ -59,6 +65,7 @@ def manager(
     etcd_cert: Path | None,
     etcd_key: Path | None,
     unlock_key_file: Path | None,
+    docker_api: str,
     etcd_prefix: str,
     handshake_timeout: str,
     idle_timeout: str,
@@ -73,6 +80,11 @@ def manager(
     try:
         period = parse_duration(heartbeat_period)
         split_hostport(listen)
+        if docker_api:
+            try:
+                split_hostport(docker_api)
+            except ValueError as err:
+                raise ValueError(f"--docker-api: {err}") from None
         server_limits = pki.ServerLimits(
             handshake_timeout=parse_duration(handshake_timeout) / 1e9,
             idle_timeout=parse_duration(idle_timeout) / 1e9,
@@ -100,6 +112,7 @@ def manager(
         unlock_key_file=unlock_key_file,
         limits=server_limits,
         compaction_interval=compaction,
+        docker_api=docker_api,
     )
     try:
         run_manager(settings)

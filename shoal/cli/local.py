@@ -116,8 +116,10 @@ def up(
             _wait_port("127.0.0.1", etcd.client_port, p, "etcd", logs / "etcd.log")
         mport = launcher.free_port(preferred=2377)
         maddr = f"127.0.0.1:{mport}"
+        # The Docker API on the engine's TLS port when it is free.
+        docker_addr = f"127.0.0.1:{launcher.free_port(preferred=2376)}"
         manager_cmd = launcher.ManagerCommand(
-            etcd_url, maddr, state / "manager", heartbeat_period, etcd_flags
+            etcd_url, maddr, state / "manager", heartbeat_period, etcd_flags, ("--docker-api", docker_addr)
         )
         p = launcher.spawn(manager_cmd.args(), logs / "manager.log", detach=detach)
         procs.append(p)
@@ -150,6 +152,8 @@ def up(
         _wait_nodes(client, agents)
         click.echo(f"shoal is up: etcd {etcd_url}, manager {maddr}, {agents} agents ({runtime} runtime)")
         click.echo(f"context written to {ctx}; logs in {logs}")
+        click.echo("The docker CLI drives it too (docker service, docker node):")
+        click.echo(f"  export DOCKER_HOST=tcp://{docker_addr} DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH={tls}")
         click.echo("Try:")
         click.echo("  shoal node ls")
         click.echo("  shoal service create --name web --replicas 3 app:1 sleep 3600")

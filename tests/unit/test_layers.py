@@ -136,3 +136,19 @@ def test_every_module_says_its_purpose_and_a_long_one_why_it_is_long() -> None:
             long_unexplained.append(f"{path.relative_to(PKG)} ({lines} lines)")
     assert silent == []
     assert long_unexplained == []
+
+
+def test_the_docker_api_goes_through_the_controlapi_only() -> None:
+    """A translation layer (issue 16): it calls the ControlAPI servicer and
+    never reaches the store or a component itself, so no rule is written twice."""
+    forbidden = tuple(
+        f"shoal.manager.{part}" for part in ("store", "orchestrator", "scheduler", "dispatcher", "ca", "auth")
+    )
+    for path in (PKG / "manager" / "dockerapi").rglob("*.py"):
+        imported = _shoal_imports(path)
+        bad = [m for m in imported if m.startswith(forbidden)]
+        bad += [m for m in imported if m.startswith(CONTROL) and m != f"{CONTROL}.servicer"]
+        assert bad == [], f"{path.relative_to(PKG)} imports {bad}"
+
+
+CONTROL = "shoal.manager.controlapi"

@@ -1,0 +1,364 @@
+"""The unmodified docker CLI drives a shoal cluster (issue 16).
+
+The real ``docker`` binary of Debian's docker.io (20.10, /usr/bin/docker:
+the one CI has) talks to a manager started with ``--docker-api``, with
+``DOCKER_HOST``/``DOCKER_TLS_VERIFY``/``DOCKER_CERT_PATH`` pointing at the
+cluster's admin bundle and a ``DOCKER_CONFIG`` of the test's own. No Docker
+engine is involved: the agents run the process runtime, and what the tests
+check is what a user sees from the docker CLI and what really runs (the
+task processes, and shoal's own CLI).
+
+One cluster of three agents serves the whole module; every test makes
+services of its own and removes them at the end.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.cluster import CLIResult, Cluster, pids_of, sleep_seconds, wait_for, wait_pids
+from tests.support.etcd_server import EtcdServer, free_port
+
+DOCKER = "/usr/bin/docker"
+IMAGE = "shoal-test:1"  # recorded, not pulled: the process runtime runs the command
+
+
+class DockerCLI:
+    """The docker CLI aimed at the cluster's Docker API with one TLS folder."""
+
+    def __init__(self, port: int, cert_dir: Path, config_dir: Path) -> None:
+        self.port = port
+        self.cert_dir = cert_dir
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+        self.env.update(
+            DOCKER_HOST=f"tcp://127.0.0.1:{port}",
+            DOCKER_TLS_VERIFY="1",
+            DOCKER_CERT_PATH=str(cert_dir),
+            DOCKER_CONFIG=str(config_dir),
+            NO_PROXY="127.0.0.1,localhost",
+        )
+
+    def __call__(self, *args: str, timeout: float = 120, **env: str) -> CLIResult:
+        import subprocess
+
+        res = subprocess.run(
+            [DOCKER, *args], capture_output=True, text=True, timeout=timeout, env={**self.env, **env}
+        )
+        return CLIResult(res.returncode, res.stdout, res.stderr)
+
+    def ok(self, *args: str, timeout: float = 120) -> CLIResult:
+        res = self(*args, timeout=timeout)
+        assert res.code == 0, f"docker {' '.join(args)} failed ({res.code}):\n{res.out}\n{res.err}"
+        return res
+
+    def http(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """One request with the same bundle, for what the CLI cannot send
+        on purpose (a stale version)."""
+        ctx = ssl.create_default_context(cafile=str(self.cert_dir / "ca.pem"))
+        ctx.load_cert_chain(self.cert_dir / "cert.pem", self.cert_dir / "key.pem")
+        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=ctx, timeout=30)
+        try:
+            data = json.dumps(body).encode() if body is not None else None
+            conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            raw = resp.read()
+            return resp.status, (json.loads(raw) if raw else None)
+        finally:
+            conn.close()
+
+
+@pytest.fixture(scope="module")
+def docker_cli_present() -> None:
+    if not Path(DOCKER).exists():
+        why = f"{DOCKER} (Debian's docker.io) is not installed: apt-get install -y docker.io"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs the docker CLI: {why}")
+        pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
+def setup(
+    docker_cli_present: None, etcd_server: EtcdServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Cluster, DockerCLI]]:
+    root = tmp_path_factory.mktemp("docker-api")
+    port = free_port()
+    cluster = Cluster(etcd_server, root)
+    try:
+        cluster.start_manager("--docker-api", f"127.0.0.1:{port}")
+        for _ in range(3):
+            cluster.start_agent()
+        cluster.wait_nodes_ready(3)
+        (root / "docker-config").mkdir()
+        yield cluster, DockerCLI(port, cluster.tls_dir, root / "docker-config")
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def env(
+    setup: tuple[Cluster, DockerCLI], request: pytest.FixtureRequest
+) -> Iterator[tuple[Cluster, DockerCLI]]:
+    """The shared cluster; its daemons' logs are printed after a failed test."""
+    yield setup
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        print(setup[0].dump_logs())
+
+
+def shoal_services(cluster: Cluster) -> dict[str, dict[str, Any]]:
+    return {s["name"]: s for s in cluster.services()}
+
+
+def remove_if_there(cluster: Cluster, *names: str) -> None:
+    present = shoal_services(cluster)
+    for name in names:
+        if name in present:
+            assert cluster.cli("service", "rm", name).code == 0
+
+
+def test_docker_version_and_info_show_the_shoal_cluster(env: tuple[Cluster, DockerCLI]) -> None:
+    cluster, docker = env
+    out = docker.ok("version").out
+    assert "Server: shoal" in out
+    assert "API version:      1.41 (minimum version 1.24)" in out
+    info = docker.ok("info").out
+    cluster_id = cluster.cli("info", "--format", "json").json()["cluster_id"]
+    assert "Swarm: active" in info
+    assert f"ClusterID: {cluster_id}" in info
+    assert "Is Manager: true" in info
+    assert "Nodes: 3" in info
+    assert "Managers: 1" in info
+    fields = json.loads(docker.ok("info", "--format", "{{json .Swarm}}").out)
+    assert fields["LocalNodeState"] == "active" and fields["ControlAvailable"] is True
+
+
+def test_a_client_newer_than_the_api_is_told_the_engines_way(env: tuple[Cluster, DockerCLI]) -> None:
+    _, docker = env
+    res = docker("service", "ls", DOCKER_API_VERSION="1.45")
+    assert res.code != 0
+    assert "client version 1.45 is too new. Maximum supported API version is 1.41" in res.err
+
+
+def test_node_ls_lists_the_nodes_and_drain_moves_their_tasks(env: tuple[Cluster, DockerCLI]) -> None:
+    cluster, docker = env
+    rows = docker.ok("node", "ls", "--format", "{{.Hostname}} {{.Status}} {{.Availability}}").out.splitlines()
+    assert sorted(rows) == ["node-1 Ready Active", "node-2 Ready Active", "node-3 Ready Active"]
+    marker = sleep_seconds(3601)
+    docker.ok("service", "create", "-d", "--name", "spread", "--replicas", "3", IMAGE, "sleep", marker)
+    try:
+        wait_for(lambda: len(cluster.running("spread")) == 3, 60, what="3 running tasks of spread")
+        assert docker.ok("node", "update", "--availability", "drain", "node-3").out.strip() == "node-3"
+        drained = docker.ok("node", "inspect", "node-3", "--format", "{{.Spec.Availability}}").out.strip()
+        assert drained == "drain"
+        assert (
+            "node-3 Ready Drain"
+            in docker.ok("node", "ls", "--format", "{{.Hostname}} {{.Status}} {{.Availability}}").out
+        )
+
+        def moved() -> bool:
+            running = cluster.running("spread")
+            return len(running) == 3 and all(t["node"] != "node-3" for t in running)
+
+        wait_for(moved, 60, what="spread's tasks to leave the drained node-3")
+        wait_pids(f"sleep {marker}", 3, timeout=30)
+    finally:
+        docker("node", "update", "--availability", "active", "node-3")
+        remove_if_there(cluster, "spread")
+
+
+def test_a_service_created_with_the_docker_cli_converges_with_its_own_progress(
+    env: tuple[Cluster, DockerCLI],
+) -> None:
+    cluster, docker = env
+    marker = sleep_seconds(3602)
+    try:
+        res = docker.ok(
+            "service", "create", "--detach=false", "--name", "web", "--replicas", "3", IMAGE, "sleep", marker
+        )
+        assert "overall progress: 3 out of 3 tasks" in res.out
+        assert "verify: Service converged" in res.out
+        service_id = res.out.splitlines()[0].strip()
+        assert shoal_services(cluster)["web"]["id"] == service_id
+        wait_pids(f"sleep {marker}", 3)
+
+        ls = docker.ok("service", "ls", "--format", "{{.Name}} {{.Mode}} {{.Replicas}} {{.Image}}").out
+        assert "web replicated 3/3 shoal-test:1" in ls.splitlines()
+        ps = docker.ok(
+            "service", "ps", "web", "--format", "{{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}}"
+        )
+        rows = sorted(line.split(" ", 3) for line in ps.out.splitlines())
+        assert [r[0] for r in rows] == ["web.1", "web.2", "web.3"]
+        assert sorted(r[1] for r in rows) == ["node-1", "node-2", "node-3"]
+        assert all(r[2] == "Running" and r[3].startswith("Running") for r in rows)
+
+        res = docker.ok("service", "scale", "web=5")
+        assert "web scaled to 5" in res.out
+        assert "verify: Service converged" in res.out
+        wait_pids(f"sleep {marker}", 5)
+        assert (
+            "web replicated 5/5"
+            in docker.ok("service", "ls", "--format", "{{.Name}} {{.Mode}} {{.Replicas}}").out
+        )
+
+        spec = json.loads(docker.ok("service", "inspect", "web").out)[0]["Spec"]
+        assert spec["Mode"] == {"Replicated": {"Replicas": 5}}
+        assert spec["TaskTemplate"]["ContainerSpec"]["Args"] == ["sleep", marker]
+
+        docker.ok("service", "rm", "web")
+        wait_for(lambda: "web" not in shoal_services(cluster), 30, what="web to be gone")
+        wait_for(lambda: not pids_of(f"sleep {marker}"), 30, what="web's processes to end")
+    finally:
+        remove_if_there(cluster, "web")
+
+
+def _images(cluster: Cluster, name: str) -> set[str]:
+    return {t["image"] for t in cluster.running(name)}
+
+
+def test_update_and_rollback_roll_the_tasks_and_wait_as_docker_does(env: tuple[Cluster, DockerCLI]) -> None:
+    cluster, docker = env
+    marker = sleep_seconds(3603)
+    try:
+        docker.ok(
+            "service", "create", "--detach=false", "--name", "roll", "--replicas", "2", IMAGE, "sleep", marker
+        )
+        res = docker.ok("service", "update", "--image", "shoal-test:2", "roll")
+        assert "verify: Service converged" in res.out
+        assert _images(cluster, "roll") == {"shoal-test:2"}
+        assert len(cluster.running("roll")) == 2
+        inspected = cluster.cli("service", "inspect", "roll").json()[0]
+        assert inspected["spec"]["task"]["container"]["image"] == "shoal-test:2"
+        assert inspected["update_status"]["state"] == "completed"
+
+        res = docker.ok("service", "rollback", "roll")
+        assert "verify: Service converged" in res.out
+        assert _images(cluster, "roll") == {"shoal-test:1"}
+        image = docker.ok(
+            "service", "inspect", "roll", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}"
+        )
+        assert image.out.strip() == "shoal-test:1"
+        # After a finished rollout, a scale still waits for its tasks.
+        res = docker.ok("service", "scale", "roll=3")
+        assert "overall progress: 3 out of 3 tasks" in res.out
+        wait_pids(f"sleep {marker}", 3)
+    finally:
+        remove_if_there(cluster, "roll")
+
+
+def test_service_logs_through_the_docker_cli(env: tuple[Cluster, DockerCLI]) -> None:
+    cluster, docker = env
+    say = 'echo "hello from $SHOAL_TASK_SLOT"; echo "oops $SHOAL_TASK_SLOT" >&2'
+    script = f"{say}; exec sleep {sleep_seconds(3604)}"
+    try:
+        docker.ok("service", "create", "-d", "--name", "talk", "--replicas", "2", IMAGE, "sh", "-c", script)
+        wait_for(lambda: len(cluster.running("talk")) == 2, 60, what="2 running tasks of talk")
+        tasks = {t["slot"]: t for t in cluster.running("talk")}
+
+        def lines() -> tuple[list[str], list[str]] | None:
+            res = docker("service", "logs", "talk")
+            out, err = res.out.splitlines(), res.err.splitlines()
+            return (out, err) if res.code == 0 and len(out) == 2 and len(err) == 2 else None
+
+        out, err = wait_for(lines, 30, what="two stdout and two stderr lines")
+        for slot, task in tasks.items():
+            prefix = f"talk.{slot}.{task['id'][:12]}@{task['node']}"
+            assert f"{prefix}    | hello from {slot}" in out
+            assert f"{prefix}    | oops {slot}" in err
+        stamped = docker.ok("service", "logs", "--timestamps", "--tail", "1", "--no-task-ids", "talk").out
+        for line in stamped.splitlines():
+            stamp, rest = line.split(" ", 1)
+            assert stamp.endswith("Z") and "T" in stamp
+            assert rest.startswith("talk.") and "| hello from" in rest
+        one = tasks[1]
+        res = docker.ok("service", "logs", one["id"])
+        assert res.out.splitlines() == [f"talk.1.{one['id'][:12]}@{one['node']}    | hello from 1"]
+    finally:
+        remove_if_there(cluster, "talk")
+
+
+def test_a_stale_version_is_refused_and_changes_nothing(env: tuple[Cluster, DockerCLI]) -> None:
+    cluster, docker = env
+    try:
+        docker.ok("service", "create", "-d", "--name", "stale", IMAGE, "sleep", sleep_seconds(3605))
+        status, read = docker.http("GET", "/v1.41/services/stale")
+        assert status == 200
+        docker.ok("service", "update", "-d", "--label-add", "by=docker", "stale")
+        spec = read["Spec"]
+        spec["Labels"]["stale"] = "yes"
+        status, body = docker.http(
+            "POST", f"/v1.41/services/stale/update?version={read['Version']['Index']}", spec
+        )
+        assert status == 409
+        assert body["message"].startswith("update out of sequence")
+        labels = json.loads(docker.ok("service", "inspect", "stale", "--format", "{{json .Spec.Labels}}").out)
+        assert labels == {"by": "docker"}
+    finally:
+        remove_if_there(cluster, "stale")
+
+
+def test_a_field_shoal_cannot_honour_is_a_warning_the_cli_prints(env: tuple[Cluster, DockerCLI]) -> None:
+    cluster, docker = env
+    try:
+        res = docker.ok(
+            "service", "create", "-d", "--name", "pids", "--limit-pids", "50", IMAGE, "sleep", "60"
+        )
+        assert "ignored TaskTemplate.Resources.Limits.Pids (--limit-pids)" in res.err
+        assert "pids" in shoal_services(cluster)
+    finally:
+        remove_if_there(cluster, "pids")
+
+
+def test_a_spec_the_controlapi_refuses_is_a_400_with_its_message(env: tuple[Cluster, DockerCLI]) -> None:
+    cluster, docker = env
+    res = docker(
+        "service", "create", "-d", "--name", "bad", "--constraint", "node.color==red", IMAGE, "sleep", "1"
+    )
+    assert res.code == 1
+    assert "Error response from daemon:" in res.err and "node.color" in res.err
+    assert "bad" not in shoal_services(cluster)
+
+
+def test_what_shoal_does_not_serve_is_named_not_a_bare_404(env: tuple[Cluster, DockerCLI]) -> None:
+    _, docker = env
+    res = docker("ps")
+    assert res.code == 1
+    assert "shoal does not serve GET /v1.41/containers/json" in res.err
+
+
+def _bundle_without_admin(cluster: Cluster, folder: Path, node_cert: Path | None) -> Path:
+    folder.mkdir(exist_ok=True)
+    shutil.copy(cluster.tls_dir / "ca.pem", folder / "ca.pem")
+    if node_cert is not None:
+        shutil.copy(node_cert / "cert.pem", folder / "cert.pem")
+        shutil.copy(node_cert / "key.pem", folder / "key.pem")
+    return folder
+
+
+def test_no_certificate_and_a_nodes_certificate_are_refused(
+    env: tuple[Cluster, DockerCLI], tmp_path: Path
+) -> None:
+    cluster, docker = env
+    anonymous = _bundle_without_admin(cluster, tmp_path / "anonymous", None)
+    node = _bundle_without_admin(cluster, tmp_path / "node", cluster.root / "agent-1" / "node")
+    for folder, said in (
+        (anonymous, "a certificate issued by this cluster is required"),
+        (node, "may not call this"),
+    ):
+        for args in (
+            ("service", "ls"),
+            ("node", "ls"),
+            ("service", "create", "-d", "--name", "intruder", IMAGE, "sleep", "60"),
+        ):
+            res = docker(*args, DOCKER_CERT_PATH=str(folder))
+            assert res.code == 1, res.out
+            assert said in res.err, res.err
+    assert "intruder" not in shoal_services(cluster)

@@ -22,6 +22,8 @@ from shoal.version import shoal_version
 SHELLS = ("bash", "zsh", "fish")
 # The environment variable shoal's completion scripts set (click's convention).
 COMPLETE_VAR = "_SHOAL_COMPLETE"
+# Architectures by the names docker (Go) gives them.
+GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}
 
 
 @click.command()
@@ -62,7 +64,7 @@ def version(connector: Connector) -> None:
     click.echo("Client:")
     click.echo(f" Version:     {shoal_version()}")
     click.echo(f" Python:      {platform.python_version()}")
-    click.echo(f" OS/Arch:     {sys.platform}/{platform.machine()}")
+    click.echo(f" OS/Arch:     {sys.platform}/{GO_ARCH.get(platform.machine(), platform.machine())}")
     client = connector()
     info = client.call("GetClusterInfo", cpb.GetClusterInfoRequest(), retry=True)
     click.echo("Managers:")

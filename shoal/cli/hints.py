@@ -42,19 +42,21 @@ def smallest_local_image(client: Any = None) -> str | None:
     return best[1] if best else None
 
 
-def try_hints(runtime: str, image: str | None = None) -> list[str]:
+def try_hints(runtime: str, image: str | None = None, prefix: str = "") -> list[str]:
     """The lines after "Try:" (image: for docker, the one to use; found
-    when not given)."""
+    when not given; prefix: global options the commands need, such as
+    ``--context NAME`` for a cluster whose context is not the current one)."""
+    shoal = f"shoal {prefix}"
     if runtime == "docker":
         image = image or smallest_local_image()
         if image is None:
-            return ["  shoal node ls", *("  " + line for line in NO_IMAGE)]
+            return [f"  {shoal}node ls", *("  " + line for line in NO_IMAGE)]
     else:
         image = "app:1"
     return [
-        "  shoal node ls",
-        f"  shoal service create --name web --replicas 3 {image} sleep 3600",
-        "  shoal service ps web",
-        "  shoal service scale web=6",
-        "  shoal service rm web",
+        f"  {shoal}node ls",
+        f"  {shoal}service create --name web --replicas 3 {image} sleep 3600",
+        f"  {shoal}service ps web",
+        f"  {shoal}service scale web=6",
+        f"  {shoal}service rm web",
     ]

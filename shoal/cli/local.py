@@ -82,6 +82,15 @@ def _context_name(state: Path) -> str:
     return f"{LOCAL}-{stem}"[:63]
 
 
+def _state_flag(state: Path) -> str:
+    """The --state-dir a command needs to name this state dir ("" for the default)."""
+    return "" if state == default_state_dir().absolute() else f" --state-dir {state}"
+
+
+def _up_command(state: Path) -> str:
+    return "shoal up" + _state_flag(state)
+
+
 def _agent_dirs(state: Path) -> list[Path]:
     return sorted(
         (d for d in state.glob("agent-*") if d.is_dir() and d.name[6:].isdigit()),
@@ -113,6 +122,7 @@ class Naming:
 
     def __init__(self, store: ContextStore, state: Path, asked: str | None) -> None:
         self.store = store
+        self.current = False
         owner = store.owner_of(state)
         if asked:
             self.name = check_name(asked)
@@ -133,7 +143,8 @@ class Naming:
         self.store.save(Context(self.name, hosts, str(tls), "shoal up", str(state)))
         current = self.store.current()
         current_ctx = self.store.get(current) if current else None
-        if current_ctx is None or current == self.name or current_ctx.state() == "stopped":
+        self.current = current_ctx is None or current == self.name or current_ctx.state() == "stopped"
+        if self.current:
             self.store.use(self.name)
             return f'context "{self.name}" is the current one'
         return (
@@ -206,7 +217,8 @@ def up(
     naming = None if legacy_file is not None else Naming(store, state, asked)
     running = _running_record(state)
     if running is not None:
-        raise CLIError(f"a cluster from {state} is already running; stop it with `shoal down`")
+        stop_it = "shoal down" + _state_flag(state)
+        raise CLIError(f"a cluster from {state} is already running; stop it with `{stop_it}`")
     if fresh:
         if etcd_url:
             raise CLIError("--fresh: cannot empty an etcd that shoal up did not start (--etcd)")
@@ -286,10 +298,14 @@ def up(
                 "shoal up --fresh starts an empty one"
             )
         click.echo("Try:")
-        for line in hints.try_hints(runtime):
+        prefix = "" if naming is None or naming.current else f"--context {naming.name} "
+        for line in hints.try_hints(runtime, prefix=prefix):
             click.echo(line)
         if detach:
-            click.echo("Stop it with: shoal down" + (f" --state-dir {state}" if state_dir else ""))
+            click.echo(
+                "Stop it with: shoal down"
+                + ("" if state == default_state_dir().absolute() else f" --state-dir {state}")
+            )
             return
         click.echo("Press Ctrl-C to stop everything.")
         _stay_up(procs)
@@ -332,7 +348,9 @@ def _wait_nodes(client: Client, count: int, timeout: float = 30) -> None:
 def _restart_agent(state: Path, index: int) -> None:
     record = _running_record(state)
     if record is None:
-        raise CLIError(f"no cluster started by `shoal up` runs in {state}; start it with shoal up")
+        raise CLIError(
+            f"no cluster started by `shoal up` runs in {state}; start it with {_up_command(state)}"
+        )
     agent = record.agent(index)
     if agent is None or not agent.args:
         count = sum(1 for p in record.procs if p.role.startswith("agent-"))

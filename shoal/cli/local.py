@@ -289,7 +289,10 @@ def up(
             write_context_file(legacy_file, [maddr], tls)
             said = f"context written to {legacy_file}"
         _wait_nodes(client, agents)
-        click.echo(f"shoal is up: etcd {etcd_url}, manager {maddr}, {agents} agents ({runtime} runtime)")
+        plural = "" if agents == 1 else "s"
+        click.echo(
+            f"shoal is up: etcd {etcd_url}, manager {maddr}, {agents} agent{plural} ({runtime} runtime)"
+        )
         click.echo(f"{said}; logs in {logs}")
         if resuming:
             services = len(client.call("ListServices", cpb.ListServicesRequest(), retry=True).services)

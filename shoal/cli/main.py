@@ -76,8 +76,7 @@ class ShoalGroup(click.Group):
     metavar="NAME",
     help="The context to use (shoal context ls); else SHOAL_CONTEXT, else the current one",
 )
-@click.version_option(package_name="shoal", help="Show the version and exit.")
-@click.help_option(help="Show this message and exit.")
+@click.version_option(package_name="shoal")
 @click.pass_context
 def cli(ctx: click.Context, host: str | None, tls_dir: str | None, context_name: str | None) -> None:
     """shoal: a multi-host container orchestrator in the spirit of Docker swarm mode."""
@@ -172,20 +171,16 @@ def join_token(client_factory: Factory, rotate: bool, quiet: bool, role: str) ->
     )
 
 
-# One line per command or group (`shoal --help` lists them in alphabetical order).
-for command in (
-    cluster.cluster,
-    context_commands.context,
-    daemons.manager,
-    daemons.agent,
-    local.up,
-    local.down,
-    services.service,
-    nodes.node,
-    about.version,
-    about.completion,
-):
-    cli.add_command(command)
+cli.add_command(cluster.cluster)
+cli.add_command(daemons.manager)
+cli.add_command(daemons.agent)
+cli.add_command(local.up)
+cli.add_command(local.down)
+cli.add_command(services.service)
+cli.add_command(nodes.node)
+cli.add_command(context_commands.context)
+cli.add_command(about.version)
+cli.add_command(about.completion)
 
 
 def main() -> None:

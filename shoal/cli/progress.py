@@ -67,20 +67,34 @@ class Printer:
     """Draws the progress block: in place on a terminal, as changed lines
     otherwise. Errors go to stderr (CLI.md), whatever happens to progress."""
 
-    def __init__(self, out: TextIO, width: int | None = None) -> None:
+    def __init__(self, out: TextIO, width: int | None = None, height: int | None = None) -> None:
         self.out = out
         self.tty = out.isatty()
         self._width = width
+        self._height = height
         self._drawn = 0
         self._last: list[str] = []
 
-    def width(self) -> int:
-        if self._width is not None:
-            return self._width
+    def _size(self) -> os.terminal_size:
         try:
-            return os.get_terminal_size(self.out.fileno()).columns
+            return os.get_terminal_size(self.out.fileno())
         except (OSError, ValueError, AttributeError):
-            return shutil.get_terminal_size().columns
+            return shutil.get_terminal_size()
+
+    def width(self) -> int:
+        return self._width if self._width is not None else self._size().columns
+
+    def height(self) -> int:
+        return self._height if self._height is not None else self._size().lines
+
+    def _fit_height(self, lines: list[str]) -> list[str]:
+        """A block no taller than the terminal (the cursor cannot go back
+        above its top): the first lines, how many are left out, the last."""
+        room = self.height() - 1
+        if len(lines) <= room or room < 3:
+            return lines
+        kept = lines[: room - 2]
+        return [*kept, f"... {len(lines) - len(kept) - 1} more lines", lines[-1]]
 
     def _fit(self, line: str) -> str:
         # One column spare: a line that fills the terminal exactly leaves some
@@ -90,6 +104,7 @@ class Printer:
     def show(self, lines: list[str]) -> None:
         if self.tty:
             text = _up(self._drawn) if self._drawn else ""
+            lines = self._fit_height(lines)
             text += "".join(CLEAR_LINE + self._fit(line) + "\n" for line in lines)
             self.out.write(text + CLEAR_BELOW)
             self._drawn = len(lines)

@@ -165,6 +165,15 @@ def test_on_a_terminal_lines_are_cut_to_its_width_and_old_tails_are_cleared() ->
     assert all(len(line) <= 39 for line in screen(out.getvalue().split("\x1b[3A")[0]))
 
 
+def test_a_block_taller_than_the_terminal_keeps_its_first_and_last_lines() -> None:
+    out = TTY()
+    printer = Printer(out, width=80, height=8)
+    lines = ["overall progress: 0 out of 20 tasks", *(f"{i}/20: pending" for i in range(1, 21)), "verify: x"]
+    printer.show(lines)
+    printer.show(lines)
+    assert screen(out.getvalue()) == [*lines[:5], "... 16 more lines", "verify: x"]
+
+
 def test_piped_a_line_is_printed_whole_and_only_when_it_changes() -> None:
     out = io.StringIO()
     printer = Printer(out)

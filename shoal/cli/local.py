@@ -31,6 +31,7 @@ from shoal.cli import hints
 from shoal.cli.client import Client, CLIError, Target
 from shoal.cli.contexts import (
     LOCAL,
+    Connector,
     Context,
     ContextStore,
     check_name,
@@ -154,9 +155,7 @@ class Naming:
 
 
 @click.command()
-@click.option(
-    "--agents", default=3, type=click.IntRange(0, 200), metavar="N", help="Number of agents (0 to 200)"
-)
+@click.option("--agents", default=3, type=click.IntRange(0, 200), metavar="N", help="Number of agents")
 @click.option(
     "--runtime",
     default="auto",
@@ -195,7 +194,7 @@ class Naming:
 )
 @click.pass_obj
 def up(
-    connector: object,
+    connector: Connector,
     agents: int,
     runtime: str,
     state_dir: Path | None,
@@ -208,7 +207,7 @@ def up(
 ) -> None:
     """Run a whole cluster on this machine: etcd, a manager and N agents."""
     store = ContextStore()
-    asked = context_opt or wanted_context(getattr(connector, "context", None))
+    asked = context_opt or wanted_context(connector.context)
     state = _state_dir(state_dir, store.get(asked) if asked and state_dir is None else None)
     if restart_agent is not None:
         _restart_agent(state, restart_agent)
@@ -402,10 +401,10 @@ def _shutdown(state: Path, record: UpRecord) -> None:
 )
 @click.option("--purge", is_flag=True, help="Also delete the cluster's state (and its context)")
 @click.pass_obj
-def down(connector: object, state_dir: Path | None, context_opt: str | None, purge: bool) -> None:
+def down(connector: Connector, state_dir: Path | None, context_opt: str | None, purge: bool) -> None:
     """Stop a cluster started with `shoal up -d`."""
     store = ContextStore()
-    asked = context_opt or wanted_context(getattr(connector, "context", None))
+    asked = context_opt or wanted_context(connector.context)
     ctx = None
     if asked and state_dir is None:
         ctx = store.get(asked)

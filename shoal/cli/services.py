@@ -108,8 +108,8 @@ def create(client_factory: Callable[[], Client], /, image: str, command: tuple[s
     """Create a service that runs tasks of IMAGE.
 
     Options go before IMAGE: everything after IMAGE is the task's command and
-    its arguments (COMMAND [ARG...]), passed as they are, as in docker; with
-    the process runtime COMMAND is what runs. Unless -d is given, waits until
+    its arguments (COMMAND [ARG...]), passed on as they are, as in docker (the
+    process runtime runs COMMAND on the node). Unless -d is given, waits until
     the service converges, showing each task's progress, and exits 1 saying
     why when it cannot (the service then exists: shoal service rm removes it).
     """

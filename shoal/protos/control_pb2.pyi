@@ -62,7 +62,7 @@ class GetClusterInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ClusterInfo(_message.Message):
-    __slots__ = ("cluster_id", "managers", "spec", "nodes", "nodes_ready", "services", "tasks", "tasks_running", "created_at", "stats", "autolock", "locked", "etcd", "stale_seconds")
+    __slots__ = ("cluster_id", "managers", "spec", "nodes", "nodes_ready", "services", "tasks", "tasks_running", "created_at", "stats", "autolock", "locked", "etcd", "stale_seconds", "version")
     class StatsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +84,7 @@ class ClusterInfo(_message.Message):
     LOCKED_FIELD_NUMBER: _ClassVar[int]
     ETCD_FIELD_NUMBER: _ClassVar[int]
     STALE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     cluster_id: str
     managers: _containers.RepeatedCompositeFieldContainer[ManagerInfo]
     spec: _objects_pb2.ClusterSpec
@@ -98,7 +99,8 @@ class ClusterInfo(_message.Message):
     locked: bool
     etcd: _containers.RepeatedCompositeFieldContainer[EtcdEndpoint]
     stale_seconds: float
-    def __init__(self, cluster_id: _Optional[str] = ..., managers: _Optional[_Iterable[_Union[ManagerInfo, _Mapping]]] = ..., spec: _Optional[_Union[_objects_pb2.ClusterSpec, _Mapping]] = ..., nodes: _Optional[int] = ..., nodes_ready: _Optional[int] = ..., services: _Optional[int] = ..., tasks: _Optional[int] = ..., tasks_running: _Optional[int] = ..., created_at: _Optional[int] = ..., stats: _Optional[_Mapping[str, float]] = ..., autolock: _Optional[bool] = ..., locked: _Optional[bool] = ..., etcd: _Optional[_Iterable[_Union[EtcdEndpoint, _Mapping]]] = ..., stale_seconds: _Optional[float] = ...) -> None: ...
+    version: str
+    def __init__(self, cluster_id: _Optional[str] = ..., managers: _Optional[_Iterable[_Union[ManagerInfo, _Mapping]]] = ..., spec: _Optional[_Union[_objects_pb2.ClusterSpec, _Mapping]] = ..., nodes: _Optional[int] = ..., nodes_ready: _Optional[int] = ..., services: _Optional[int] = ..., tasks: _Optional[int] = ..., tasks_running: _Optional[int] = ..., created_at: _Optional[int] = ..., stats: _Optional[_Mapping[str, float]] = ..., autolock: _Optional[bool] = ..., locked: _Optional[bool] = ..., etcd: _Optional[_Iterable[_Union[EtcdEndpoint, _Mapping]]] = ..., stale_seconds: _Optional[float] = ..., version: _Optional[str] = ...) -> None: ...
 
 class EtcdEndpoint(_message.Message):
     __slots__ = ("target", "healthy", "db_size", "leader", "alarms", "error")
@@ -351,8 +353,15 @@ class ListTasksRequest(_message.Message):
     def __init__(self, service: _Optional[str] = ..., node: _Optional[str] = ..., desired_state: _Optional[str] = ...) -> None: ...
 
 class ListTasksResponse(_message.Message):
-    __slots__ = ("tasks", "node_hostnames")
+    __slots__ = ("tasks", "node_hostnames", "node_down")
     class NodeHostnamesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class NodeDownEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -361,6 +370,8 @@ class ListTasksResponse(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     TASKS_FIELD_NUMBER: _ClassVar[int]
     NODE_HOSTNAMES_FIELD_NUMBER: _ClassVar[int]
+    NODE_DOWN_FIELD_NUMBER: _ClassVar[int]
     tasks: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Task]
     node_hostnames: _containers.ScalarMap[str, str]
-    def __init__(self, tasks: _Optional[_Iterable[_Union[_objects_pb2.Task, _Mapping]]] = ..., node_hostnames: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    node_down: _containers.ScalarMap[str, str]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[_objects_pb2.Task, _Mapping]]] = ..., node_hostnames: _Optional[_Mapping[str, str]] = ..., node_down: _Optional[_Mapping[str, str]] = ...) -> None: ...

@@ -167,6 +167,11 @@ def test_memory_reservation_larger_than_any_node_stays_pending_and_create_says_w
     assert len(errors) == 1 and reason in errors[0], (
         f"the CLI must say why on one 'Error:' line; stderr was:\n{res.err}"
     )
+    # The service exists though (a second create would say the name is taken): it says so.
+    assert res.err.splitlines()[1:] == [
+        "The service huge exists and keeps trying: see why with `shoal service ps --no-trunc huge`, "
+        "or remove it with `shoal service rm huge`."
+    ]
 
     (task,) = cluster.tasks("huge")
     assert (task["current_state"], task["desired_state"]) == ("pending", "running")

@@ -15,6 +15,7 @@ from shoal.manager.keyring import new_unlock_key, parse_unlock_key, wrap
 from shoal.manager.store import StoreUnavailable, update_with_retry
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
+from shoal.version import shoal_version
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class ClusterAPI(ControlBase):
             stats=self.stats(),
             autolock=keys is not None and keys.autolock,
             locked=self.keyring.locked,
+            version=shoal_version(),
         )
 
     @rpc

@@ -44,6 +44,8 @@ class TaskAPI(ControlBase):
             node = self.view.nodes.get(t.node_id) if t.node_id else None
             if node is not None:
                 out.node_hostnames[t.node_id] = node.description.hostname
+                if node.status.state == pb.NODE_STATE_DOWN:
+                    out.node_down[t.node_id] = node.status.message
         return out
 
     @stream_rpc

@@ -6,15 +6,15 @@ from __future__ import annotations
 import logging
 
 from shoal import pki
-from shoal.manager import limits
 from shoal.manager.ca import rotation
 from shoal.manager.ca.admin_bundles import DEFAULT_EXPIRY, issue_admin_bundle, revoke_admin_bundle
 from shoal.manager.controlapi.common import ControlBase, Ctx, rpc
-from shoal.manager.errors import InvalidRequest
 from shoal.manager.keyring import new_unlock_key, parse_unlock_key, wrap
 from shoal.manager.store import StoreUnavailable, update_with_retry
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
+from shoal.rules import limits
+from shoal.rules.errors import InvalidRequest
 
 log = logging.getLogger(__name__)
 

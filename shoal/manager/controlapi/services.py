@@ -16,10 +16,9 @@ import secrets
 
 from shoal import specs
 from shoal.ids import ID_LENGTH, is_id, new_id
-from shoal.manager import limits, seal
-from shoal.manager.controlapi import unique, validate
+from shoal.manager import seal
+from shoal.manager.controlapi import unique
 from shoal.manager.controlapi.common import ControlBase, Ctx, rpc
-from shoal.manager.errors import InvalidRequest
 from shoal.manager.store import (
     AlreadyExists,
     NotFound,
@@ -31,6 +30,8 @@ from shoal.manager.store import (
 )
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
+from shoal.rules import limits, validate
+from shoal.rules.errors import InvalidRequest
 
 # Attempts of a write whose index claims raced another writer.
 WRITE_ATTEMPTS = 5

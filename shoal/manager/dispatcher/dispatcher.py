@@ -38,7 +38,7 @@ from typing import Any
 import grpc
 
 from shoal import defaults, pki
-from shoal.manager import limits, seal
+from shoal.manager import seal
 from shoal.manager.auth import Authorizer, ca_bundle
 from shoal.manager.dispatcher.certificates import CertificateDesk, record, trust_update
 from shoal.manager.dispatcher.checks import NotYours, check_log_chunk, check_registration, check_status
@@ -62,6 +62,7 @@ from shoal.manager.store import (
 from shoal.protos import dispatcher_pb2 as dpb
 from shoal.protos import dispatcher_pb2_grpc as dgrpc
 from shoal.protos import objects_pb2 as pb
+from shoal.rules import limits
 
 log = logging.getLogger(__name__)
 

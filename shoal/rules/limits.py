@@ -1,6 +1,6 @@
 """Upper (and lower) bounds on everything a caller can send, in one place.
 
-The ControlAPI (``controlapi/validate.py``) and the Dispatcher check every
+The ControlAPI (with ``shoal.rules.validate``) and the Dispatcher check every
 request against these before anything is stored; each refusal names the
 field and the rule. The reason for each bound is beside it. Most are far
 above what anyone declares on purpose: they exist so that no request, typed
@@ -15,7 +15,7 @@ from typing import Any
 
 from shoal.defaults import CLUSTER
 from shoal.durations import format_duration
-from shoal.manager.errors import InvalidRequest
+from shoal.rules.errors import InvalidRequest
 
 KIB = 1024
 MIB = 1024 * KIB

@@ -3,7 +3,7 @@
 The ControlAPI runs these on every create and update: the client is never
 trusted. Each error is a ``ValueError`` whose message names the field, says
 what is wrong and what is allowed, e.g. ``replicas: must be >= 0, got -1``.
-Every field has an upper bound too (``shoal.manager.limits``), so no spec
+Every field has an upper bound too (``shoal.rules.limits``), so no spec
 can make the manager build an unbounded number of tasks or store an
 unbounded value.
 """
@@ -14,10 +14,10 @@ import math
 import re
 from collections.abc import Iterable
 
-from shoal.manager import limits
-from shoal.manager.constraints import parse_constraint
-from shoal.manager.errors import InvalidRequest
 from shoal.protos import objects_pb2 as pb
+from shoal.rules import limits
+from shoal.rules.constraints import parse_constraint
+from shoal.rules.errors import InvalidRequest
 from shoal.signals import parse_signal
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")

@@ -39,12 +39,13 @@ def ls(client_factory: Callable[[], Client], fmt: str, quiet: bool) -> None:
             n["hostname"],
             n["status"].capitalize(),
             n["availability"].capitalize(),
+            n["role"],
             n["address"],
             n["runtime"],
         ]
         for n in shown
     ]
-    click.echo(table(rows, ["ID", "HOSTNAME", "STATUS", "AVAILABILITY", "ADDRESS", "RUNTIME"]))
+    click.echo(table(rows, ["ID", "HOSTNAME", "STATUS", "AVAILABILITY", "ROLE", "ADDRESS", "RUNTIME"]))
 
 
 @node.command()

@@ -87,19 +87,22 @@ class ClusterAPI(ControlBase):
 
     @rpc
     async def GetJoinToken(self, request: cpb.GetJoinTokenRequest, context: Ctx) -> cpb.JoinTokenResponse:
-        if request.role not in ("worker", ""):
-            raise InvalidRequest(
-                f'role "{request.role[:20]}": only worker tokens exist (managers share etcd instead)'
-            )
+        role = request.role or "worker"
+        if role not in ("worker", "manager"):
+            raise InvalidRequest(f'role "{request.role[:20]}": expected worker or manager')
         cluster = self.cluster()
-        if request.rotate:
+        # A cluster made before manager tokens existed gets one on first ask.
+        if request.rotate or not getattr(cluster.join_tokens, role):
 
             def rotate(c: pb.Cluster) -> None:
-                c.join_tokens.worker = pki.new_join_token(c.root_ca.cert_digest)
+                if request.rotate or not getattr(c.join_tokens, role):
+                    setattr(c.join_tokens, role, pki.new_join_token(c.root_ca.cert_digest))
 
             cluster = await update_with_retry(self.view, self.store, pb.Cluster, cluster.meta.id, rotate)
+            if request.rotate:
+                log.info("%s join token rotated", role)
         addrs = [m.addr for m in await self.managers()]
-        return cpb.JoinTokenResponse(token=cluster.join_tokens.worker, manager_addrs=addrs)
+        return cpb.JoinTokenResponse(token=getattr(cluster.join_tokens, role), manager_addrs=addrs)
 
     # -------------------------------------------------------------- admin bundles
 

@@ -177,6 +177,9 @@ def spec_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--max-concurrent", type=int, help="Jobs: tasks running at once"),
         click.option("--replicas-max-per-node", type=int, help="Maximum tasks per node (0 = unlimited)"),
         click.option("--workdir", "-w", help="Working directory"),
+        click.option(
+            "--user", "-u", help="USER[:GROUP] the task runs as (process runtime: the agent's only)"
+        ),
         click.option("--stop-grace-period", help="Time to wait before killing a task (e.g. 10s)"),
         click.option("--stop-signal", help="Signal to stop a task"),
         click.option("--restart-condition", type=click.Choice(list(CONDITIONS))),
@@ -227,6 +230,8 @@ def apply_flags(spec: pb.ServiceSpec, o: dict[str, Any], creating: bool) -> None
         task.placement.max_replicas_per_node = o["replicas_max_per_node"]
     if o.get("workdir") is not None:
         container.workdir = o["workdir"]
+    if o.get("user") is not None:
+        container.user = o["user"]
     if o.get("stop_grace_period") is not None:
         container.stop_grace_period = _duration("--stop-grace-period", o["stop_grace_period"])
     if o.get("stop_signal") is not None:

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from shoal.cli.client import Client, CLIError, for_each_ref
+from shoal.cli.file_flags import change_refs
 from shoal.cli.progress import follow
 from shoal.cli.render import (
     mode_word,
@@ -72,6 +73,12 @@ def service() -> None:
     "--mount", "mounts", multiple=True, help="type=bind|volume|tmpfs,source=...,target=...[,readonly]"
 )
 @click.option("--entrypoint", default=None, help="Override the image's entrypoint")
+@click.option(
+    "--secret", "secrets", multiple=True, help="A secret as a file: NAME or source=NAME,target=..,mode=.."
+)
+@click.option(
+    "--config", "configs", multiple=True, help="A config as a file: NAME or source=NAME,target=..,mode=.."
+)
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
@@ -96,6 +103,8 @@ def create(client_factory: Callable[[], Client], /, image: str, command: tuple[s
         spec.task.container.mounts.append(parse_mount(m))
     if o["entrypoint"]:
         spec.task.container.command.extend(shlex.split(o["entrypoint"]))
+    change_refs(spec.task.container.secrets, "--secret", (), o["secrets"])
+    change_refs(spec.task.container.configs, "--config", (), o["configs"])
     apply_flags(spec, o, creating=True)
     auth = ""
     if o["with_registry_auth"]:
@@ -126,6 +135,10 @@ def create(client_factory: Callable[[], Client], /, image: str, command: tuple[s
 @click.option("--publish-rm", multiple=True)
 @click.option("--mount-add", multiple=True)
 @click.option("--mount-rm", multiple=True, help="Target path of a mount to remove")
+@click.option("--secret-add", multiple=True, help="Add a secret: NAME or source=NAME,target=..,mode=..")
+@click.option("--secret-rm", multiple=True, help="Name of a secret to remove")
+@click.option("--config-add", multiple=True, help="Add a config: NAME or source=NAME,target=..,mode=..")
+@click.option("--config-rm", multiple=True, help="Name of a config to remove")
 @click.option("--force", is_flag=True, help="Replace every task even with no change")
 @click.option("--rollback", "do_rollback", is_flag=True, help="Roll back to the previous spec")
 @click.argument("ref", metavar="SERVICE")
@@ -184,6 +197,8 @@ def update(client_factory: Callable[[], Client], /, ref: str, **o: Any) -> None:
     mounts += [parse_mount(m) for m in o["mount_add"]]
     del container.mounts[:]
     container.mounts.extend(mounts)
+    change_refs(container.secrets, "--secret", o["secret_rm"], o["secret_add"])
+    change_refs(container.configs, "--config", o["config_rm"], o["config_add"])
     apply_flags(spec, o, creating=False)
     auth = registry_auth_for(spec.task.container.image) if o["with_registry_auth"] else ""
     request = cpb.UpdateServiceRequest(

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from shoal.cli import cluster, daemons, files, local, nodes, services
+from shoal.cli import cluster, daemons, files, local, nodes, services, stacks
 from shoal.cli.client import Client, CLIError, resolve_target
 from shoal.cli.render import rfc3339
 from shoal.durations import format_duration
@@ -169,6 +169,7 @@ cli.add_command(services.service)
 cli.add_command(nodes.node)
 cli.add_command(files.secret)
 cli.add_command(files.config)
+cli.add_command(stacks.stack)
 
 
 def main() -> None:

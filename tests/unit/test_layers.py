@@ -116,7 +116,25 @@ def test_cli_command_modules_do_not_import_each_other() -> None:
     commands = {"services", "nodes", "cluster", "daemons", "local", "files", "stacks"}
     for command in commands:
         path = PKG / "cli" / f"{command}.py"
-        if not path.exists():
-            continue
         others = {f"shoal.cli.{c}" for c in commands - {command}}
         assert not (_shoal_imports(path) & others), path.name
+
+
+def test_the_compose_loader_is_a_client_package_of_neither_side() -> None:
+    """shoal.stack reads files and checks them with the shared rules; it
+    talks to no manager and runs nothing (the CLI sends what it returns)."""
+    for path in (PKG / "stack").rglob("*.py"):
+        bad = [m for m in _shoal_imports(path) if m.startswith(("shoal.manager", "shoal.agent", "shoal.cli"))]
+        assert bad == [], f"{path.relative_to(PKG)} imports {bad}"
+
+
+def test_the_agent_keeps_task_files_out_of_the_runtime_backends() -> None:
+    """Secrets and configs are wrapped around any runtime (agent/taskfiles):
+    no backend imports that package, and it imports no backend."""
+    for paths in backends().values():
+        for path in paths:
+            assert not any(m.startswith("shoal.agent.taskfiles") for m in imports_of(path)), path.name
+    for path in (PKG / "agent" / "taskfiles").rglob("*.py"):
+        found = backends()
+        bad = {m for m in imports_of(path) for b in found if m.startswith(f"shoal.agent.runtime.{b}")}
+        assert not bad, f"{path.relative_to(PKG)} imports {sorted(bad)}"

@@ -33,7 +33,7 @@ from shoal import specs
 from shoal.protos import objects_pb2 as pb
 from shoal.stack import deploy, mounts, ports
 from shoal.stack.dotenv import read_env_file
-from shoal.stack.located import LList, LMap, StackError, located
+from shoal.stack.located import LList, LMap, Loc, StackError, located
 from shoal.stack.objects import NAMESPACE_LABEL, StackObject
 from shoal.stack.values import as_bool, as_duration, as_int, as_map, as_str, command, str_list
 
@@ -88,8 +88,9 @@ class Context:
     warn: Warn
 
 
-def service_spec(name: str, svc: LMap, ctx: Context) -> pb.ServiceSpec:
-    """The spec of service `name` (StackError for what cannot be deployed)."""
+def service_spec(name: str, svc: LMap, ctx: Context, loc: Loc | None = None) -> pb.ServiceSpec:
+    """The spec of service `name`, written at `loc` (StackError for what
+    cannot be deployed)."""
     where = f"service {name}"
     warn = ctx.warn
     for key in svc:
@@ -100,9 +101,7 @@ def service_spec(name: str, svc: LMap, ctx: Context) -> pb.ServiceSpec:
     spec.labels[NAMESPACE_LABEL] = ctx.stack
     container = spec.task.container
     if not svc.get("image"):
-        raise StackError(
-            f"{where}: image is required (shoal does not build images)", svc.at("image") or svc.loc
-        )
+        raise StackError(f"{where}: image is required (shoal does not build images)", loc or svc.loc)
     container.image = as_str(svc["image"], f"{where}: image", svc.at("image"))
     if svc.get("entrypoint") is not None:
         container.command.extend(command(svc["entrypoint"], f"{where}: entrypoint", svc.at("entrypoint")))

@@ -140,7 +140,7 @@ def load_stack(files: list[str], stack: str, environ: Mapping[str, str]) -> Stac
         stack, project_dir, env, secrets, configs, volumes if isinstance(volumes, LMap) else None, warn
     )
     for name, svc in services.items():
-        spec = service_spec(name, svc, ctx)
+        spec = service_spec(name, svc, ctx, services.at(name))
         _check(spec, name, services.at(name))
         result.services.append(spec)
     _check_ports(result.services)

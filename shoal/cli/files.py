@@ -18,6 +18,7 @@ import click
 
 from shoal.cli.client import Client, CLIError, for_each_ref
 from shoal.cli.render import rfc3339, table
+from shoal.cli.service_flags import key_values
 from shoal.ids import new_id
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
@@ -85,12 +86,7 @@ def file_group(kind: str) -> click.Group:
         except InvalidRequest as err:
             raise CLIError(str(err)) from None
         data = read_data(kind, source)
-        label_map = {}
-        for item in labels:
-            key, _, value = item.partition("=")
-            if not key:
-                raise CLIError(f'--label "{item}": expected KEY=VALUE')
-            label_map[key] = value
+        label_map = key_values("--label", labels)
         client = client_factory()
         # Our own ID: a create retried after a lost answer is the same create.
         if kind == "secret":

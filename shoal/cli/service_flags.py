@@ -22,24 +22,8 @@ from shoal import specs
 from shoal.cli.client import CLIError
 from shoal.durations import parse_duration, parse_size
 from shoal.protos import objects_pb2 as pb
-
-MODES = {
-    "replicated": pb.SERVICE_MODE_REPLICATED,
-    "global": pb.SERVICE_MODE_GLOBAL,
-    "replicated-job": pb.SERVICE_MODE_REPLICATED_JOB,
-    "global-job": pb.SERVICE_MODE_GLOBAL_JOB,
-}
-CONDITIONS = {
-    "any": pb.RESTART_CONDITION_ANY,
-    "on-failure": pb.RESTART_CONDITION_ON_FAILURE,
-    "none": pb.RESTART_CONDITION_NONE,
-}
-FAILURE_ACTIONS = {
-    "pause": pb.FAILURE_ACTION_PAUSE,
-    "continue": pb.FAILURE_ACTION_CONTINUE,
-    "rollback": pb.FAILURE_ACTION_ROLLBACK,
-}
-ORDERS = {"stop-first": pb.UPDATE_ORDER_STOP_FIRST, "start-first": pb.UPDATE_ORDER_START_FIRST}
+from shoal.specs import CONDITIONS, FAILURE_ACTIONS, ORDERS
+from shoal.specs import MODES as MODES  # services.py takes it from here
 
 
 def _duration(flag: str, value: str) -> int:

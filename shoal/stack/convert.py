@@ -35,7 +35,17 @@ from shoal.stack import deploy, mounts, ports
 from shoal.stack.dotenv import read_env_file
 from shoal.stack.located import LList, LMap, Loc, StackError, located
 from shoal.stack.objects import NAMESPACE_LABEL, StackObject
-from shoal.stack.values import as_bool, as_duration, as_int, as_map, as_str, command, str_list
+from shoal.stack.values import (
+    Reader,
+    as_bool,
+    as_duration,
+    as_int,
+    as_map,
+    as_str,
+    command,
+    set_fields,
+    str_list,
+)
 
 Warn = Callable[[str], None]
 
@@ -72,7 +82,19 @@ REASONS = {
     "hostname": "not supported yet",
     "scale": "use deploy.replicas",
 }
-_HEALTH_KEYS = {"test", "interval", "timeout", "retries", "start_period", "disable"}
+_HEALTH: Mapping[str, tuple[str, Reader]] = {
+    "interval": ("interval", as_duration),
+    "timeout": ("timeout", as_duration),
+    "start_period": ("start_period", as_duration),
+    "retries": ("retries", as_int),
+}
+_HEALTH_KEYS = {"test", "disable", *_HEALTH}
+_CONTAINER: Mapping[str, tuple[str, Reader]] = {
+    "working_dir": ("workdir", as_str),
+    "user": ("user", as_str),
+    "stop_grace_period": ("stop_grace_period", as_duration),
+    "stop_signal": ("stop_signal", as_str),
+}
 
 
 @dataclass(frozen=True)
@@ -111,16 +133,7 @@ def service_spec(name: str, svc: LMap, ctx: Context, loc: Loc | None = None) -> 
     for key, value in (svc.get("labels") or {}).items():
         container.labels[key] = value or ""
     container.labels[NAMESPACE_LABEL] = ctx.stack
-    if svc.get("working_dir") is not None:
-        container.workdir = as_str(svc["working_dir"], f"{where}: working_dir", svc.at("working_dir"))
-    if svc.get("user") is not None:
-        container.user = as_str(svc["user"], f"{where}: user", svc.at("user"))
-    if svc.get("stop_grace_period") is not None:
-        container.stop_grace_period = as_duration(
-            svc["stop_grace_period"], f"{where}: stop_grace_period", svc.at("stop_grace_period")
-        )
-    if svc.get("stop_signal") is not None:
-        container.stop_signal = as_str(svc["stop_signal"], f"{where}: stop_signal", svc.at("stop_signal"))
+    set_fields(container, svc, f"{where}: ", _CONTAINER)
     if svc.get("healthcheck") is not None:
         _healthcheck(container.healthcheck, svc, where, warn)
     if svc.get("ports") is not None:
@@ -188,11 +201,7 @@ def _healthcheck(hc: pb.HealthCheck, svc: LMap, where: str, warn: Warn) -> None:
         hc.test.extend(str_list(test, f"{name}.test", h.at("test")))
         if hc.test and hc.test[0] not in ("NONE", "CMD", "CMD-SHELL"):
             raise StackError(f"{name}.test: a list must start with NONE, CMD or CMD-SHELL", h.at("test"))
-    for key, field in (("interval", "interval"), ("timeout", "timeout"), ("start_period", "start_period")):
-        if h.get(key) is not None:
-            setattr(hc, field, as_duration(h[key], f"{name}.{key}", h.at(key)))
-    if h.get("retries") is not None:
-        hc.retries = as_int(h["retries"], f"{name}.retries", h.at("retries"))
+    set_fields(hc, h, f"{name}.", _HEALTH)
 
 
 def _file_refs(

@@ -10,18 +10,20 @@ virtual IPs). Everything else (``pids``, generic resources, devices,
 ``dnsrr``, unknown keys) is a warning naming it.
 
 Unset fields stay unset: the manager fills in Swarm's defaults, as it does
-for ``service create``.
+for ``service create``. A restart or update section starts from those
+defaults, so the keys it leaves out keep Swarm's values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from shoal import specs
 from shoal.protos import objects_pb2 as pb
 from shoal.stack.located import LMap, StackError, located
 from shoal.stack.values import (
+    Reader,
     as_duration,
     as_float,
     as_int,
@@ -29,28 +31,14 @@ from shoal.stack.values import (
     as_nano_cpus,
     as_size,
     as_str,
+    choice,
+    set_fields,
     str_list,
 )
 
 Warn = Callable[[str], None]
+Fields = Mapping[str, tuple[str, Reader]]
 
-MODES = {
-    "replicated": pb.SERVICE_MODE_REPLICATED,
-    "global": pb.SERVICE_MODE_GLOBAL,
-    "replicated-job": pb.SERVICE_MODE_REPLICATED_JOB,
-    "global-job": pb.SERVICE_MODE_GLOBAL_JOB,
-}
-CONDITIONS = {
-    "none": pb.RESTART_CONDITION_NONE,
-    "on-failure": pb.RESTART_CONDITION_ON_FAILURE,
-    "any": pb.RESTART_CONDITION_ANY,
-}
-FAILURE_ACTIONS = {
-    "pause": pb.FAILURE_ACTION_PAUSE,
-    "continue": pb.FAILURE_ACTION_CONTINUE,
-    "rollback": pb.FAILURE_ACTION_ROLLBACK,
-}
-ORDERS = {"stop-first": pb.UPDATE_ORDER_STOP_FIRST, "start-first": pb.UPDATE_ORDER_START_FIRST}
 _DEPLOY_KEYS = {
     "mode",
     "replicas",
@@ -62,19 +50,33 @@ _DEPLOY_KEYS = {
     "rollback_config",
     "endpoint_mode",
 }
+_RESTART: Fields = {
+    "condition": ("condition", choice(specs.CONDITIONS)),
+    "delay": ("delay", as_duration),
+    "max_attempts": ("max_attempts", as_int),
+    "window": ("window", as_duration),
+}
+_UPDATE: Fields = {
+    "parallelism": ("parallelism", as_int),
+    "delay": ("delay", as_duration),
+    "failure_action": ("failure_action", choice(specs.FAILURE_ACTIONS)),
+    "monitor": ("monitor", as_duration),
+    "max_failure_ratio": ("max_failure_ratio", as_float),
+    "order": ("order", choice(specs.ORDERS)),
+}
+_RESOURCES: Fields = {"cpus": ("nano_cpus", as_nano_cpus), "memory": ("memory_bytes", as_size)}
+_PLACEMENT = {"constraints", "preferences", "max_replicas_per_node"}
 
 
-def _choice(value: Any, choices: dict[str, Any], where: str, section: LMap, key: str) -> Any:
-    text = as_str(value, where, section.at(key))
-    if text not in choices:
-        raise StackError(f'{where}: "{text}" is not one of {", ".join(choices)}', section.at(key))
-    return choices[text]
-
-
-def _unknown(section: LMap, known: set[str], where: str, warn: Warn) -> None:
+def _unknown(section: LMap, known: Any, where: str, warn: Warn) -> None:
     for key in section:
         if key not in known and not key.startswith("x-"):
             warn(located(section.at(key), f"{where}.{key} is not supported; ignored"))
+
+
+def _section(parent: LMap, key: str, where: str) -> LMap | None:
+    value = parent.get(key)
+    return None if value is None else as_map(value, f"{where}.{key}", parent.at(key))
 
 
 def apply_deploy(spec: pb.ServiceSpec, deploy: Any, where: str, warn: Warn) -> None:
@@ -82,46 +84,36 @@ def apply_deploy(spec: pb.ServiceSpec, deploy: Any, where: str, warn: Warn) -> N
     "service web: deploy"."""
     d = as_map(deploy, where, None)
     _unknown(d, _DEPLOY_KEYS, where, warn)
-    if "mode" in d:
-        spec.mode = _choice(d["mode"], MODES, f"{where}.mode", d, "mode")
-    if "replicas" in d and d["replicas"] is not None:
-        spec.replicas = as_int(d["replicas"], f"{where}.replicas", d.at("replicas"))
+    set_fields(
+        spec, d, f"{where}.", {"mode": ("mode", choice(specs.MODES)), "replicas": ("replicas", as_int)}
+    )
     for key, value in (d.get("labels") or {}).items():
         spec.labels[key] = value or ""
     if d.get("endpoint_mode") not in (None, "vip"):
-        warn(
-            located(
-                d.at("endpoint_mode"),
-                f"{where}.endpoint_mode {d['endpoint_mode']}: shoal has no virtual IPs "
-                "or service DNS yet; ignored",
-            )
-        )
-    if d.get("placement") is not None:
-        _placement(
-            spec.task.placement,
-            as_map(d["placement"], f"{where}.placement", d.at("placement")),
-            f"{where}.placement",
-            warn,
-        )
-    if d.get("resources") is not None:
-        _resources(
-            spec.task.resources,
-            as_map(d["resources"], f"{where}.resources", d.at("resources")),
-            f"{where}.resources",
-            warn,
-        )
-    if d.get("restart_policy") is not None:
-        job = spec.mode in (pb.SERVICE_MODE_REPLICATED_JOB, pb.SERVICE_MODE_GLOBAL_JOB)
-        restart_policy(
-            spec.task, d["restart_policy"], f"{where}.restart_policy", d.at("restart_policy"), warn, job
-        )
-    for key, target in (("update_config", spec.update), ("rollback_config", spec.rollback)):
-        if d.get(key) is not None:
-            _update_config(target, as_map(d[key], f"{where}.{key}", d.at(key)), f"{where}.{key}", warn)
+        message = f"{where}.endpoint_mode {d['endpoint_mode']}: shoal has no virtual IPs or service DNS yet"
+        warn(located(d.at("endpoint_mode"), f"{message}; ignored"))
+    if (placement := _section(d, "placement", where)) is not None:
+        _placement(spec.task.placement, placement, f"{where}.placement", warn)
+    if (resources := _section(d, "resources", where)) is not None:
+        _unknown(resources, {"limits", "reservations"}, f"{where}.resources", warn)
+        for key, target in (
+            ("limits", spec.task.resources.limits),
+            ("reservations", spec.task.resources.reservations),
+        ):
+            if (section := _section(resources, key, f"{where}.resources")) is not None:
+                _unknown(section, _RESOURCES, f"{where}.resources.{key}", warn)
+                set_fields(target, section, f"{where}.resources.{key}.", _RESOURCES)
+    if (restart := _section(d, "restart_policy", where)) is not None:
+        restart_policy(spec.task, restart, f"{where}.restart_policy", warn, spec.mode in specs.JOB_MODES)
+    for key, cfg in (("update_config", spec.update), ("rollback_config", spec.rollback)):
+        if (section := _section(d, key, where)) is not None:
+            _unknown(section, _UPDATE, f"{where}.{key}", warn)
+            cfg.CopyFrom(specs.default_update_config())
+            set_fields(cfg, section, f"{where}.{key}.", _UPDATE)
 
 
 def _placement(placement: pb.Placement, p: LMap, where: str, warn: Warn) -> None:
-    _unknown(p, {"constraints", "preferences", "max_replicas_per_node"}, where, warn)
+    _unknown(p, _PLACEMENT, where, warn)
     if p.get("constraints") is not None:
         placement.constraints.extend(str_list(p["constraints"], f"{where}.constraints", p.at("constraints")))
     for i, pref in enumerate(p.get("preferences") or []):
@@ -130,62 +122,14 @@ def _placement(placement: pb.Placement, p: LMap, where: str, warn: Warn) -> None
         if set(pref) != {"spread"}:
             raise StackError(f"{pref_where}: expected spread: node.labels.KEY", pref.loc)
         placement.preferences.add(spread=as_str(pref["spread"], f"{pref_where}.spread", pref.at("spread")))
-    if p.get("max_replicas_per_node") is not None:
-        placement.max_replicas_per_node = as_int(
-            p["max_replicas_per_node"], f"{where}.max_replicas_per_node", p.at("max_replicas_per_node")
-        )
+    set_fields(placement, p, f"{where}.", {"max_replicas_per_node": ("max_replicas_per_node", as_int)})
 
 
-def _resources(resources: pb.ResourceRequirements, r: LMap, where: str, warn: Warn) -> None:
-    _unknown(r, {"limits", "reservations"}, where, warn)
-    for key, target in (("limits", resources.limits), ("reservations", resources.reservations)):
-        if r.get(key) is None:
-            continue
-        section = as_map(r[key], f"{where}.{key}", r.at(key))
-        _unknown(section, {"cpus", "memory"}, f"{where}.{key}", warn)
-        if section.get("cpus") is not None:
-            target.nano_cpus = as_nano_cpus(section["cpus"], f"{where}.{key}.cpus", section.at("cpus"))
-        if section.get("memory") is not None:
-            target.memory_bytes = as_size(section["memory"], f"{where}.{key}.memory", section.at("memory"))
-
-
-def restart_policy(task: pb.TaskSpec, value: Any, where: str, loc: Any, warn: Warn, job: bool) -> None:
+def restart_policy(task: pb.TaskSpec, r: LMap, where: str, warn: Warn, job: bool) -> None:
     """A restart policy; without a condition, Swarm's default (any), but
     on-failure for jobs (a job that completed is done)."""
-    r = as_map(value, where, loc)
-    _unknown(r, {"condition", "delay", "max_attempts", "window"}, where, warn)
-    policy = task.restart
-    policy.CopyFrom(specs.default_restart_policy())
+    _unknown(r, _RESTART, where, warn)
+    task.restart.CopyFrom(specs.default_restart_policy())
     if job:
-        policy.condition = pb.RESTART_CONDITION_ON_FAILURE
-    if r.get("condition") is not None:
-        policy.condition = _choice(r["condition"], CONDITIONS, f"{where}.condition", r, "condition")
-    if r.get("delay") is not None:
-        policy.delay = as_duration(r["delay"], f"{where}.delay", r.at("delay"))
-    if r.get("max_attempts") is not None:
-        policy.max_attempts = as_int(r["max_attempts"], f"{where}.max_attempts", r.at("max_attempts"))
-    if r.get("window") is not None:
-        policy.window = as_duration(r["window"], f"{where}.window", r.at("window"))
-
-
-def _update_config(cfg: pb.UpdateConfig, u: LMap, where: str, warn: Warn) -> None:
-    _unknown(
-        u, {"parallelism", "delay", "failure_action", "monitor", "max_failure_ratio", "order"}, where, warn
-    )
-    cfg.CopyFrom(specs.default_update_config())
-    if u.get("parallelism") is not None:
-        cfg.parallelism = as_int(u["parallelism"], f"{where}.parallelism", u.at("parallelism"))
-    if u.get("delay") is not None:
-        cfg.delay = as_duration(u["delay"], f"{where}.delay", u.at("delay"))
-    if u.get("failure_action") is not None:
-        cfg.failure_action = _choice(
-            u["failure_action"], FAILURE_ACTIONS, f"{where}.failure_action", u, "failure_action"
-        )
-    if u.get("monitor") is not None:
-        cfg.monitor = as_duration(u["monitor"], f"{where}.monitor", u.at("monitor"))
-    if u.get("max_failure_ratio") is not None:
-        cfg.max_failure_ratio = as_float(
-            u["max_failure_ratio"], f"{where}.max_failure_ratio", u.at("max_failure_ratio")
-        )
-    if u.get("order") is not None:
-        cfg.order = _choice(u["order"], ORDERS, f"{where}.order", u, "order")
+        task.restart.condition = pb.RESTART_CONDITION_ON_FAILURE
+    set_fields(task.restart, r, f"{where}.", _RESTART)

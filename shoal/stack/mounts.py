@@ -21,7 +21,7 @@ from typing import Any
 
 from shoal.protos import objects_pb2 as pb
 from shoal.stack.located import LList, LMap, Loc, StackError, located
-from shoal.stack.values import as_bool, as_map, as_size, as_str, fail, str_list
+from shoal.stack.values import as_bool, as_map, as_size, as_str, fail, long_forms, str_list
 
 Warn = Callable[[str], None]
 
@@ -61,15 +61,10 @@ def normalize_short(value: Any, where: str, loc: Loc | None, warn: Warn) -> LMap
 
 
 def normalize(value: Any, where: str, loc: Loc | None, warn: Warn) -> LList:
-    if not isinstance(value, LList):
-        raise fail(where, "a list of volumes", value, loc)
-    out = LList(value.loc)
-    for i, item in enumerate(value):
-        if isinstance(item, LMap):
-            out.add(item, value.at(i))
-        else:
-            out.add(normalize_short(item, f"{where}[{i}]", value.at(i), warn), value.at(i))
-    return out
+    """The volumes as a list of long-syntax mappings."""
+    return long_forms(
+        value, where, loc, lambda item, at, item_loc: [normalize_short(item, at, item_loc, warn)]
+    )
 
 
 def key(volume: LMap) -> Any:

@@ -20,7 +20,7 @@ from typing import Any
 
 from shoal.protos import objects_pb2 as pb
 from shoal.stack.located import LList, LMap, Loc, StackError, located
-from shoal.stack.values import as_int, as_str, fail
+from shoal.stack.values import as_int, as_str, fail, long_forms
 
 Warn = Callable[[str], None]
 
@@ -77,17 +77,7 @@ def expand_short(value: Any, where: str, loc: Loc | None, warn: Warn) -> list[LM
 
 def normalize(value: Any, where: str, loc: Loc | None, warn: Warn) -> LList:
     """The ports as a list of long-syntax mappings."""
-    if not isinstance(value, LList):
-        raise fail(where, "a list of ports", value, loc)
-    out = LList(value.loc)
-    for i, item in enumerate(value):
-        item_where, item_loc = f"{where}[{i}]", value.at(i)
-        if isinstance(item, LMap):
-            out.add(item, item_loc)
-        else:
-            for port in expand_short(item, item_where, item_loc, warn):
-                out.add(port, item_loc)
-    return out
+    return long_forms(value, where, loc, lambda item, at, item_loc: expand_short(item, at, item_loc, warn))
 
 
 def key(port: LMap) -> tuple[Any, ...]:

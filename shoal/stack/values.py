@@ -12,6 +12,7 @@ expected.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from shoal.durations import parse_duration, parse_size
@@ -150,3 +151,42 @@ def key_values(value: Any, where: str, loc: Loc | None, bare: str | None = None)
             out.put(key, rest if sep else bare, value.at(i))
         return out
     raise fail(where, "a list of KEY=VALUE or a mapping", value, loc)
+
+
+Reader = Callable[[Any, str, Loc | None], Any]
+
+
+def choice(choices: Mapping[str, Any]) -> Reader:
+    """A reader of one of the words in choices (the value it stands for)."""
+
+    def read(value: Any, where: str, loc: Loc | None) -> Any:
+        text = as_str(value, where, loc)
+        if text not in choices:
+            raise StackError(f'{where}: "{text}" is not one of {", ".join(choices)}', loc)
+        return choices[text]
+
+    return read
+
+
+def set_fields(target: Any, section: LMap, prefix: str, fields: Mapping[str, tuple[str, Reader]]) -> None:
+    """For each key of fields the section holds (not null): set the named
+    attribute of target to what its reader makes of the value. `prefix`
+    names the section in errors ("service web: deploy.")."""
+    for key, (attribute, read) in fields.items():
+        value = section.get(key)
+        if value is not None:
+            setattr(target, attribute, read(value, f"{prefix}{key}", section.at(key)))
+
+
+def long_forms(
+    value: Any, where: str, loc: Loc | None, expand: Callable[[Any, str, Loc | None], list[LMap]]
+) -> LList:
+    """A list whose items may be written short or long (ports, volumes): the
+    long ones as they are, each short one as what `expand` makes of it."""
+    if not isinstance(value, LList):
+        raise fail(where, "a list", value, loc)
+    out = LList(value.loc)
+    for i, item in enumerate(value):
+        for long in [item] if isinstance(item, LMap) else expand(item, f"{where}[{i}]", value.at(i)):
+            out.add(long, value.at(i))
+    return out

@@ -46,7 +46,8 @@ def read_data(kind: str, source: str) -> bytes:
     return data
 
 
-def object_json(obj: pb.Secret | pb.Config) -> dict[str, Any]:
+def object_json(obj: pb.Secret | pb.Config, with_data: bool = False) -> dict[str, Any]:
+    """As ls and inspect show it; a config's data only with_data (inspect)."""
     out: dict[str, Any] = {
         "id": obj.meta.id,
         "version": obj.meta.version,
@@ -54,10 +55,8 @@ def object_json(obj: pb.Secret | pb.Config) -> dict[str, Any]:
         "updated_at": rfc3339(obj.meta.updated_at),
         "spec": {"name": obj.spec.name, "labels": dict(obj.spec.labels)},
     }
-    if isinstance(obj, pb.Secret):
-        out["size"] = obj.size
-    else:
-        out["size"] = len(obj.spec.data)
+    out["size"] = obj.size
+    if isinstance(obj, pb.Config) and with_data:
         try:
             out["spec"]["data"] = obj.spec.data.decode()
         except UnicodeDecodeError:
@@ -129,7 +128,10 @@ def file_group(kind: str) -> click.Group:
         client = client_factory()
         method = f"Get{title}"
         click.echo(
-            json.dumps([object_json(client.call(method, cpb.ObjectRef(ref=r))) for r in refs], indent=2)
+            json.dumps(
+                [object_json(client.call(method, cpb.ObjectRef(ref=r)), with_data=True) for r in refs],
+                indent=2,
+            )
         )
 
     @group.command(name="rm")

@@ -105,7 +105,7 @@ def check(client: Client, stack: Stack, now: StackNow, prune: bool) -> Plan:
                 spec=pb.SecretSpec(name=obj.name, labels=obj.labels, data=obj.data), reuse_same=True
             )
             client.call("CreateSecret", request)
-        elif existing.spec.data != obj.data:
+        elif client.call("GetConfig", cpb.ObjectRef(ref=existing.meta.id)).spec.data != obj.data:
             raise CLIError(
                 f"config {obj.name} exists with other contents: configs cannot be changed; "
                 "give the new one another name (name: in the file)"

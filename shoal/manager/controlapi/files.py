@@ -37,16 +37,20 @@ WRITE_ATTEMPTS = 5
 FileObject = pb.Secret | pb.Config
 
 
-def _size(obj: FileObject) -> int:
-    return obj.size if isinstance(obj, pb.Secret) else len(obj.spec.data)
-
-
 def shown(obj: FileObject) -> Any:
     """An object as the API returns it: a secret without its value."""
     if isinstance(obj, pb.Config):
         return obj
     out = clone(obj)
     out.sealed_data = b""
+    out.spec.data = b""
+    return out
+
+
+def listed(config: pb.Config) -> pb.Config:
+    """A config as a listing shows it: without its data (a listing of every
+    config could be far larger than a message may be)."""
+    out = clone(config)
     out.spec.data = b""
     return out
 
@@ -92,7 +96,7 @@ class FileAPI(ControlBase):
         spec = clone(request.spec)
 
         def build(object_id: str) -> pb.Config:
-            config = pb.Config(spec=spec)
+            config = pb.Config(spec=spec, size=len(spec.data))
             config.meta.id = object_id
             return config
 
@@ -112,7 +116,7 @@ class FileAPI(ControlBase):
     @rpc
     async def ListConfigs(self, request: cpb.ListConfigsRequest, context: Ctx) -> cpb.ListConfigsResponse:
         configs: list[pb.Config] = sorted(self.view.configs.values(), key=lambda c: c.spec.name)
-        return cpb.ListConfigsResponse(configs=configs)
+        return cpb.ListConfigsResponse(configs=[listed(c) for c in configs])
 
     @rpc
     async def RemoveConfig(self, request: cpb.ObjectRef, context: Ctx) -> cpb.RemoveObjectResponse:
@@ -168,7 +172,7 @@ class FileAPI(ControlBase):
                         + f"{kind}s cannot be changed; create one of another name and move services "
                         f"to it (service update --{kind}-rm OLD --{kind}-add NEW)"
                     )
-                total = sum(_size(o) for o in table.values())
+                total = sum(o.size for o in table.values())
                 if total + len(data) > limits.MAX_FILE_TOTAL:
                     raise InvalidRequest(
                         f"{kind}s: the cluster holds at most {limits.MAX_FILE_TOTAL // limits.MIB} MiB "

@@ -128,7 +128,7 @@ class ServiceAPI(ControlBase):
                         continue
                     raise NotFound(f"{kind} {ref.name} not found (create it with `shoal {kind} create`)")
                 ref.id = obj.meta.id
-                total += obj.size if isinstance(obj, pb.Secret) else len(obj.spec.data)
+                total += obj.size
         if total > limits.MAX_TASK_FILE_BYTES:
             raise InvalidRequest(
                 f"secrets and configs: at most {limits.MAX_TASK_FILE_BYTES // limits.MIB} MiB in all per "

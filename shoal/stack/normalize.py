@@ -48,7 +48,9 @@ def service(svc: Any, where: str, loc: Any, warn: Warn) -> LMap:
     for key, value in svc.items():
         at = svc.at(key)
         name = f"{where}: {key}"
-        if key == "environment":
+        if value is None:
+            pass  # written but empty: as if absent
+        elif key == "environment":
             value = key_values(value, name, at, bare=None)
         elif key == "labels":
             value = key_values(value, name, at, bare="")

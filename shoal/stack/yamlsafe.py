@@ -170,6 +170,24 @@ _Loader.add_implicit_resolver(
     ),
     list("-+0123456789."),
 )
+
+
+def _construct_str(loader: _Loader, node: ScalarNode) -> str:
+    value = str(loader.construct_scalar(node))
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        # PyYAML decodes each "\uXXXX" on its own: a character beyond the
+        # BMP escaped as a pair ("\ud83d\ude00", as JSON writes it) comes
+        # out as two surrogates. Join the pairs; a lone one is no text.
+        try:
+            value = value.encode("utf-16", "surrogatepass").decode("utf-16")
+        except UnicodeDecodeError:
+            raise StackError("not valid Unicode text (a lone surrogate escape)", loader._mark(node)) from None
+    return value
+
+
+_Loader.add_constructor("tag:yaml.org,2002:str", _construct_str)
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 _Loader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
 

@@ -93,6 +93,9 @@ def test_yaml_errors_name_the_line_and_unsafe_tags_and_repeated_keys_are_refused
         parse("a: !!python/object/apply:os.system [id]\n", "tag.yml")
     with pytest.raises(StackError, match=r'dup\.yml:3: key "a" appears twice'):
         parse("a: 1\nb: 2\na: 3\n", "dup.yml")
+    with pytest.raises(StackError, match=r"u\.yml:2: not valid Unicode text"):
+        parse('a: 1\nb: "\\ud800"\n', "u.yml")
+    assert parse('a: "\\ud83d\\ude00"\n', "pair.yml") == {"a": "\U0001f600"}  # a pair, as JSON escapes it
 
 
 def test_numbers_are_never_read_in_base_60_and_modes_are_octal() -> None:

@@ -93,16 +93,6 @@ class _RefusalLog:
 
 
 class NodeCA(dgrpc.NodeCAServicer):
-    async def _record_manager_node(self, node_id: str) -> None:
-        """The node's object, role manager, before it ever registers (its
-        first registration fills in the rest)."""
-        assert self._store is not None
-        node = pb.Node(role=pb.NODE_ROLE_MANAGER)
-        node.meta.id = node_id
-        node.status.state = pb.NODE_STATE_UNKNOWN
-        node.status.message = "joined; waiting for its first session"
-        await self._store.create(node)
-
     def __init__(
         self,
         cluster: Callable[[], pb.Cluster | None],
@@ -115,6 +105,16 @@ class NodeCA(dgrpc.NodeCAServicer):
         self._store = store
         self._limit = rate_limit or JoinRateLimit()
         self._refusals = _RefusalLog()
+
+    async def _record_manager_node(self, node_id: str) -> None:
+        """The node's object, role manager, before it ever registers (its
+        first registration fills in the rest)."""
+        assert self._store is not None
+        node = pb.Node(role=pb.NODE_ROLE_MANAGER)
+        node.meta.id = node_id
+        node.status.state = pb.NODE_STATE_UNKNOWN
+        node.status.message = "joined; waiting for its first session"
+        await self._store.create(node)
 
     async def _refuse(self, context: Any, peer: str, code: grpc.StatusCode, message: str) -> None:
         self._limit.failed(peer)

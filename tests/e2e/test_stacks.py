@@ -28,6 +28,7 @@ from tests.support.cluster import (
     wait_for,
     wait_pids,
 )
+from tests.support.docker_engine import containers_of
 from tests.support.etcd_server import EtcdServer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "compose"
@@ -376,3 +377,45 @@ def test_the_voting_app_and_the_docker_cli_full_example_deploy_detached(
     assert "full_secret1" not in ok(cluster.cli("secret", "ls")).out
     ok(cluster.cli("secret", "rm", "my_secret"))
     ok(cluster.cli("config", "rm", "my_config"))
+
+
+@pytest.mark.docker
+def test_a_docker_stack_gets_its_secret_in_run_secrets_and_stack_rm_leaves_no_container(
+    engine: Any, make_cluster: Any, tmp_path: Path
+) -> None:
+    cluster = make_cluster(agents=1, runtime="docker")
+    (tmp_path / "token").write_text("t0ken")
+    stack_file = write(
+        tmp_path,
+        "stack.yml",
+        """\
+        services:
+          api:
+            image: shoal-test:1
+            command: sleep 3600
+            secrets: [{source: token, mode: 0400}]
+            configs: [{source: conf, target: /etc/api.conf}]
+            deploy:
+              replicas: 2
+              update_config: {monitor: 1s}
+        secrets:
+          token: {file: ./token}
+        configs:
+          conf: {content: "debug=false"}
+        """,
+    )
+    ok(deploy(cluster, "dock", stack_file))
+    node_ids = {n["id"] for n in cluster.nodes()}
+    containers = containers_of(engine, "dock_api", node_ids)
+    assert len(containers) == 2
+    for container in containers:
+        script = "cat /run/secrets/token; echo; cat /etc/api.conf; echo; stat -c %a /run/secrets/token"
+        code, out = container.exec_run(["sh", "-c", script])
+        assert code == 0 and out.decode().split() == ["t0ken", "debug=false", "400"], out
+    ok(cluster.cli("stack", "rm", "dock"))
+    wait_for(
+        lambda: not containers_of(engine, "dock_api", node_ids, running_only=False), what="no container left"
+    )
+    assert "dock_" not in ok(cluster.cli("secret", "ls")).out + ok(cluster.cli("config", "ls")).out
+    files = cluster.root / "agent-1" / "runtime" / "files"
+    wait_for(lambda: not any(files.iterdir()), what="the tasks' secrets folders to go")

@@ -268,6 +268,9 @@ def up(
             time.sleep(0.1)
         client = Client(Target([maddr], tls)).connect()
         token = client.call("GetJoinToken", cpb.GetJoinTokenRequest(role="worker")).token
+        # node-1 is the manager's host, as in a one-machine swarm: a node
+        # whose role is manager (stack files place databases on it).
+        manager_token = client.call("GetJoinToken", cpb.GetJoinTokenRequest(role="manager")).token
         agent_dirs = []
         for i in range(agents):
             d = state / f"agent-{i + 1}"
@@ -275,7 +278,7 @@ def up(
             agent_cmd = launcher.AgentCommand(
                 [maddr], d, f"node-{i + 1}", launcher.agent_address(i + 1), runtime
             )
-            env = {**os.environ, launcher.TOKEN_ENV: token}
+            env = {**os.environ, launcher.TOKEN_ENV: manager_token if i == 0 else token}
             spawn(f"agent-{i + 1}", agent_cmd.args(), logs / f"agent-{i + 1}.log", env)
         record.agent_dirs = [str(d) for d in agent_dirs]
         record.manager, record.etcd = maddr, etcd_url

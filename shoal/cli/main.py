@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from shoal.cli import about, cluster, context_commands, daemons, local, nodes, services
+from shoal.cli import about, cluster, context_commands, daemons, files, local, nodes, services, stacks
 from shoal.cli.client import Client, CLIError
 from shoal.cli.contexts import Connector
 from shoal.cli.render import rfc3339
@@ -153,17 +153,21 @@ def info(client_factory: Factory, fmt: str) -> None:
 @cli.command(name="join-token")
 @click.option("--rotate", is_flag=True, help="Replace the token (nodes already joined are not affected)")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the token")
-@click.argument("role", type=click.Choice(["worker"]))
+@click.argument("role", type=click.Choice(["worker", "manager"]))
 @click.pass_obj
 def join_token(client_factory: Factory, rotate: bool, quiet: bool, role: str) -> None:
-    """Print the command that joins an agent to this cluster."""
+    """Print the command that joins an agent to this cluster.
+
+    A manager token makes a node whose role is manager, for placement only
+    (node.role==manager): it runs tasks, but gets no ControlAPI access."""
     resp = client_factory().call("GetJoinToken", cpb.GetJoinTokenRequest(role=role, rotate=rotate))
     if quiet:
         click.echo(resp.token)
         return
     if rotate:
-        click.echo("Successfully rotated worker join token.\n")
-    click.echo("To add a worker to this cluster, run the following command:\n")
+        click.echo(f"Successfully rotated {role} join token.\n")
+    what = "a worker" if role == "worker" else "a node whose role is manager (placement only)"
+    click.echo(f"To add {what} to this cluster, run the following command:\n")
     managers = ",".join(resp.manager_addrs)
     # The token goes in the environment: an agent's command line is visible to every user.
     click.echo(
@@ -181,6 +185,9 @@ cli.add_command(nodes.node)
 cli.add_command(context_commands.context)
 cli.add_command(about.version)
 cli.add_command(about.completion)
+cli.add_command(files.secret)
+cli.add_command(files.config)
+cli.add_command(stacks.stack)
 
 
 def main() -> None:

@@ -53,7 +53,7 @@ NODES = Listing(
         "Runtime": "RUNTIME",
         "Role": "ROLE",
     },
-    "table {{.ID}}\t{{.Hostname}}\t{{.Status}}\t{{.Availability}}\t{{.Address}}\t{{.Runtime}}",
+    "table {{.ID}}\t{{.Hostname}}\t{{.Status}}\t{{.Availability}}\t{{.Role}}\t{{.Address}}\t{{.Runtime}}",
 )
 
 

@@ -22,24 +22,8 @@ from shoal import specs
 from shoal.cli.client import CLIError
 from shoal.durations import parse_duration, parse_size
 from shoal.protos import objects_pb2 as pb
-
-MODES = {
-    "replicated": pb.SERVICE_MODE_REPLICATED,
-    "global": pb.SERVICE_MODE_GLOBAL,
-    "replicated-job": pb.SERVICE_MODE_REPLICATED_JOB,
-    "global-job": pb.SERVICE_MODE_GLOBAL_JOB,
-}
-CONDITIONS = {
-    "any": pb.RESTART_CONDITION_ANY,
-    "on-failure": pb.RESTART_CONDITION_ON_FAILURE,
-    "none": pb.RESTART_CONDITION_NONE,
-}
-FAILURE_ACTIONS = {
-    "pause": pb.FAILURE_ACTION_PAUSE,
-    "continue": pb.FAILURE_ACTION_CONTINUE,
-    "rollback": pb.FAILURE_ACTION_ROLLBACK,
-}
-ORDERS = {"stop-first": pb.UPDATE_ORDER_STOP_FIRST, "start-first": pb.UPDATE_ORDER_START_FIRST}
+from shoal.specs import CONDITIONS, FAILURE_ACTIONS, ORDERS
+from shoal.specs import MODES as MODES  # services.py takes it from here
 
 
 def _duration(flag: str, value: str) -> int:
@@ -187,6 +171,12 @@ def spec_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--workdir", "-w", metavar="DIR", help="Working directory of the task"),
         click.option(
+            "--user",
+            "-u",
+            metavar="USER[:GROUP]",
+            help="User the task runs as (process runtime: only the agent's own user)",
+        ),
+        click.option(
             "--stop-grace-period", metavar=d, help="Time between the stop signal and SIGKILL (default 10s)"
         ),
         click.option("--stop-signal", metavar="SIGNAL", help="Signal that stops a task (default SIGTERM)"),
@@ -290,6 +280,8 @@ def apply_flags(spec: pb.ServiceSpec, o: dict[str, Any], creating: bool) -> None
         task.placement.max_replicas_per_node = o["replicas_max_per_node"]
     if o.get("workdir") is not None:
         container.workdir = o["workdir"]
+    if o.get("user") is not None:
+        container.user = o["user"]
     if o.get("stop_grace_period") is not None:
         container.stop_grace_period = _duration("--stop-grace-period", o["stop_grace_period"])
     if o.get("stop_signal") is not None:

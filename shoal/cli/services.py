@@ -17,6 +17,7 @@ import click
 
 from shoal.cli import listing, ps
 from shoal.cli.client import Client, CLIError, for_each_ref
+from shoal.cli.file_flags import change_refs
 from shoal.cli.filters import SERVICE_KEYS, parse_filters, service_matches
 from shoal.cli.pretty import service_pretty
 from shoal.cli.progress import follow
@@ -101,6 +102,20 @@ CREATE_EXAMPLES = """Examples:
     "joined by commas (repeat)",
 )
 @click.option("--entrypoint", default=None, metavar="COMMAND", help="Replace the image's entrypoint")
+@click.option(
+    "--secret",
+    "secrets",
+    multiple=True,
+    metavar="SECRET",
+    help="A secret as a file in the task: NAME, or source=NAME,target=PATH,mode=0400,uid=U,gid=G (repeat)",
+)
+@click.option(
+    "--config",
+    "configs",
+    multiple=True,
+    metavar="CONFIG",
+    help="A config as a file in the task: NAME, or source=NAME,target=PATH,mode=0444 (repeat)",
+)
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[COMMAND [ARG...]]")
 @click.pass_obj
@@ -132,6 +147,8 @@ def create(client_factory: Callable[[], Client], /, image: str, command: tuple[s
         spec.task.container.mounts.append(parse_mount(m))
     if o["entrypoint"]:
         spec.task.container.command.extend(shlex.split(o["entrypoint"]))
+    change_refs(spec.task.container.secrets, "--secret", (), o["secrets"])
+    change_refs(spec.task.container.configs, "--config", (), o["configs"])
     apply_flags(spec, o, creating=True)
     auth = ""
     if o["with_registry_auth"]:
@@ -171,6 +188,10 @@ def create(client_factory: Callable[[], Client], /, image: str, command: tuple[s
 )
 @click.option("--mount-add", multiple=True, metavar="SPEC", help="Add a mount (as --mount)")
 @click.option("--mount-rm", multiple=True, metavar="TARGET", help="Remove the mount at this target path")
+@click.option("--secret-add", multiple=True, metavar="SECRET", help="Add a secret (as --secret; repeat)")
+@click.option("--secret-rm", multiple=True, metavar="NAME", help="Remove the secret of this name (repeat)")
+@click.option("--config-add", multiple=True, metavar="CONFIG", help="Add a config (as --config; repeat)")
+@click.option("--config-rm", multiple=True, metavar="NAME", help="Remove the config of this name (repeat)")
 @click.option("--force", is_flag=True, help="Replace every task even with no change")
 @click.option("--rollback", "do_rollback", is_flag=True, help="Roll back to the previous spec")
 @click.argument("ref", metavar="SERVICE")
@@ -229,6 +250,8 @@ def update(client_factory: Callable[[], Client], /, ref: str, **o: Any) -> None:
     mounts += [parse_mount(m) for m in o["mount_add"]]
     del container.mounts[:]
     container.mounts.extend(mounts)
+    change_refs(container.secrets, "--secret", o["secret_rm"], o["secret_add"])
+    change_refs(container.configs, "--config", o["config_rm"], o["config_add"])
     apply_flags(spec, o, creating=False)
     auth = registry_auth_for(spec.task.container.image) if o["with_registry_auth"] else ""
     request = cpb.UpdateServiceRequest(

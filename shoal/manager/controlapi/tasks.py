@@ -6,12 +6,12 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from shoal.manager import limits
 from shoal.manager.controlapi.common import ControlBase, Ctx, resolve, rpc, stream_rpc
-from shoal.manager.errors import InvalidRequest
 from shoal.manager.store import NotFound
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
+from shoal.rules import limits
+from shoal.rules.errors import InvalidRequest
 
 
 class TaskAPI(ControlBase):

@@ -21,6 +21,7 @@ import psutil
 from shoal.agent.identity import JoinError, join, load_identity
 from shoal.agent.runtime.base import Runtime
 from shoal.agent.session import NodeRemoved, Session, load_managers
+from shoal.agent.taskfiles import FileStore, WithFiles, watch_reports
 from shoal.agent.worker import Worker
 from shoal.protos import objects_pb2 as pb
 
@@ -109,6 +110,9 @@ async def run_agent(settings: AgentSettings, stop: asyncio.Event) -> None:
     runtime = await asyncio.to_thread(
         make_runtime, settings.runtime, settings.state_dir, settings.advertise_addr, identity.node_id
     )
+    # Secrets and configs: written to a tmpfs per task around whichever runtime.
+    files = await asyncio.to_thread(FileStore.for_agent, settings.state_dir)
+    runtime = WithFiles(runtime, files)
     # The managers given, then those the cluster named last time (managers
     # added since the agent was set up).
     managers = list(dict.fromkeys([*settings.managers, *load_managers(settings.state_dir)]))
@@ -119,7 +123,7 @@ async def run_agent(settings: AgentSettings, stop: asyncio.Event) -> None:
         settings.advertise_addr,
         settings.state_dir,
     )
-    worker = Worker(runtime, identity.node_id, session.report)
+    worker = Worker(runtime, identity.node_id, watch_reports(session.report, files))
     log.info("agent %s starting (runtime %s)", identity.node_id, runtime.name)
     task = asyncio.create_task(session.run(worker), name="session")
     stopper = asyncio.create_task(stop.wait())

@@ -31,12 +31,13 @@ def pick_runtime(name: str) -> str:
 
 
 def stop_agent_tasks(agent_dirs: list[Path]) -> None:
-    """Stop and remove every task these agents ran: processes, and
-    containers labelled with their node IDs."""
+    """Stop and remove every task these agents ran: processes, containers
+    labelled with their node IDs, and the tasks' secret and config tmpfs."""
     from shoal.agent.identity import JoinError, load_identity
     from shoal.agent.runtime.base import Runtime
     from shoal.agent.runtime.docker import probe_engine
     from shoal.agent.runtime.process import ProcessRuntime
+    from shoal.agent.taskfiles import FileStore
 
     docker_up = probe_engine(1.0) is None
 
@@ -55,5 +56,8 @@ def stop_agent_tasks(agent_dirs: list[Path]) -> None:
                 for task_id in await runtime.known_task_ids():
                     await runtime.discard(task_id)
                 await runtime.close()
+            files = FileStore.for_agent(d)
+            for task_id in files.known():
+                files.remove(task_id)
 
     asyncio.run(discard_all())

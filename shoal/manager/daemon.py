@@ -162,6 +162,7 @@ async def ensure_cluster(store: Store, heartbeat_period_ns: int) -> pb.Cluster:
         cluster.root_ca.cert_pem = root.cert_pem
         cluster.root_ca.cert_digest = pki.cert_digest(root.cert_pem)
         cluster.join_tokens.worker = pki.new_join_token(cluster.root_ca.cert_digest)
+        cluster.join_tokens.manager = pki.new_join_token(cluster.root_ca.cert_digest)
         keys = wrap(cluster.meta.id, pb.KeyMaterial(ca_key_pem=root.key_pem, seal_key=seal.new_key()), None)
         keys.meta.created_at = keys.meta.updated_at = cluster.meta.created_at
         txn = await store.etcd.txn(
@@ -351,7 +352,7 @@ class Manager:
         server = grpc.aio.server(options=pki.server_options(settings.limits))
         cgrpc.add_ControlServicer_to_server(control, server)
         dgrpc.add_DispatcherServicer_to_server(dispatcher, server)
-        dgrpc.add_NodeCAServicer_to_server(NodeCA(self.view.cluster, keyring), server)
+        dgrpc.add_NodeCAServicer_to_server(NodeCA(self.view.cluster, keyring, store=self.store), server)
         server.add_secure_port(settings.listen, tls.credentials())
         await server.start()
         self.server = server

@@ -62,7 +62,7 @@ class GetClusterInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ClusterInfo(_message.Message):
-    __slots__ = ("cluster_id", "managers", "spec", "nodes", "nodes_ready", "services", "tasks", "tasks_running", "created_at", "stats", "autolock", "locked", "etcd", "stale_seconds")
+    __slots__ = ("cluster_id", "managers", "spec", "nodes", "nodes_ready", "services", "tasks", "tasks_running", "created_at", "stats", "autolock", "locked", "etcd", "stale_seconds", "version")
     class StatsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +84,7 @@ class ClusterInfo(_message.Message):
     LOCKED_FIELD_NUMBER: _ClassVar[int]
     ETCD_FIELD_NUMBER: _ClassVar[int]
     STALE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     cluster_id: str
     managers: _containers.RepeatedCompositeFieldContainer[ManagerInfo]
     spec: _objects_pb2.ClusterSpec
@@ -98,7 +99,8 @@ class ClusterInfo(_message.Message):
     locked: bool
     etcd: _containers.RepeatedCompositeFieldContainer[EtcdEndpoint]
     stale_seconds: float
-    def __init__(self, cluster_id: _Optional[str] = ..., managers: _Optional[_Iterable[_Union[ManagerInfo, _Mapping]]] = ..., spec: _Optional[_Union[_objects_pb2.ClusterSpec, _Mapping]] = ..., nodes: _Optional[int] = ..., nodes_ready: _Optional[int] = ..., services: _Optional[int] = ..., tasks: _Optional[int] = ..., tasks_running: _Optional[int] = ..., created_at: _Optional[int] = ..., stats: _Optional[_Mapping[str, float]] = ..., autolock: _Optional[bool] = ..., locked: _Optional[bool] = ..., etcd: _Optional[_Iterable[_Union[EtcdEndpoint, _Mapping]]] = ..., stale_seconds: _Optional[float] = ...) -> None: ...
+    version: str
+    def __init__(self, cluster_id: _Optional[str] = ..., managers: _Optional[_Iterable[_Union[ManagerInfo, _Mapping]]] = ..., spec: _Optional[_Union[_objects_pb2.ClusterSpec, _Mapping]] = ..., nodes: _Optional[int] = ..., nodes_ready: _Optional[int] = ..., services: _Optional[int] = ..., tasks: _Optional[int] = ..., tasks_running: _Optional[int] = ..., created_at: _Optional[int] = ..., stats: _Optional[_Mapping[str, float]] = ..., autolock: _Optional[bool] = ..., locked: _Optional[bool] = ..., etcd: _Optional[_Iterable[_Union[EtcdEndpoint, _Mapping]]] = ..., stale_seconds: _Optional[float] = ..., version: _Optional[str] = ...) -> None: ...
 
 class EtcdEndpoint(_message.Message):
     __slots__ = ("target", "healthy", "db_size", "leader", "alarms", "error")
@@ -277,30 +279,90 @@ class RemoveNodeResponse(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class CreateServiceRequest(_message.Message):
-    __slots__ = ("spec", "registry_auth", "id")
+    __slots__ = ("spec", "registry_auth", "id", "validate_only", "planned_secrets", "planned_configs")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     REGISTRY_AUTH_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
+    VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_SECRETS_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_CONFIGS_FIELD_NUMBER: _ClassVar[int]
     spec: _objects_pb2.ServiceSpec
     registry_auth: str
     id: str
-    def __init__(self, spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ..., registry_auth: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...
+    validate_only: bool
+    planned_secrets: _containers.RepeatedScalarFieldContainer[str]
+    planned_configs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ..., registry_auth: _Optional[str] = ..., id: _Optional[str] = ..., validate_only: _Optional[bool] = ..., planned_secrets: _Optional[_Iterable[str]] = ..., planned_configs: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class UpdateServiceRequest(_message.Message):
-    __slots__ = ("ref", "version", "spec", "rollback", "force", "registry_auth")
+    __slots__ = ("ref", "version", "spec", "rollback", "force", "registry_auth", "validate_only", "planned_secrets", "planned_configs")
     REF_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     ROLLBACK_FIELD_NUMBER: _ClassVar[int]
     FORCE_FIELD_NUMBER: _ClassVar[int]
     REGISTRY_AUTH_FIELD_NUMBER: _ClassVar[int]
+    VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_SECRETS_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_CONFIGS_FIELD_NUMBER: _ClassVar[int]
     ref: str
     version: int
     spec: _objects_pb2.ServiceSpec
     rollback: bool
     force: bool
     registry_auth: str
-    def __init__(self, ref: _Optional[str] = ..., version: _Optional[int] = ..., spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ..., rollback: _Optional[bool] = ..., force: _Optional[bool] = ..., registry_auth: _Optional[str] = ...) -> None: ...
+    validate_only: bool
+    planned_secrets: _containers.RepeatedScalarFieldContainer[str]
+    planned_configs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, ref: _Optional[str] = ..., version: _Optional[int] = ..., spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ..., rollback: _Optional[bool] = ..., force: _Optional[bool] = ..., registry_auth: _Optional[str] = ..., validate_only: _Optional[bool] = ..., planned_secrets: _Optional[_Iterable[str]] = ..., planned_configs: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CreateSecretRequest(_message.Message):
+    __slots__ = ("spec", "id", "reuse_same")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REUSE_SAME_FIELD_NUMBER: _ClassVar[int]
+    spec: _objects_pb2.SecretSpec
+    id: str
+    reuse_same: bool
+    def __init__(self, spec: _Optional[_Union[_objects_pb2.SecretSpec, _Mapping]] = ..., id: _Optional[str] = ..., reuse_same: _Optional[bool] = ...) -> None: ...
+
+class CreateConfigRequest(_message.Message):
+    __slots__ = ("spec", "id", "reuse_same")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REUSE_SAME_FIELD_NUMBER: _ClassVar[int]
+    spec: _objects_pb2.ConfigSpec
+    id: str
+    reuse_same: bool
+    def __init__(self, spec: _Optional[_Union[_objects_pb2.ConfigSpec, _Mapping]] = ..., id: _Optional[str] = ..., reuse_same: _Optional[bool] = ...) -> None: ...
+
+class ListSecretsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListSecretsResponse(_message.Message):
+    __slots__ = ("secrets",)
+    SECRETS_FIELD_NUMBER: _ClassVar[int]
+    secrets: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Secret]
+    def __init__(self, secrets: _Optional[_Iterable[_Union[_objects_pb2.Secret, _Mapping]]] = ...) -> None: ...
+
+class ListConfigsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListConfigsResponse(_message.Message):
+    __slots__ = ("configs",)
+    CONFIGS_FIELD_NUMBER: _ClassVar[int]
+    configs: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Config]
+    def __init__(self, configs: _Optional[_Iterable[_Union[_objects_pb2.Config, _Mapping]]] = ...) -> None: ...
+
+class RemoveObjectResponse(_message.Message):
+    __slots__ = ("id", "name")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class ScaleServiceRequest(_message.Message):
     __slots__ = ("ref", "replicas")
@@ -351,8 +413,15 @@ class ListTasksRequest(_message.Message):
     def __init__(self, service: _Optional[str] = ..., node: _Optional[str] = ..., desired_state: _Optional[str] = ...) -> None: ...
 
 class ListTasksResponse(_message.Message):
-    __slots__ = ("tasks", "node_hostnames")
+    __slots__ = ("tasks", "node_hostnames", "node_down")
     class NodeHostnamesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class NodeDownEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -361,6 +430,8 @@ class ListTasksResponse(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     TASKS_FIELD_NUMBER: _ClassVar[int]
     NODE_HOSTNAMES_FIELD_NUMBER: _ClassVar[int]
+    NODE_DOWN_FIELD_NUMBER: _ClassVar[int]
     tasks: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Task]
     node_hostnames: _containers.ScalarMap[str, str]
-    def __init__(self, tasks: _Optional[_Iterable[_Union[_objects_pb2.Task, _Mapping]]] = ..., node_hostnames: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    node_down: _containers.ScalarMap[str, str]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[_objects_pb2.Task, _Mapping]]] = ..., node_hostnames: _Optional[_Mapping[str, str]] = ..., node_down: _Optional[_Mapping[str, str]] = ...) -> None: ...

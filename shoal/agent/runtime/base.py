@@ -88,6 +88,15 @@ class RuntimeState:
 
 
 @dataclass(frozen=True)
+class FileMount:
+    """A secret or config file the agent wrote (on tmpfs) for a task, and
+    where a container sees it."""
+
+    source: str  # the file on the node
+    target: str  # absolute path in the container
+
+
+@dataclass(frozen=True)
 class TaskContext:
     """Everything a backend needs to run one task, resolved by the agent."""
 
@@ -95,6 +104,10 @@ class TaskContext:
     node_id: str
     # SHOAL_* variables plus the service's env, in order; later wins.
     env: dict[str, str] = field(default_factory=dict)
+    # The task's secrets and configs, written before prepare() (a backend
+    # with containers mounts them read-only; the process runtime reads them
+    # through $SHOAL_SECRETS_DIR and $SHOAL_CONFIGS_DIR in env).
+    files: tuple[FileMount, ...] = ()
 
 
 class TaskController(Protocol):

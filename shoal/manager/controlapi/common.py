@@ -15,11 +15,8 @@ from typing import Any, TypeAlias, TypeVar
 import grpc
 
 from shoal import metadata, pki
-from shoal.manager import limits
 from shoal.manager.auth import Authorizer
-from shoal.manager.controlapi import validate
 from shoal.manager.controlapi.logs import LogGatherer
-from shoal.manager.errors import InvalidRequest
 from shoal.manager.keyring import KeyRing, Locked
 from shoal.manager.store import (
     AlreadyExists,
@@ -32,6 +29,8 @@ from shoal.manager.store import (
 )
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
+from shoal.rules import limits, validate
+from shoal.rules.errors import InvalidRequest
 
 Ctx: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 R = TypeVar("R")

@@ -6,12 +6,12 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from shoal.manager import limits
 from shoal.manager.controlapi.common import ControlBase, Ctx, resolve, rpc, stream_rpc
-from shoal.manager.errors import InvalidRequest
 from shoal.manager.store import NotFound
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
+from shoal.rules import limits
+from shoal.rules.errors import InvalidRequest
 
 
 class TaskAPI(ControlBase):
@@ -44,6 +44,8 @@ class TaskAPI(ControlBase):
             node = self.view.nodes.get(t.node_id) if t.node_id else None
             if node is not None:
                 out.node_hostnames[t.node_id] = node.description.hostname
+                if node.status.state == pb.NODE_STATE_DOWN:
+                    out.node_down[t.node_id] = node.status.message
         return out
 
     @stream_rpc

@@ -24,7 +24,8 @@ sends.
 
 Assignments are routed with the view's tasks-by-node index: one event touches
 one session, never a scan of all tasks. Large sets go in several messages of
-at most ``ASSIGNMENT_CHUNK_BYTES``.
+at most ``ASSIGNMENT_CHUNK_BYTES``. The copy of a task sent to its node
+carries what is never stored with it (``sealed``).
 """
 
 from __future__ import annotations
@@ -38,15 +39,14 @@ from typing import Any
 import grpc
 
 from shoal import defaults, pki
-from shoal.manager import limits, seal
 from shoal.manager.auth import Authorizer, ca_bundle
+from shoal.manager.dispatcher import sealed
 from shoal.manager.dispatcher.certificates import CertificateDesk, record, trust_update
 from shoal.manager.dispatcher.checks import NotYours, check_log_chunk, check_registration, check_status
 from shoal.manager.dispatcher.liveness import Liveness
 from shoal.manager.dispatcher.logrelay import LogRelay
 from shoal.manager.dispatcher.session import HEARTBEAT_ACK, NodeSession, assignment_messages
 from shoal.manager.dispatcher.statuses import StatusWriter
-from shoal.manager.errors import InvalidRequest
 from shoal.manager.keyring import KeyRing, Locked
 from shoal.manager.logsource import NodeNotConnected
 from shoal.manager.store import (
@@ -63,6 +63,8 @@ from shoal.manager.store import (
 from shoal.protos import dispatcher_pb2 as dpb
 from shoal.protos import dispatcher_pb2_grpc as dgrpc
 from shoal.protos import objects_pb2 as pb
+from shoal.rules import limits
+from shoal.rules.errors import InvalidRequest
 
 log = logging.getLogger(__name__)
 
@@ -300,20 +302,9 @@ class Dispatcher(dgrpc.DispatcherServicer):
             session.send(reply)
 
     def _with_credentials(self, task: pb.Task) -> pb.Task:
-        """The task as sent to its node: with the service's registry
-        credentials unsealed, if it has any (they are never stored so)."""
-        service = self.view.services.get(task.service_id)
-        if service is None or not service.registry_auth_sealed:
-            return task
-        try:
-            key = self.keyring.seal_key()
-            auth = seal.unseal(key, service.registry_auth_sealed, service.meta.id.encode())
-        except Exception:
-            log.warning("cannot unseal the registry credentials of service %s", service.spec.name)
-            return task
-        sent = clone(task)
-        sent.registry_auth = auth.decode()
-        return sent
+        """The task as sent to its node: with what is never stored with it
+        (registry credentials, secret and config values; ``sealed``)."""
+        return sealed.as_sent(self.view, self.keyring, task)
 
     def announce_managers(self, addrs: list[str]) -> None:
         """Tell every connected node the managers it may fail over to."""
@@ -350,7 +341,9 @@ class Dispatcher(dgrpc.DispatcherServicer):
         node = clone(current) if current is not None else pb.Node()
         node.meta.id = node_id
         node.description.CopyFrom(reg.description)
-        if current is None:
+        # A node that joined with the manager token was recorded at join
+        # (role manager) with no description: this is still its first join.
+        if current is None or not current.description.hostname:
             # First join: the agent's labels become the node's.
             node.spec.labels.update(reg.description.labels)
         else:

@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterable
 from aiohttp import web
 
 from shoal import pki
-from shoal.manager import limits
 from shoal.manager.controlapi.servicer import Control
 from shoal.manager.dockerapi import logs, nodes, services, system, tasks, versions
 from shoal.manager.dockerapi.engine import Host, ping_headers
@@ -38,6 +37,7 @@ from shoal.manager.dockerapi.handlers import (
     error_response,
 )
 from shoal.manager.dockerapi.tls import FollowingContext, Material
+from shoal.rules import limits
 
 log = logging.getLogger(__name__)
 

@@ -130,6 +130,14 @@ class View:
     def tasks(self) -> dict[str, pb.Task]:
         return self.objects["tasks"]
 
+    @property
+    def secrets(self) -> dict[str, pb.Secret]:
+        return self.objects["secrets"]
+
+    @property
+    def configs(self) -> dict[str, pb.Config]:
+        return self.objects["configs"]
+
     def cluster(self) -> pb.Cluster | None:
         return next(iter(self.objects["clusters"].values()), None)
 

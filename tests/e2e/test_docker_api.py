@@ -14,11 +14,13 @@ services of its own and removes them at the end.
 
 from __future__ import annotations
 
+import datetime
 import http.client
 import json
 import os
 import shutil
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -246,7 +248,17 @@ def test_update_and_rollback_roll_the_tasks_and_wait_as_docker_does(env: tuple[C
             "service", "inspect", "roll", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}"
         )
         assert image.out.strip() == "shoal-test:1"
-        # After a finished rollout, a scale still waits for its tasks.
+
+        # After a finished rollout, a scale still waits for its tasks. (The
+        # CLI's rollback ends about when shoal's updater does: let the
+        # rollout end first, and a moment pass, as between a user's commands.)
+        def rolled_back() -> dict[str, Any] | None:
+            status: dict[str, Any] = cluster.cli("service", "inspect", "roll").json()[0]["update_status"]
+            return status if status["state"] == "rollback_completed" else None
+
+        status = wait_for(rolled_back, 30, what="the rollback to be completed")
+        ended = datetime.datetime.fromisoformat(status["completed_at"].replace("Z", "+00:00")).timestamp()
+        wait_for(lambda: time.time() > ended + 1, 5, what="a second after the rollback")
         res = docker.ok("service", "scale", "roll=3")
         assert "overall progress: 3 out of 3 tasks" in res.out
         wait_pids(f"sleep {marker}", 3)
@@ -362,3 +374,113 @@ def test_no_certificate_and_a_nodes_certificate_are_refused(
             assert res.code == 1, res.out
             assert said in res.err, res.err
     assert "intruder" not in shoal_services(cluster)
+
+
+def test_secrets_and_configs_through_the_docker_cli(env: tuple[Cluster, DockerCLI], tmp_path: Path) -> None:
+    cluster, docker = env
+    (tmp_path / "pw").write_text("hunter2\n")
+    (tmp_path / "site.conf").write_text("color=blue\n")
+    read = 'cat "$SHOAL_SECRETS_DIR/db-pw" "$SHOAL_CONFIGS_DIR/site"'
+    try:
+        secret_id = docker.ok(
+            "secret", "create", "--label", "team=fish", "db-pw", str(tmp_path / "pw")
+        ).out.strip()
+        docker.ok("config", "create", "site", str(tmp_path / "site.conf"))
+        assert docker.ok("secret", "ls", "--format", "{{.Name}}").out.split() == ["db-pw"]
+        inspected = json.loads(docker.ok("secret", "inspect", "db-pw").out)[0]
+        assert inspected["ID"] == secret_id and inspected["Spec"]["Labels"] == {"team": "fish"}
+        assert "Data" not in inspected["Spec"]  # a secret's value never comes back
+        data = docker.ok("config", "inspect", "site", "--format", "{{json .Spec.Data}}").out
+        assert json.loads(data) == "Y29sb3I9Ymx1ZQo="  # base64 of the file
+        command = f"{read}; exec sleep {sleep_seconds(3606)}"
+        docker.ok(
+            "service", "create", "--detach=false", "--name", "reader", "--secret", "db-pw",
+            "--config", "source=site,target=site", IMAGE, "sh", "-c", command,
+        )  # fmt: skip
+        lines = wait_for(
+            lambda: docker("service", "logs", "--raw", "reader").out.split(), 30, what="reader's output"
+        )
+        assert lines == ["hunter2", "color=blue"]
+        res = docker("secret", "rm", "db-pw")
+        assert res.code == 1 and "reader" in res.err  # in use: the ControlAPI names its user
+        docker.ok("service", "rm", "reader")
+        wait_for(lambda: docker("secret", "rm", "db-pw").code == 0, 30, what="db-pw to be removable")
+        docker.ok("config", "rm", "site")
+        assert docker.ok("secret", "ls", "-q").out.strip() == ""
+    finally:
+        remove_if_there(cluster, "reader")
+        docker("secret", "rm", "db-pw")
+        docker("config", "rm", "site")
+
+
+STACK = """
+version: "3.8"
+services:
+  web:
+    image: shoal-test:1
+    command: ["sh", "-c", "cat \\"$$SHOAL_SECRETS_DIR/token\\"; exec sleep {web}"]
+    deploy:
+      replicas: 2
+    secrets: [token]
+  worker:
+    image: shoal-test:1
+    command: ["sleep", "{worker}"]
+    deploy:
+      restart_policy:
+        condition: on-failure
+secrets:
+  token:
+    file: ./token.txt
+"""
+
+
+def test_docker_stack_deploy_services_and_rm(env: tuple[Cluster, DockerCLI], tmp_path: Path) -> None:
+    cluster, docker = env
+    web, worker = sleep_seconds(3607), sleep_seconds(3608)
+    compose = tmp_path / "stack.yml"
+    compose.write_text(STACK.format(web=web, worker=worker))
+    (tmp_path / "token.txt").write_text("s3cret\n")
+    try:
+        res = docker.ok("stack", "deploy", "-c", str(compose), "demo")
+        for line in (
+            "Creating secret demo_token",
+            "Creating service demo_web",
+            "Creating service demo_worker",
+        ):
+            assert line in res.out
+        wait_pids(f"sleep {web}", 2, timeout=60)
+        wait_pids(f"sleep {worker}", 1, timeout=60)
+        assert docker.ok("stack", "ls", "--format", "{{.Name}} {{.Services}}").out.split() == ["demo", "2"]
+
+        def replicas() -> list[str]:
+            rows = docker.ok(
+                "stack", "services", "demo", "--format", "{{.Name}} {{.Replicas}}"
+            ).out.splitlines()
+            return sorted(rows)
+
+        wait_for(
+            lambda: replicas() == ["demo_web 2/2", "demo_worker 1/1"],
+            30,
+            what="stack services at 2/2 and 1/1",
+        )
+        before = sorted(docker.ok("stack", "ps", "demo", "-q").out.split())
+        assert len(before) == 3
+        labels = cluster.cli("service", "inspect", "demo_web").json()[0]["spec"]["labels"]
+        assert labels["com.docker.stack.namespace"] == "demo"
+        lines = wait_for(
+            lambda: docker("service", "logs", "--raw", "demo_web").out.split(), 30, what="web's lines"
+        )
+        assert lines == ["s3cret", "s3cret"]
+
+        # Deployed again unchanged: services updated in place, no task replaced.
+        res = docker.ok("stack", "deploy", "-c", str(compose), "demo")
+        assert "Updating service demo_web" in res.out
+        assert sorted(docker.ok("stack", "ps", "demo", "-q").out.split()) == before
+
+        docker.ok("stack", "rm", "demo")
+        wait_for(lambda: not shoal_services(cluster), 30, what="the stack's services to be gone")
+        wait_for(lambda: not pids_of(f"sleep {web}") and not pids_of(f"sleep {worker}"), 30, what="its tasks")
+        wait_for(lambda: docker.ok("secret", "ls", "-q").out.strip() == "", 30, what="its secret to be gone")
+    finally:
+        remove_if_there(cluster, "demo_web", "demo_worker")
+        docker("secret", "rm", "demo_token")

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from shoal import specs
-from shoal.manager.dockerapi import engine, objects
+from shoal.manager.dockerapi import engine, filespecs, networks, objects
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
 
@@ -60,6 +60,9 @@ MOUNT = {
     "VolumeOptions": {},
     "TmpfsOptions": {"SizeBytes": INT, "Mode": INT},
 }
+FILE_TARGET = {"Name": STR, "UID": STR, "GID": STR, "Mode": INT}
+SECRET_REF = {"File": FILE_TARGET, "SecretID": STR, "SecretName": STR}
+CONFIG_REF = {"File": FILE_TARGET, "ConfigID": STR, "ConfigName": STR}
 CONTAINER_SPEC = {
     "Image": STR,
     "Labels": STRMAP,
@@ -80,6 +83,8 @@ CONTAINER_SPEC = {
     # writes and the CLI reads, case-insensitively) "Healthcheck".
     "Healthcheck": HEALTH,
     "Init": BOOL,
+    "Secrets": [SECRET_REF],
+    "Configs": [CONFIG_REF],
 }
 TASK_SPEC = {
     "ContainerSpec": CONTAINER_SPEC,
@@ -244,6 +249,24 @@ SYSTEM_INFO = {
     },
 }
 
+SECRET = {**META, "Spec": {"Name": STR, "Labels": STRMAP, "Data": STR, "Driver": {}, "Templating": {}}}
+CONFIG = {**META, "Spec": {"Name": STR, "Labels": STRMAP, "Data": STR, "Templating": {}}}
+NETWORK = {
+    "Name": STR,
+    "Id": STR,
+    "Created": TIME,
+    "Scope": STR,
+    "Driver": STR,
+    "EnableIPv6": BOOL,
+    "IPAM": {"Driver": STR, "Config": [STRMAP], "Options": STRMAP},
+    "Internal": BOOL,
+    "Attachable": BOOL,
+    "Ingress": BOOL,
+    "Containers": {},
+    "Options": STRMAP,
+    "Labels": STRMAP,
+}
+
 _RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
 
 
@@ -288,6 +311,8 @@ def _service(mode: int = pb.SERVICE_MODE_REPLICATED) -> pb.Service:
     svc.spec.task.container.image = "shoal-test:2"
     svc.spec.task.container.healthcheck.test.extend(["CMD", "true"])
     svc.spec.task.container.mounts.add(type="tmpfs", target="/t", tmpfs_size=1024)
+    svc.spec.task.container.secrets.add(id="s1", name="pw", mode=0o400)
+    svc.spec.task.container.configs.add(id="c1", name="conf", target="/etc/conf")
     svc.spec.task.resources.limits.memory_bytes = 1 << 26
     svc.spec.task.placement.preferences.add(spread="node.labels.zone")
     svc.spec.ports.add(target_port=80, published_port=8080)
@@ -434,3 +459,21 @@ def test_the_shape_check_itself_catches_a_wrong_type_and_a_stray_field() -> None
     assert conforms({"Index": "1"}, VERSION) == [".Index: expected an integer"]
     assert conforms({"Index": 1, "Extra": 2}, VERSION) == [".Extra: not a field of this definition"]
     assert conforms("2024-01-01 00:00", TIME) != []
+
+
+def test_secrets_configs_and_the_cluster_network_have_the_engines_shapes() -> None:
+    secret = pb.Secret(spec=pb.SecretSpec(name="pw", labels={"a": "b"}), size=3)
+    secret.meta.id, secret.meta.created_at = "s1", T0
+    out = _through_json(filespecs.secret(secret))
+    assert conforms(out, SECRET) == []
+    assert "Data" not in out["Spec"]  # a secret's value is never shown
+    config = pb.Config(spec=pb.ConfigSpec(name="conf", data=b"x=1\n"))
+    config.meta.id, config.meta.created_at = "c1", T0
+    out = _through_json(filespecs.config(config))
+    assert conforms(out, CONFIG) == []
+    assert out["Spec"]["Data"] == "eD0xCg=="
+    net = _through_json(networks.cluster_network())
+    assert conforms(net, NETWORK) == []
+    assert (net["Name"], net["Scope"], net["Driver"]) == ("ingress", "swarm", "overlay")
+    assert len(net["Id"]) == 25 and networks.network_id("ingress") == net["Id"]
+    assert networks.network_id("web_default") != net["Id"]

@@ -45,6 +45,10 @@ def _rich_spec(mode: int = pb.SERVICE_MODE_REPLICATED) -> pb.ServiceSpec:
     c.healthcheck.start_period = 5 * SECOND
     c.mounts.add(type="tmpfs", target="/scratch", tmpfs_size=1 << 20)
     c.mounts.add(type="bind", source="/etc", target="/host-etc", readonly=True)
+    c.user = "1000:1000"
+    c.secrets.add(id="s1", name="db-pass", target="db", uid="1000", gid="1000", mode=0o400)
+    c.secrets.add(id="s2", name="api-key")
+    c.configs.add(id="c1", name="site.conf", target="/etc/site.conf")
     res = spec.task.resources
     res.limits.nano_cpus = 500_000_000
     res.limits.memory_bytes = 256 << 20
@@ -190,8 +194,18 @@ def test_a_field_shoal_cannot_honour_is_a_warning_naming_it(path: list[str], val
     [
         (_with(["TaskTemplate", "PluginSpec"], {"Name": "p"}), "PluginSpec"),
         (_with(["TaskTemplate", "Runtime"], "plugin"), "Runtime"),
-        (_with(["TaskTemplate", "ContainerSpec", "Secrets"], [{"SecretName": "s"}]), "Secrets"),
-        (_with(["TaskTemplate", "ContainerSpec", "Configs"], [{"ConfigName": "c"}]), "Configs"),
+        (_with(["TaskTemplate", "ContainerSpec", "Secrets"], [{"SecretName": "s"}]), "files only"),
+        (
+            _with(["TaskTemplate", "ContainerSpec", "Configs"], [{"ConfigName": "c", "Runtime": {}}]),
+            "a credential spec",
+        ),
+        (_with(["TaskTemplate", "ContainerSpec", "Secrets"], [{"File": {"Name": "x"}}]), "SecretName or"),
+        (
+            _with(
+                ["TaskTemplate", "ContainerSpec", "Secrets"], [{"SecretName": "s", "File": {"Mode": 70000}}]
+            ),
+            "permission bits",
+        ),
         (_with(["Mode"], {"Replicated": {"Replicas": 1}, "Global": {}}), "exactly one"),
         (_with(["Mode", "Replicated", "Replicas"], "3"), "Mode.Replicated.Replicas: expected an integer"),
         (_with(["Mode", "Replicated", "Replicas"], True), "expected an integer"),
@@ -212,6 +226,32 @@ def test_a_field_shoal_cannot_take_is_refused_naming_it(body: Any, message: str)
         spec_in.service_spec(body)
     assert caught.value.status == 400
     assert message in caught.value.message
+
+
+def test_the_docker_clis_secret_defaults_mean_shoals_defaults() -> None:
+    # `docker service create --secret db-pass --config source=site,target=/etc/site,mode=0440`
+    refs = [
+        {
+            "File": {"Name": "db-pass", "UID": "0", "GID": "0", "Mode": 0o444},
+            "SecretID": "s1",
+            "SecretName": "db-pass",
+        }
+    ]
+    body = _with(["TaskTemplate", "ContainerSpec", "Secrets"], refs)
+    body["TaskTemplate"]["ContainerSpec"]["Configs"] = [
+        {
+            "File": {"Name": "/etc/site", "UID": "0", "GID": "0", "Mode": 0o440},
+            "ConfigID": "c1",
+            "ConfigName": "site",
+        }
+    ]
+    spec, warnings = spec_in.service_spec(body)
+    assert warnings == []
+    (secret,) = spec.task.container.secrets
+    assert (secret.id, secret.name, secret.target, secret.uid, secret.gid) == ("s1", "db-pass", "", "", "")
+    assert not secret.HasField("mode")  # the runtime's default: 0400 for a process task's secret
+    (config,) = spec.task.container.configs
+    assert (config.name, config.target, config.mode) == ("site", "/etc/site", 0o440)
 
 
 def test_field_names_match_regardless_of_case_as_gos_decoder_does() -> None:

@@ -10,7 +10,8 @@ Two translations need a word:
   last rollout's status. A finished rollout's status (completed, rollback
   completed) is therefore shown only until the service is written again,
   as in Swarm; otherwise ``docker service scale`` after an update would see
-  "completed" and stop following at once.
+  "completed" and stop following at once. (A change that races the end of
+  a rollout may still show it.)
 - **Jobs.** The engine numbers job runs (``JobIteration``); shoal's spec
   version plays that part: a task belongs to the run of its spec version.
 """
@@ -28,9 +29,12 @@ from shoal.protos import objects_pb2 as pb
 Json = dict[str, Any]
 
 # The updater writes a finished rollout's completion time and the service's
-# update time in one write, a few microseconds apart; a later write of the
-# service (a spec change) is what hides the status, as Swarm clears it.
-_SAME_WRITE = SECOND // 2
+# update time in one write, read from the clock a few microseconds apart (in
+# the same synchronous step: store/view.update_with_retry); a later write of
+# the service (a spec change) is what hides the status, as Swarm clears it.
+# A spec change within this margin of a rollout's end (or racing it) still
+# shows that rollout's status.
+_SAME_WRITE = SECOND // 10
 _FINISHED = (pb.UPDATE_STATE_COMPLETED, pb.UPDATE_STATE_ROLLBACK_COMPLETED)
 
 

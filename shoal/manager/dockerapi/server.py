@@ -5,7 +5,8 @@ to the cluster's roots) → the engine middleware (the ``/vX.Y`` prefix and
 its version check; the ControlAPI's authorization of the caller before
 anything else is read; the engine's headers; errors as ``{"message": ...}``;
 501 for what shoal does not serve) → a resource module's handler
-(``system``, ``services``, ``tasks``, ``nodes``, ``logs``) → the ControlAPI
+(``system``, ``services``, ``tasks``, ``nodes``, ``logs``, ``files``,
+``networks``) → the ControlAPI
 in process (``calls``), which authorizes the caller again and does the
 work.
 
@@ -24,7 +25,7 @@ from aiohttp import web
 
 from shoal import pki
 from shoal.manager.controlapi.servicer import Control
-from shoal.manager.dockerapi import logs, nodes, services, system, tasks, versions
+from shoal.manager.dockerapi import files, logs, networks, nodes, services, system, tasks, versions
 from shoal.manager.dockerapi.engine import Host, ping_headers
 from shoal.manager.dockerapi.errors import INTERNAL, NOT_IMPLEMENTED, TOO_LARGE, UNAUTHORIZED, DockerError
 from shoal.manager.dockerapi.handlers import (
@@ -47,6 +48,8 @@ RESOURCES: list[list[Route]] = [
     tasks.ROUTES,
     nodes.ROUTES,
     logs.ROUTES,
+    files.ROUTES,
+    networks.ROUTES,
 ]
 
 
@@ -57,7 +60,7 @@ def _not_served(request: web.Request) -> DockerError:
     return DockerError(
         NOT_IMPLEMENTED,
         f"shoal does not serve {request.method} {request.path}: its Docker API answers the swarm "
-        "part of the Engine API (services, tasks, nodes, logs, version, info)",
+        "part of the Engine API (services, tasks, nodes, logs, secrets, configs, version, info)",
     )
 
 

@@ -12,7 +12,7 @@ import grpc
 from aiohttp import web
 
 from shoal.manager.dockerapi import filters, objects, spec_in, versions, words
-from shoal.manager.dockerapi.errors import BAD_REQUEST, CONFLICT, DockerError
+from shoal.manager.dockerapi.errors import BAD_REQUEST, CONFLICT, NOT_FOUND, DockerError
 from shoal.manager.dockerapi.handlers import (
     Route,
     api_version,
@@ -24,6 +24,7 @@ from shoal.manager.dockerapi.handlers import (
     version_param,
 )
 from shoal.protos import control_pb2 as cpb
+from shoal.protos import objects_pb2 as pb
 
 _LIST_FILTERS = ("name", "id", "label", "mode", "runtime")
 
@@ -63,8 +64,34 @@ async def inspect_service(request: web.Request) -> web.StreamResponse:
     return json_response(objects.service(svc))
 
 
+async def _name_files(request: web.Request, spec: pb.ServiceSpec) -> None:
+    """The engine names a secret or config by ID, shoal by name (the
+    ControlAPI resolves names): each reference that gives an ID gets its
+    object's name, and one whose ID and name disagree is refused."""
+    control = backend(request).control
+    container = spec.task.container
+    for kind, refs, get in (
+        ("Secret", container.secrets, control.GetSecret),
+        ("Config", container.configs, control.GetConfig),
+    ):
+        for i, ref in enumerate(refs):
+            if not ref.id:
+                continue
+            obj: pb.Secret | pb.Config = await call(request, get, cpb.ObjectRef(ref=ref.id))
+            if obj.meta.id != ref.id:
+                raise DockerError(NOT_FOUND, f"{kind.lower()} {ref.id[:40]} not found")
+            if ref.name and ref.name != obj.spec.name:
+                raise DockerError(
+                    BAD_REQUEST,
+                    f"TaskTemplate.ContainerSpec.{kind}s[{i}]: {kind}ID {ref.id} is {kind.lower()} "
+                    f"{obj.spec.name}, not {ref.name[:80]}",
+                )
+            ref.name = obj.spec.name
+
+
 async def create_service(request: web.Request) -> web.StreamResponse:
     spec, warnings = spec_in.service_spec(await read_json(request))
+    await _name_files(request, spec)
     auth = spec_in.registry_auth(request.headers.get("X-Registry-Auth", ""))
     svc = await call(
         request,
@@ -88,6 +115,7 @@ async def update_service(request: web.Request) -> web.StreamResponse:
         update.rollback = True
     else:
         spec, warnings = spec_in.service_spec(body)
+        await _name_files(request, spec)
         current = await call(request, backend(request).control.GetService, cpb.ObjectRef(ref=ref))
         spec_in.keep_unchanged_template(spec, current.spec)
         update.spec.CopyFrom(spec)

@@ -33,7 +33,6 @@ from shoal.protos import objects_pb2 as pb
 # the docker CLI flag that sets it, so a CLI user recognises it.
 _WHY = {
     "TaskTemplate.ContainerSpec.Hostname": ("--hostname", "tasks keep their node's hostname"),
-    "TaskTemplate.ContainerSpec.User": ("--user", "tasks run as the runtime's user"),
     "TaskTemplate.ContainerSpec.Groups": ("--group", "tasks run with the runtime's groups"),
     "TaskTemplate.ContainerSpec.Init": ("--init", "no init process is added"),
     "TaskTemplate.ContainerSpec.TTY": ("--tty", "tasks get no terminal"),
@@ -152,12 +151,6 @@ def _task(fields: Fields, task: pb.TaskSpec, job: bool) -> None:
 
 
 def _container(fields: Fields, c: pb.ContainerSpec) -> None:
-    for key in ("Secrets", "Configs"):
-        if not is_empty(fields.raw(key)):
-            raise refuse(
-                f"TaskTemplate.ContainerSpec.{key}",
-                f"shoal has no {key.lower()} yet: a task that needs them could not run",
-            )
     c.image = fields.text("Image") or ""
     c.labels.update(fields.text_map("Labels"))
     c.command.extend(fields.texts("Command"))
@@ -173,6 +166,10 @@ def _container(fields: Fields, c: pb.ContainerSpec) -> None:
         _healthcheck(health, c.healthcheck)
     for m in fields.children("Mounts"):
         _mount(m, c.mounts.add())
+    c.user = fields.text("User") or ""
+    for kind, refs in (("Secret", c.secrets), ("Config", c.configs)):
+        for ref in fields.children(f"{kind}s"):
+            _file_ref(ref, kind, refs.add())
     isolation = fields.text("Isolation") or ""
     if isolation not in ("", "default"):
         fields.ignored.append("TaskTemplate.ContainerSpec.Isolation")
@@ -195,6 +192,41 @@ def _healthcheck(fields: Fields, hc: pb.HealthCheck) -> None:
     for name, value in values.items():
         if value:
             setattr(hc, name, value)
+
+
+# What the docker CLI sends for a --secret/--config without options: owner
+# root, mode 0444. shoal's references leave those unset for the runtime's
+# default, which is the same in a container (root, 0444); on the process
+# runtime, where tasks run as the agent's user, it is that user and 0400 for
+# secrets. Read as unset, so that the docker CLI's defaults mean shoal's.
+_DEFAULT_OWNER = "0"
+_DEFAULT_MODE = 0o444
+
+
+def _file_ref(fields: Fields, kind: str, ref: pb.FileReference) -> None:
+    """A SecretReference or ConfigReference: the object by name (the
+    ControlAPI resolves names; an ID alone is resolved by the handler)."""
+    ref.name = fields.text(f"{kind}Name") or ""
+    ref.id = fields.text(f"{kind}ID") or ""
+    if not ref.name and not ref.id:
+        raise refuse(fields.path, f"{kind}Name or {kind}ID is required")
+    runtime = fields.raw("Runtime")
+    file = fields.child("File")
+    if file is None:
+        what = "a credential spec" if runtime is not None else "no File"
+        raise refuse(fields.path, f"{what}: shoal gives {kind.lower()}s to tasks as files only")
+    target = file.text("Name") or ""
+    ref.target = "" if target == ref.name else target
+    for attr, key in (("uid", "UID"), ("gid", "GID")):
+        owner = file.text(key) or ""
+        setattr(ref, attr, "" if owner == _DEFAULT_OWNER else owner)
+    mode = file.integer("Mode")
+    if mode is not None and mode != _DEFAULT_MODE:
+        if mode > 0o7777:
+            raise refuse(f"{file.path}.Mode", f"expected permission bits (at most 0o7777), got {mode}")
+        ref.mode = mode
+    file.finish()
+    fields.finish()
 
 
 def _mount(fields: Fields, m: pb.Mount) -> None:

@@ -92,6 +92,12 @@ def container_spec(c: pb.ContainerSpec) -> Json:
         out["StopGracePeriod"] = c.stop_grace_period
     if c.mounts:
         out["Mounts"] = [mount(m) for m in c.mounts]
+    if c.user:
+        out["User"] = c.user
+    if c.secrets:
+        out["Secrets"] = [file_ref(r, "Secret") for r in c.secrets]
+    if c.configs:
+        out["Configs"] = [file_ref(r, "Config") for r in c.configs]
     if c.HasField("healthcheck") and (c.healthcheck.test or c.healthcheck.ByteSize()):
         hc = c.healthcheck
         health: Json = {"Test": list(hc.test)}
@@ -105,6 +111,21 @@ def container_spec(c: pb.ContainerSpec) -> Json:
                 health[key] = value
         out["Healthcheck"] = health
     return out
+
+
+def file_ref(ref: pb.FileReference, kind: str) -> Json:
+    """A secret's or config's reference as the engine shows one: the file's
+    name, owner and mode spelled out (the defaults where shoal's are unset)."""
+    return {
+        "File": {
+            "Name": ref.target or ref.name,
+            "UID": ref.uid or "0",
+            "GID": ref.gid or "0",
+            "Mode": ref.mode if ref.HasField("mode") else 0o444,
+        },
+        f"{kind}ID": ref.id,
+        f"{kind}Name": ref.name,
+    }
 
 
 def mount(m: pb.Mount) -> Json:

@@ -6,7 +6,8 @@ or unique prefix) and are resolved through the ControlAPI, which then lists
 only their tasks from its indexes. ``_up-to-date`` (what ``docker service
 create/update`` follows) keeps the tasks made from the service's current
 spec version. ``desired-state`` matches the engine's way: the state itself
-(ControlAPI's own filter groups states, for shoal's CLI).
+(ControlAPI's own filter groups states, for shoal's CLI). ``label`` matches
+the task's service's labels, as Swarm's does.
 """
 
 from __future__ import annotations
@@ -63,7 +64,9 @@ async def list_tasks(request: web.Request) -> web.StreamResponse:
             and (not up_to_date or (svc is not None and t.spec_version == svc.spec_version))
             and filters.prefix(wanted, "id", t.meta.id)
             and filters.prefix(wanted, "name", task_name(t))
-            and filters.labels(wanted, "label", {})
+            # As Swarm's: a task's labels are its service's (what `docker
+            # stack ps` filters on).
+            and filters.labels(wanted, "label", svc.spec.labels if svc is not None else {})
             and filters.exact(wanted, "runtime", "container")
         ):
             out.append(objects.task(t, job=svc is not None and svc.spec.mode in words.JOB_MODES))

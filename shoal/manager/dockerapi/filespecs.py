@@ -15,29 +15,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shoal.manager.dockerapi.fields import Fields, refuse
-from shoal.manager.dockerapi.wire import rfc3339, version
+from shoal.manager.dockerapi.wire import meta
 from shoal.protos import objects_pb2 as pb
 
 Json = dict[str, Any]
 
 
-def _meta(meta: pb.Meta) -> Json:
-    return {
-        "ID": meta.id,
-        "Version": version(meta.version),
-        "CreatedAt": rfc3339(meta.created_at),
-        "UpdatedAt": rfc3339(meta.updated_at or meta.created_at),
-    }
-
-
 def secret(s: pb.Secret) -> Json:
-    out = _meta(s.meta)
+    out = meta(s.meta)
     out["Spec"] = {"Name": s.spec.name, "Labels": dict(s.spec.labels)}
     return out
 
 
 def config(c: pb.Config) -> Json:
-    out = _meta(c.meta)
+    out = meta(c.meta)
     out["Spec"] = {"Name": c.spec.name, "Labels": dict(c.spec.labels)}
     if c.spec.data:
         out["Spec"]["Data"] = base64.b64encode(c.spec.data).decode()

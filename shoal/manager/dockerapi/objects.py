@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from shoal.manager.dockerapi import spec_out, words
-from shoal.manager.dockerapi.wire import SECOND, rfc3339, version
+from shoal.manager.dockerapi.wire import SECOND, meta, rfc3339, version
 from shoal.names import task_name
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
@@ -38,18 +38,9 @@ _SAME_WRITE = SECOND // 10
 _FINISHED = (pb.UPDATE_STATE_COMPLETED, pb.UPDATE_STATE_ROLLBACK_COMPLETED)
 
 
-def _meta(meta: pb.Meta) -> Json:
-    return {
-        "ID": meta.id,
-        "Version": version(meta.version),
-        "CreatedAt": rfc3339(meta.created_at),
-        "UpdatedAt": rfc3339(meta.updated_at or meta.created_at),
-    }
-
-
 def service(svc: pb.Service, summary: cpb.ServiceSummary | None = None) -> Json:
     """A service; with a summary (``status=true``) its ServiceStatus too."""
-    out = _meta(svc.meta)
+    out = meta(svc.meta)
     out["Spec"] = spec_out.service_spec(svc.spec)
     if svc.HasField("previous_spec") and svc.previous_spec.name:
         out["PreviousSpec"] = spec_out.service_spec(svc.previous_spec)
@@ -99,7 +90,7 @@ def service_status(svc: pb.Service, summary: cpb.ServiceSummary) -> Json:
 
 def task(t: pb.Task, job: bool = False) -> Json:
     """A task; ``job``: it belongs to a job service (it then names its run)."""
-    out = _meta(t.meta)
+    out = meta(t.meta)
     out["Name"] = task_name(t)
     out["Labels"] = {}
     out["Spec"] = spec_out.task_spec(t.spec)
@@ -127,7 +118,7 @@ def task(t: pb.Task, job: bool = False) -> Json:
 
 
 def node(n: pb.Node, trust_root: str = "") -> Json:
-    out = _meta(n.meta)
+    out = meta(n.meta)
     out["Spec"] = {
         "Labels": dict(n.spec.labels),
         "Role": words.ROLES.get(n.role, "worker"),

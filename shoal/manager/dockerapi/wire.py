@@ -1,6 +1,6 @@
 """Small conversions between shoal's values and the Engine API's JSON:
 times (RFC 3339 with nanoseconds, as Go writes them), the ``since`` of a log
-request, object versions, and what counts as an "empty" value (one Go's
+request, object versions and metadata, and what counts as an "empty" value (one Go's
 ``omitempty`` would have left out, so a client that sends it asked for
 nothing).
 """
@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from shoal.manager.dockerapi.errors import BAD_REQUEST, DockerError
+from shoal.protos import objects_pb2 as pb
 
 SECOND = 1_000_000_000
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
@@ -27,6 +28,16 @@ def rfc3339(ns: int) -> str:
 def version(index: int) -> dict[str, int]:
     """An object version: shoal's is the etcd revision of the stored object."""
     return {"Index": index}
+
+
+def meta(m: pb.Meta) -> dict[str, Any]:
+    """ID, version and times, as every swarm object of the engine has them."""
+    return {
+        "ID": m.id,
+        "Version": version(m.version),
+        "CreatedAt": rfc3339(m.created_at),
+        "UpdatedAt": rfc3339(m.updated_at or m.created_at),
+    }
 
 
 _SINCE_NUMBER = re.compile(r"^(\d+)(?:\.(\d{1,9}))?$")

@@ -376,6 +376,20 @@ def test_no_certificate_and_a_nodes_certificate_are_refused(
     assert "intruder" not in shoal_services(cluster)
 
 
+def test_a_revoked_admin_bundle_works_until_it_is_revoked(
+    env: tuple[Cluster, DockerCLI], tmp_path: Path
+) -> None:
+    cluster, docker = env
+    res = cluster.cli("cluster", "admin-bundle", "--out", str(tmp_path / "ci"), "--note", "docker ci")
+    assert res.code == 0, res.err
+    bundle_id = res.out.split()[2]
+    assert docker("service", "ls", DOCKER_CERT_PATH=str(tmp_path / "ci")).code == 0
+    assert cluster.cli("cluster", "admin-bundle", "revoke", bundle_id).code == 0
+    res = docker("service", "ls", DOCKER_CERT_PATH=str(tmp_path / "ci"))
+    assert res.code == 1
+    assert f"this admin bundle ({bundle_id}) was revoked" in res.err
+
+
 def test_secrets_and_configs_through_the_docker_cli(env: tuple[Cluster, DockerCLI], tmp_path: Path) -> None:
     cluster, docker = env
     (tmp_path / "pw").write_text("hunter2\n")

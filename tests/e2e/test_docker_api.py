@@ -498,3 +498,22 @@ def test_docker_stack_deploy_services_and_rm(env: tuple[Cluster, DockerCLI], tmp
     finally:
         remove_if_there(cluster, "demo_web", "demo_worker")
         docker("secret", "rm", "demo_token")
+
+
+def test_jobs_run_to_completion_with_the_clis_job_progress(env: tuple[Cluster, DockerCLI]) -> None:
+    cluster, docker = env
+    try:
+        res = docker.ok(
+            "service", "create", "--name", "batch", "--mode", "replicated-job", "--replicas", "3",
+            "--max-concurrent", "2", IMAGE, "sh", "-c", "sleep 1",
+        )  # fmt: skip
+        assert "job complete" in res.out
+        res = docker.ok("service", "create", "--name", "everywhere", "--mode", "global-job", IMAGE, "true")
+        assert "job complete" in res.out
+        rows = docker.ok("service", "ls", "--format", "{{.Name}} {{.Mode}} {{.Replicas}}").out.splitlines()
+        assert "batch replicated job 0/0 (3/3 completed)" in rows
+        assert "everywhere global job 0/0 (3/3 completed)" in rows
+        states = docker.ok("service", "ps", "batch", "--format", "{{.DesiredState}} {{.CurrentState}}").out
+        assert [line.split()[:2] for line in states.splitlines()] == [["Complete", "Complete"]] * 3
+    finally:
+        remove_if_there(cluster, "batch", "everywhere")

@@ -365,6 +365,16 @@ def test_a_replicated_job_desires_what_may_run_now() -> None:
     assert objects.service(svc)["JobStatus"]["JobIteration"] == {"Index": 3}
 
 
+def test_a_global_job_desires_the_tasks_not_completed_yet() -> None:
+    svc = _service(pb.SERVICE_MODE_GLOBAL_JOB)
+    summary = cpb.ServiceSummary(service=svc, replicas_desired=3, replicas_running=1, completed=2)
+    assert objects.service(svc, summary)["ServiceStatus"] == {
+        "RunningTasks": 1,
+        "DesiredTasks": 1,
+        "CompletedTasks": 2,
+    }
+
+
 def test_a_finished_rollouts_status_shows_until_the_service_is_written_again() -> None:
     svc = _service()
     svc.update_status.state = pb.UPDATE_STATE_COMPLETED
@@ -398,12 +408,16 @@ def test_a_task_has_the_engines_task_shape() -> None:
     out = _through_json(objects.task(t, job=True))
     assert conforms(out, TASK) == []
     assert out["Name"] == "web.2.task1"
-    assert (out["Slot"], out["NodeID"], out["ServiceID"]) == (2, "node1", "svc1")
-    assert (out["Status"]["State"], out["DesiredState"]) == ("running", "running")
+    assert (out["NodeID"], out["ServiceID"]) == ("node1", "svc1")
+    assert out["Status"]["State"] == "running"
     assert out["Status"]["ContainerStatus"]["PID"] == 1234
     assert out["Status"]["PortStatus"]["Ports"][0]["PublishedPort"] == 30080
     assert out["JobIteration"] == {"Index": 3}
     assert "JobIteration" not in objects.task(t)
+    # A job's slots count from 0 in the engine (its CLI's job progress relies
+    # on it), and its tasks are meant to complete.
+    assert (objects.task(t)["Slot"], out["Slot"]) == (2, 1)
+    assert (objects.task(t)["DesiredState"], out["DesiredState"]) == ("running", "complete")
 
 
 def test_every_task_state_has_the_engines_word() -> None:

@@ -14,6 +14,8 @@ Two translations need a word:
   a rollout may still show it.)
 - **Jobs.** The engine numbers job runs (``JobIteration``); shoal's spec
   version plays that part: a task belongs to the run of its spec version.
+  A replicated job's slots count from 0 there, from 1 in shoal, and its
+  tasks are meant to "complete" where shoal's say "running".
 """
 
 from __future__ import annotations
@@ -81,6 +83,10 @@ def service_status(svc: pb.Service, summary: cpb.ServiceSummary) -> Json:
         # MaxConcurrent, and no more than the completions still missing.
         left = max(0, svc.spec.replicas - summary.completed)
         desired = min(left, svc.spec.max_concurrent or left)
+    elif svc.spec.mode == pb.SERVICE_MODE_GLOBAL_JOB:
+        # The tasks not completed yet (the docker CLI adds the completed ones
+        # to show the total).
+        desired = max(0, summary.replicas_desired - summary.completed)
     return {
         "RunningTasks": summary.replicas_running,
         "DesiredTasks": desired,
@@ -95,8 +101,11 @@ def task(t: pb.Task, job: bool = False) -> Json:
     out["Labels"] = {}
     out["Spec"] = spec_out.task_spec(t.spec)
     out["ServiceID"] = t.service_id
-    if t.slot:
-        out["Slot"] = t.slot
+    # Swarm numbers a replicated job's slots from 0 (the docker CLI's job
+    # progress counts on it), shoal from 1.
+    slot = t.slot - 1 if job and t.slot else t.slot
+    if slot:
+        out["Slot"] = slot
     if t.node_id:
         out["NodeID"] = t.node_id
     status: Json = {
@@ -111,10 +120,18 @@ def task(t: pb.Task, job: bool = False) -> Json:
     host_ports = [spec_out.port(p) for p in t.ports if p.publish_mode == "host" and p.published_port]
     status["PortStatus"] = {"Ports": host_ports} if host_ports else {}
     out["Status"] = status
-    out["DesiredState"] = words.TASK_STATES.get(t.desired_state, "unknown")
+    out["DesiredState"] = desired_state(t, job)
     if job:
         out["JobIteration"] = version(t.spec_version)
     return out
+
+
+def desired_state(t: pb.Task, job: bool) -> str:
+    """What the task is meant to reach: a job's task is meant to complete
+    (Swarm's word), which shoal's orchestrator says as "running" to it."""
+    if job and t.desired_state == pb.TASK_STATE_RUNNING:
+        return "complete"
+    return words.TASK_STATES.get(t.desired_state, "unknown")
 
 
 def node(n: pb.Node, trust_root: str = "") -> Json:

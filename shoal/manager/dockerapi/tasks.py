@@ -27,11 +27,9 @@ _LIST_FILTERS = ("name", "id", "label", "service", "node", "desired-state", "_up
 async def list_tasks(request: web.Request) -> web.StreamResponse:
     control = backend(request).control
     wanted = filters.parse(request.query.get("filters"), _LIST_FILTERS)
-    states = set()
     for word in wanted.get("desired-state", []):
         if word not in words.TASK_STATES_BY_WORD:
             raise DockerError(BAD_REQUEST, f"Invalid desired-state filter: '{word[:40]}'")
-        states.add(words.TASK_STATES_BY_WORD[word])
     named = [
         await call(request, control.GetService, cpb.ObjectRef(ref=ref)) for ref in wanted.get("service", [])
     ]
@@ -57,10 +55,11 @@ async def list_tasks(request: web.Request) -> web.StreamResponse:
     out = []
     for t in listing.tasks:
         svc = services.get(t.service_id)
+        job = svc is not None and svc.spec.mode in words.JOB_MODES
         if (
             (not service_ids or t.service_id in service_ids)
             and (not node_ids or t.node_id in node_ids)
-            and (not states or t.desired_state in states)
+            and filters.exact(wanted, "desired-state", objects.desired_state(t, job))
             and (not up_to_date or (svc is not None and t.spec_version == svc.spec_version))
             and filters.prefix(wanted, "id", t.meta.id)
             and filters.prefix(wanted, "name", task_name(t))
@@ -69,7 +68,7 @@ async def list_tasks(request: web.Request) -> web.StreamResponse:
             and filters.labels(wanted, "label", svc.spec.labels if svc is not None else {})
             and filters.exact(wanted, "runtime", "container")
         ):
-            out.append(objects.task(t, job=svc is not None and svc.spec.mode in words.JOB_MODES))
+            out.append(objects.task(t, job=job))
     return json_response(out)
 
 

@@ -171,6 +171,10 @@ def test_node_ls_lists_the_nodes_and_drain_moves_their_tasks(env: tuple[Cluster,
             return len(running) == 3 and all(t["node"] != "node-3" for t in running)
 
         wait_for(moved, 60, what="spread's tasks to leave the drained node-3")
+        # The ControlAPI's rule: a node that is up is removed only with --force.
+        res = docker("node", "rm", "node-3")
+        assert res.code == 1 and "is not down and can't be removed" in res.err
+        assert len(cluster.nodes()) == 3
         wait_pids(f"sleep {marker}", 3, timeout=30)
     finally:
         docker("node", "update", "--availability", "active", "node-3")
@@ -517,3 +521,35 @@ def test_jobs_run_to_completion_with_the_clis_job_progress(env: tuple[Cluster, D
         assert [line.split()[:2] for line in states.splitlines()] == [["Complete", "Complete"]] * 3
     finally:
         remove_if_there(cluster, "batch", "everywhere")
+
+
+def test_the_listener_follows_a_ca_rotation(
+    docker_cli_present: None, etcd_server: EtcdServer, tmp_path: Path
+) -> None:
+    """The Docker API presents the manager's certificates as they are renewed:
+    after `cluster ca --rotate` the renewed admin bundle works and one from
+    before the rotation does not, with no restart of the manager."""
+    port = free_port()
+    cluster = Cluster(etcd_server, tmp_path / "cluster")
+    try:
+        manager = cluster.start_manager("--docker-api", f"127.0.0.1:{port}")
+        cluster.start_agent()
+        cluster.wait_nodes_ready(1)
+        (tmp_path / "docker-config").mkdir()
+        docker = DockerCLI(port, cluster.tls_dir, tmp_path / "docker-config")
+        old_bundle = tmp_path / "before-rotation"
+        shutil.copytree(cluster.tls_dir, old_bundle)
+        docker.ok("service", "ls")
+
+        res = cluster.cli("cluster", "ca", "--rotate", timeout=180)
+        assert res.code == 0 and "CA rotation complete" in res.out, res.err
+        wait_for(
+            lambda: docker("service", "ls").code == 0,
+            60,
+            what="the renewed admin bundle to work on the Docker API",
+        )
+        res = docker("service", "ls", DOCKER_CERT_PATH=str(old_bundle))
+        assert res.code == 1
+        assert manager.running_or_fail()
+    finally:
+        cluster.close()

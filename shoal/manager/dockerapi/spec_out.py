@@ -98,7 +98,7 @@ def container_spec(c: pb.ContainerSpec) -> Json:
         out["Secrets"] = [file_ref(r, "Secret") for r in c.secrets]
     if c.configs:
         out["Configs"] = [file_ref(r, "Config") for r in c.configs]
-    if c.HasField("healthcheck") and (c.healthcheck.test or c.healthcheck.ByteSize()):
+    if c.healthcheck.ByteSize():
         hc = c.healthcheck
         health: Json = {"Test": list(hc.test)}
         for key, value in (

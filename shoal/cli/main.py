@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from shoal.cli import cluster, daemons, local, nodes, services
+from shoal.cli import cluster, daemons, local, nodes, run, services, taskcmds
 from shoal.cli.client import Client, CLIError, resolve_target
 from shoal.cli.render import rfc3339
 from shoal.durations import format_duration
@@ -163,6 +163,8 @@ cli.add_command(local.up)
 cli.add_command(local.down)
 cli.add_command(services.service)
 cli.add_command(nodes.node)
+for command in (taskcmds.exec_, taskcmds.logs, taskcmds.commit, run.run):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -2,8 +2,9 @@
 
 One gRPC servicer made of the parts, one module each: ``cluster`` (settings,
 tokens, admin bundles, CA, autolock), ``nodes``, ``services``, ``tasks``
-(listing and logs). What they share, including the one place our errors
-become gRPC status codes, is in ``common``.
+(listing and logs), ``taskio`` (exec and commit inside a task). What they
+share, including the one place our errors become gRPC status codes, is in
+``common``.
 
 Reads come from the manager's view; writes go through the store with the
 version the caller (or the view) saw, so concurrent writers get a conflict,
@@ -15,9 +16,10 @@ from __future__ import annotations
 from shoal.manager.controlapi.cluster import ClusterAPI
 from shoal.manager.controlapi.nodes import NodeAPI
 from shoal.manager.controlapi.services import ServiceAPI
+from shoal.manager.controlapi.taskio import TaskIOAPI
 from shoal.manager.controlapi.tasks import TaskAPI
 from shoal.protos import control_pb2_grpc as cgrpc
 
 
-class Control(ClusterAPI, NodeAPI, ServiceAPI, TaskAPI, cgrpc.ControlServicer):
+class Control(ClusterAPI, NodeAPI, ServiceAPI, TaskAPI, TaskIOAPI, cgrpc.ControlServicer):
     """The whole ControlAPI."""

@@ -42,10 +42,12 @@ from shoal.manager import limits, seal
 from shoal.manager.auth import Authorizer, ca_bundle
 from shoal.manager.dispatcher.certificates import CertificateDesk, record, trust_update
 from shoal.manager.dispatcher.checks import NotYours, check_log_chunk, check_registration, check_status
+from shoal.manager.dispatcher.execrelay import CommitRelay, ExecRelay, RelayedExec
 from shoal.manager.dispatcher.liveness import Liveness
 from shoal.manager.dispatcher.logrelay import LogRelay
 from shoal.manager.dispatcher.session import HEARTBEAT_ACK, NodeSession, assignment_messages
 from shoal.manager.dispatcher.statuses import StatusWriter
+from shoal.manager.execsource import ExecChannel
 from shoal.manager.keyring import KeyRing, Locked
 from shoal.manager.logsource import NodeNotConnected
 from shoal.manager.store import (
@@ -62,6 +64,7 @@ from shoal.manager.store import (
 from shoal.protos import dispatcher_pb2 as dpb
 from shoal.protos import dispatcher_pb2_grpc as dgrpc
 from shoal.protos import objects_pb2 as pb
+from shoal.protos import taskio_pb2 as tpb
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +91,8 @@ class Dispatcher(dgrpc.DispatcherServicer):
         self.statuses = StatusWriter(view, store)
         self.liveness = Liveness(view, store, manager_id, self.heartbeat_period, self.grace, self._expired)
         self.logs = LogRelay()
+        self.execs = ExecRelay()
+        self.commits = CommitRelay()
         self.certificates = CertificateDesk(view, store, keyring)
         self._background: set[asyncio.Task[None]] = set()
 
@@ -230,6 +235,8 @@ class Dispatcher(dgrpc.DispatcherServicer):
             if self.sessions.get(node_id) is session:
                 del self.sessions[node_id]
             self.logs.session_ended(session)
+            self.execs.session_ended(session)
+            self.commits.session_ended(session)
             log.info("node %s session ended", node_id)
 
     async def _read(
@@ -255,6 +262,10 @@ class Dispatcher(dgrpc.DispatcherServicer):
                     self.logs.deliver(session, msg.log_chunk)
                 elif kind == "cert_request":
                     self._spawn(self._renew(session, msg.cert_request))
+                elif kind == "exec":
+                    self.execs.deliver(session, msg.exec)
+                elif kind == "commit":
+                    self.commits.deliver(session, msg.commit)
         except (grpc.RpcError, asyncio.CancelledError):
             pass
         finally:
@@ -338,6 +349,25 @@ class Dispatcher(dgrpc.DispatcherServicer):
         )
         async for chunk in chunks:
             yield chunk
+
+    def open_exec(self, node_id: str, opened: tpb.ExecOpen) -> RelayedExec:
+        """Start an exec on a connected node (NodeNotConnected when its
+        session is not here; NodeBusy when it runs as many as it may)."""
+        session = self.sessions.get(node_id)
+        if session is None:
+            raise NodeNotConnected(node_id)
+        return self.execs.open(session, opened)
+
+    def close_exec(self, channel: ExecChannel, hangup: bool) -> None:
+        assert isinstance(channel, RelayedExec)
+        self.execs.close(channel, hangup)
+
+    async def commit(self, node_id: str, request: tpb.CommitTaskRequest) -> tpb.CommitTaskResponse:
+        """Ask a connected node to commit a task; its answer."""
+        session = self.sessions.get(node_id)
+        if session is None:
+            raise NodeNotConnected(node_id)
+        return await self.commits.commit(session, request)
 
     async def _register(self, node_id: str, reg: dpb.Register, cert_pem: bytes) -> None:
         async for attempt in on_conflict(REGISTER_ATTEMPTS):

@@ -9,19 +9,26 @@ docker node; tests exec into them and leave them as they found them.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import grpc
 import pytest
 
+from shoal import execflow, pki
+from shoal.protos import dispatcher_pb2 as dpb
+from shoal.protos import dispatcher_pb2_grpc as dgrpc
+from shoal.protos import taskio_pb2 as tpb
+from tests.support import raw_session
 from tests.support.cluster import Cluster, assert_refused, sleep_seconds, wait_for
 from tests.support.etcd_server import EtcdServer
-from tests.support.taskio import IMAGE, Mixed, cli_via, mixed_cluster, running_commands, vm_hwm_kib
+from tests.support.taskio import IMAGE, Mixed, argv_via, cli_via, mixed_cluster, running_commands, vm_hwm_kib
 from tests.support.terminal import Terminal
 
 # Each task prints three lines (the middle one on stderr), then waits to be
@@ -141,18 +148,23 @@ def _all_tasks(cluster: Cluster) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_killing_the_client_hangs_the_command_up(mixed: Mixed, cluster: Cluster, runtime: str) -> None:
+@pytest.mark.parametrize("manager", [0, 1], ids=["session-here", "forwarded"])
+def test_killing_the_client_hangs_the_command_up(
+    mixed: Mixed, cluster: Cluster, runtime: str, manager: int
+) -> None:
     mixed.need(runtime)
     service = TARGETS[runtime]
-    marker = sleep_seconds(3601)
-    client = cluster.popen_cli("exec", f"{service}.1", "sleep", marker)
+    marker = sleep_seconds(3601 + manager)
+    client = subprocess.Popen(
+        argv_via(cluster, manager, "exec", f"{service}.1", "sleep", marker), env=cluster.env
+    )
     try:
         wait_for(
             lambda: running_commands(mixed, runtime, f"sleep {marker}", service), what="the exec'd sleep"
         )
     finally:
         client.send_signal(signal.SIGKILL)
-        client.communicate()
+        client.wait()
     # SIGHUP ends sleep at once; SIGKILL follows after a grace otherwise.
     wait_for(
         lambda: not running_commands(mixed, runtime, f"sleep {marker}", service), 20, what="the sleep to end"
@@ -317,3 +329,64 @@ def test_logs_follow_waits_for_a_task_to_start_and_ends_after_it(mixed: Mixed, c
     finally:
         cluster.cli("node", "update", "--label-rm", "later", node)
         cluster.cli("service", "rm", "later")
+
+
+# ---------------------------------------------------------------- a node that breaks the rules
+
+
+def test_a_node_that_sends_beyond_its_credit_has_the_exec_cut_off(make_cluster: Any) -> None:
+    """The manager holds at most a window of an exec's output: a node that
+    sends more without acknowledgement loses the exec (and the client is
+    told), instead of the manager buffering it."""
+    cluster = make_cluster(agents=1)
+    cluster.create_service("victim", 1, IMAGE, "sh", "-c", WAIT)
+    wait_for(lambda: cluster.running("victim"), what="the task to run")
+    agent = cluster.agents[0]
+    agent.kill9()  # its task runs on; a node of ours takes its place
+    files = pki.read_tls_dir(cluster.root / "agent-1" / "node")
+    assert files is not None
+    clients: list[subprocess.Popen[str]] = []
+    hung_up = asyncio.run(
+        _flood_the_exec(
+            cluster.manager_addrs[0],
+            files,
+            lambda: clients.append(cluster.popen_cli("exec", "victim.1", "true")),
+        )
+    )
+    out, err = clients[0].communicate(timeout=60)
+    assert clients[0].returncode == 255, (out, err)
+    assert "flow control" in err, err
+    assert hung_up, "the manager tells the node that the exec is over"
+
+
+async def _flood_the_exec(addr: str, files: pki.TLSFiles, start_client: Callable[[], None]) -> bool:
+    """Be node-1: once the session is up, start the client, answer its exec
+    with more output than the window, all at once; whether the manager then
+    hung the exec up."""
+    outgoing: asyncio.Queue[dpb.AgentMessage] = asyncio.Queue()
+    await outgoing.put(raw_session.register("node-1"))
+
+    async def messages() -> AsyncIterator[dpb.AgentMessage]:
+        while True:
+            yield await outgoing.get()
+
+    creds = pki.channel_credentials(files.ca_pem, files.cert_pem, files.key_pem)
+    async with grpc.aio.secure_channel(addr, creds, options=pki.CHANNEL_OPTIONS) as channel:
+        call = dgrpc.DispatcherStub(channel).Session(messages())
+        exec_id = ""
+        async for msg in call:
+            if msg.WhichOneof("msg") == "started":
+                start_client()
+            if msg.WhichOneof("msg") != "exec":
+                continue
+            if msg.exec.WhichOneof("msg") == "open":
+                exec_id = msg.exec.exec_id
+                chunk = tpb.ExecChunk(data=b"x" * execflow.CHUNK)
+                # The client does not read its stdout: once its pipe is
+                # full (64 KiB) it acknowledges nothing more.
+                for _ in range(execflow.WINDOW // execflow.CHUNK + 6):
+                    await outgoing.put(dpb.AgentMessage(exec=tpb.ExecOutput(exec_id=exec_id, output=chunk)))
+            elif msg.exec.exec_id == exec_id and msg.exec.WhichOneof("msg") == "hangup":
+                call.cancel()
+                return True
+    return False

@@ -58,21 +58,24 @@ def mixed_cluster(etcd: EtcdServer, root: Path) -> Iterator[Mixed]:
             engine.close()
 
 
+def argv_via(cluster: Cluster, manager: int, *args: str) -> list[str]:
+    """The CLI's command line, talking to one manager only (0: the first)."""
+    host = cluster.manager_addrs[manager]
+    return [sys.executable, "-m", "shoal", "--host", host, "--tls-dir", str(cluster.tls_dir), *args]
+
+
 def cli_via(
     cluster: Cluster, manager: int, *args: str, stdin: str | None = None, timeout: float = 120
 ) -> CLIResult:
-    """The CLI talking to one manager only (0: the first)."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "shoal",
-        "--host",
-        cluster.manager_addrs[manager],
-        "--tls-dir",
-        str(cluster.tls_dir),
-        *args,
-    ]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=cluster.env, input=stdin)
+    """Run the CLI talking to one manager only."""
+    res = subprocess.run(
+        argv_via(cluster, manager, *args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=cluster.env,
+        input=stdin,
+    )
     return CLIResult(res.returncode, res.stdout, res.stderr)
 
 

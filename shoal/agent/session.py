@@ -9,6 +9,10 @@ assignment changes to the worker. When the stream breaks, try the next
 manager with capped exponential backoff; tasks keep running meanwhile and
 statuses wait in the outbox (the newest per task wins).
 
+Log requests, execs and commits arrive on the same session (``logs``,
+``taskio``); what they send back is bulk, which heartbeats and statuses
+always overtake (``shoal.outbox``).
+
 The certificate is renewed over the open session, at a random point between
 50 % and 80 % of its lifetime, or at once when the manager says the cluster's
 CA changed; the session, the node ID and the tasks are not disturbed. The

@@ -337,7 +337,7 @@ class Manager:
             logs,
             self.stats,
             on_unlock=unlocked.set,
-            taskio=dispatcher,
+            taskio=dispatcher.taskio,
             peers=Peers(manager_addr, certs.peer_credentials),
         )
         server = grpc.aio.server(options=pki.server_options(settings.limits))

@@ -390,3 +390,32 @@ async def _flood_the_exec(addr: str, files: pki.TLSFiles, start_client: Callable
                 call.cancel()
                 return True
     return False
+
+
+def test_a_client_that_sends_stdin_beyond_its_credit_has_the_exec_cut_off(
+    mixed: Mixed, cluster: Cluster
+) -> None:
+    """A client is held to the stdin window as a node is to the output's:
+    stdin the command does not read is not buffered without bound."""
+    marker = sleep_seconds(3605)
+    channel, stub = cluster.control(cluster.managers[0])
+    chunk = b"x" * execflow.CHUNK
+    opened = tpb.ExecOpen(task="pweb.1", command=["sleep", marker], stdin=True)
+    requests = [tpb.ExecInput(open=opened)] + [tpb.ExecInput(stdin=chunk)] * (
+        execflow.WINDOW // execflow.CHUNK + 6
+    )
+
+    def slowly() -> Iterator[tpb.ExecInput]:
+        yield requests[0]
+        wait_for(lambda: running_commands(mixed, "process", f"sleep {marker}", "pweb"), what="the command")
+        yield from requests[1:]
+        time.sleep(30)  # keep the stream open: the end of input is not the point
+
+    try:
+        exits = [out.exit for out in stub.Exec(slowly(), timeout=60) if out.WhichOneof("msg") == "exit"]
+    finally:
+        channel.close()
+    assert [(e.exit_code, "flow control" in e.error) for e in exits] == [(255, True)], exits
+    wait_for(
+        lambda: not running_commands(mixed, "process", f"sleep {marker}", "pweb"), 20, what="the hang-up"
+    )

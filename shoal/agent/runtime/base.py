@@ -13,8 +13,9 @@ themselves. Errors a backend raises are ``TaskRejected`` (the task can never
 start here: bad command, missing image) or ``TaskFailed`` (it started and then
 broke); anything else is a bug and fails the task with its message.
 
-Optional abilities (health checks, logs) are separate small Protocols so that a
-backend states what it supports by what it implements. What both backends
+Optional abilities (health checks, logs, exec, commit) are separate small
+Protocols so that a backend states what it supports by what it implements.
+What both backends
 share beyond this seam (the stop protocol, its timeouts, the task logger)
 lives in ``common``; a scripted backend for tests is ``fake``.
 """

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
@@ -104,40 +105,62 @@ class TaskIOAPI(ControlBase):
         what = f"exec in task {where} by {opened.caller}"
         channel = await self._open_exec(node, opened, context)
         log.info("%s: %s%s", what, command_line(opened.command), " (tty)" if opened.tty else "")
-        yield tpb.ExecOutput(
-            opened=tpb.ExecOpened(
-                task_id=task.meta.id,
-                task_name=slot_name(task),
-                node_id=node.meta.id,
-                node=node.description.hostname,
-            )
-        )
         stdin_credit = execflow.Credit()
         reader = asyncio.create_task(self._client_input(request_iterator, channel, stdin_credit))
-        exited: tpb.ExecExit | None = None
+        exited: tpb.ExecExit | None = None  # as the node said it
         try:
-            while exited is None:
-                out = await channel.next()
-                kind = out.WhichOneof("msg")
-                if kind == "stdin_ack":
-                    stdin_credit.release(out.stdin_ack)
-                elif kind == "exit":
+            yield tpb.ExecOutput(
+                opened=tpb.ExecOpened(
+                    task_id=task.meta.id,
+                    task_name=slot_name(task),
+                    node_id=node.meta.id,
+                    node=node.description.hostname,
+                )
+            )
+            async for out in self._node_output(channel, reader, stdin_credit):
+                if out.WhichOneof("msg") == "exit":
                     exited = out.exit
                 yield out
         except execflow.CreditExceeded as err:
-            log.warning("%s: broke flow control (%s)", what, err)
-            exited = tpb.ExecExit(exit_code=255, error=f"flow control broken: {err}")
-            yield tpb.ExecOutput(exit=exited)
+            # A peer broke flow control: the command is hung up (finally).
+            log.warning("%s: flow control broken (%s)", what, err)
+            yield tpb.ExecOutput(exit=tpb.ExecExit(exit_code=255, error=f"flow control broken: {err}"))
         finally:
             reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, execflow.CreditExceeded):
                 await reader
             await self._close_exec(channel, hangup=exited is None)
             if exited is None:
-                log.info("%s: its client went away; hung up", what)
+                log.info("%s: hung up (its client went away, or flow control broke)", what)
             else:
                 error = f" ({exited.error})" if exited.error else ""
                 log.info("%s ended: exit code %d%s", what, exited.exit_code, error)
+
+    async def _node_output(
+        self, channel: ExecChannel, reader: asyncio.Task[None], stdin_credit: execflow.Credit
+    ) -> AsyncIterator[tpb.ExecOutput]:
+        """What the node sends, up to its exit; raises CreditExceeded when
+        the client (its input, read by reader) or a relay broke flow control."""
+        pending: asyncio.Future[tpb.ExecOutput] = asyncio.ensure_future(channel.next())
+        try:
+            while True:
+                waiting: set[asyncio.Future[Any]] = {pending} if reader.done() else {pending, reader}
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                error = reader.exception() if reader.done() and not reader.cancelled() else None
+                if error is not None:
+                    raise error
+                if not pending.done():
+                    continue  # the client finished sending: fine, keep relaying
+                out = pending.result()
+                kind = out.WhichOneof("msg")
+                if kind == "stdin_ack":
+                    stdin_credit.release(out.stdin_ack)
+                yield out
+                if kind == "exit":
+                    return
+                pending = asyncio.ensure_future(channel.next())
+        finally:
+            pending.cancel()
 
     def _exec_target(self, opened: tpb.ExecOpen, ident: pki.Identity) -> tuple[pb.Task, pb.Node]:
         """The task to exec in and its node; names the caller in opened."""

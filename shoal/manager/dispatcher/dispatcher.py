@@ -18,6 +18,9 @@ only for its own tasks, in the states agents own, within bounds):
   the cluster's roots change, every session is told which roots to trust and
   whether to renew (``TrustUpdate``).
 
+Task logs, exec streams and commits ride the same session (``logrelay``,
+``execrelay``); each answer is accepted only from the session asked.
+
 Labels: an agent's ``--label`` values become the node's labels when it first
 registers; afterwards only ``node update`` changes them, whatever the agent
 sends.
@@ -42,12 +45,11 @@ from shoal.manager import limits, seal
 from shoal.manager.auth import Authorizer, ca_bundle
 from shoal.manager.dispatcher.certificates import CertificateDesk, record, trust_update
 from shoal.manager.dispatcher.checks import NotYours, check_log_chunk, check_registration, check_status
-from shoal.manager.dispatcher.execrelay import CommitRelay, ExecRelay, RelayedExec
+from shoal.manager.dispatcher.execrelay import CommitRelay, ExecRelay, TaskIOPort
 from shoal.manager.dispatcher.liveness import Liveness
 from shoal.manager.dispatcher.logrelay import LogRelay
 from shoal.manager.dispatcher.session import HEARTBEAT_ACK, NodeSession, assignment_messages
 from shoal.manager.dispatcher.statuses import StatusWriter
-from shoal.manager.execsource import ExecChannel
 from shoal.manager.keyring import KeyRing, Locked
 from shoal.manager.logsource import NodeNotConnected
 from shoal.manager.store import (
@@ -64,7 +66,6 @@ from shoal.manager.store import (
 from shoal.protos import dispatcher_pb2 as dpb
 from shoal.protos import dispatcher_pb2_grpc as dgrpc
 from shoal.protos import objects_pb2 as pb
-from shoal.protos import taskio_pb2 as tpb
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,8 @@ class Dispatcher(dgrpc.DispatcherServicer):
         self.logs = LogRelay()
         self.execs = ExecRelay()
         self.commits = CommitRelay()
+        # What the ControlAPI asks of this dispatcher for exec and commit.
+        self.taskio = TaskIOPort(self.sessions, self.execs, self.commits)
         self.certificates = CertificateDesk(view, store, keyring)
         self._background: set[asyncio.Task[None]] = set()
 
@@ -349,25 +352,6 @@ class Dispatcher(dgrpc.DispatcherServicer):
         )
         async for chunk in chunks:
             yield chunk
-
-    def open_exec(self, node_id: str, opened: tpb.ExecOpen) -> RelayedExec:
-        """Start an exec on a connected node (NodeNotConnected when its
-        session is not here; NodeBusy when it runs as many as it may)."""
-        session = self.sessions.get(node_id)
-        if session is None:
-            raise NodeNotConnected(node_id)
-        return self.execs.open(session, opened)
-
-    def close_exec(self, channel: ExecChannel, hangup: bool) -> None:
-        assert isinstance(channel, RelayedExec)
-        self.execs.close(channel, hangup)
-
-    async def commit(self, node_id: str, request: tpb.CommitTaskRequest) -> tpb.CommitTaskResponse:
-        """Ask a connected node to commit a task; its answer."""
-        session = self.sessions.get(node_id)
-        if session is None:
-            raise NodeNotConnected(node_id)
-        return await self.commits.commit(session, request)
 
     async def _register(self, node_id: str, reg: dpb.Register, cert_pem: bytes) -> None:
         async for attempt in on_conflict(REGISTER_ATTEMPTS):

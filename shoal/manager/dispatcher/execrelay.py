@@ -9,7 +9,8 @@ when the client acknowledges it, so a node that sends beyond its credit is
 cut off at once, before this manager holds more than a window of it.
 
 ``CommitRelay`` does the same for the one-shot commits: a request out, one
-answer back (or the session's end).
+answer back (or the session's end). ``TaskIOPort`` is what the ControlAPI
+holds of all this (``shoal.manager.execsource.TaskIOSource``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import logging
 from shoal import execflow
 from shoal.ids import new_id
 from shoal.manager.dispatcher.session import NodeSession
-from shoal.manager.execsource import NodeBusy
+from shoal.manager.execsource import ExecChannel, NodeBusy
 from shoal.manager.logsource import NodeNotConnected
 from shoal.protos import dispatcher_pb2 as dpb
 from shoal.protos import taskio_pb2 as tpb
@@ -147,3 +148,32 @@ class CommitRelay:
         for owner, future in self._pending.values():
             if owner is session and not future.done():
                 future.set_exception(NodeNotConnected(session.node_id))
+
+
+class TaskIOPort:
+    """Exec and commit on the nodes whose sessions this dispatcher holds,
+    as the ControlAPI asks for them (a ``TaskIOSource``)."""
+
+    def __init__(self, sessions: dict[str, NodeSession], execs: ExecRelay, commits: CommitRelay) -> None:
+        self._sessions = sessions
+        self._execs = execs
+        self._commits = commits
+
+    def has_session(self, node_id: str) -> bool:
+        return node_id in self._sessions
+
+    def open_exec(self, node_id: str, opened: tpb.ExecOpen) -> RelayedExec:
+        session = self._sessions.get(node_id)
+        if session is None:
+            raise NodeNotConnected(node_id)
+        return self._execs.open(session, opened)
+
+    def close_exec(self, channel: ExecChannel, hangup: bool) -> None:
+        assert isinstance(channel, RelayedExec)
+        self._execs.close(channel, hangup)
+
+    async def commit(self, node_id: str, request: tpb.CommitTaskRequest) -> tpb.CommitTaskResponse:
+        session = self._sessions.get(node_id)
+        if session is None:
+            raise NodeNotConnected(node_id)
+        return await self._commits.commit(session, request)

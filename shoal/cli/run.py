@@ -14,9 +14,10 @@ create``'s options and listed by ``service ls``/``ps`` like any job.
   COMMAND (default ``sh``) runs in it through exec, with stdin and a
   terminal as ``shoal exec -it`` has them; the holder then ends with the
   command's exit code, so the task records it too. Images need ``sh``.
-- ``--rm``: the service goes once the task has ended, or on Ctrl-C. The
-  service is also labelled ``specs.AUTOREMOVE_LABEL``, so that the leader
-  removes it when this client is not there to (``-d``, or a killed client).
+- ``--rm``: the service goes once the task has ended and its output was
+  shown, or on Ctrl-C. It is also labelled ``specs.AUTOREMOVE_LABEL`` so
+  that the leader removes it when this client is not there to: at once with
+  ``-d``, a minute after the job finished otherwise (a killed client).
 """
 
 from __future__ import annotations
@@ -221,9 +222,10 @@ class _Run:
         while reader.is_alive():
             reader.join(POLL)
         ended = self._task(task.meta.id)
-        while ended.status.state <= RUNNING:
+        while ended.status.state <= RUNNING and ended.desired_state <= RUNNING:
             # The output ended first (the node's log reader stopped): the
-            # task's end is a moment behind.
+            # task's end is a moment behind. (A task being stopped whose
+            # node is down may never report its end: then it was stopped.)
             time.sleep(POLL)
             ended = self._task(task.meta.id)
         if failure:

@@ -210,7 +210,7 @@ def test_exec_with_a_terminal_is_a_real_terminal(mixed: Mixed, cluster: Cluster,
     argv = cluster.cli_argv("exec", "-it", f"{service}.1", "sh")
     term = Terminal(argv, cluster.env, rows=30, cols=100)
     try:
-        term.type("PS1='prompt> '\r")
+        term.type("PS1='pro''mpt> '\r")  # the echo of this line is no prompt
         term.expect("prompt> ")
         term.type("stty size\r")
         term.expect("30 100")

@@ -132,19 +132,19 @@ def test_run_interactive_reads_stdin_and_the_task_ends_with_the_commands_code(
 
 def test_run_with_a_terminal_gives_a_shell_in_a_new_task(cluster: Cluster) -> None:
     term = Terminal(
-        cluster.cli_argv("run", "-it", "--rm", "--name", "shell", *on("process"), IMAGE), cluster.env
+        cluster.cli_argv("run", "-it", "--rm", "--name", "shellsvc", *on("process"), IMAGE), cluster.env
     )
     try:
-        term.type("PS1='prompt> '\r")
+        term.type("PS1='pro''mpt> '\r")  # the echo of this line is no prompt
         term.expect("prompt> ")
-        term.type("echo $SHOAL_SERVICE_NAME\r")
-        term.expect("shell")
+        term.type("echo in-$SHOAL_SERVICE_NAME\r")
+        term.expect("in-shellsvc")
         term.type("exit 5\r")
         assert term.wait() == 5
         assert term.attributes_restored()
     finally:
         term.close()
-    wait_for(lambda: "shell" not in names(cluster), what="the run's service to go")
+    wait_for(lambda: "shellsvc" not in names(cluster), what="the run's service to go")
 
 
 def test_ctrl_c_on_an_attached_run_rm_stops_and_removes_it(cluster: Cluster) -> None:

@@ -15,9 +15,9 @@ broke); anything else is a bug and fails the task with its message.
 
 Optional abilities (health checks, logs, exec, commit) are separate small
 Protocols so that a backend states what it supports by what it implements.
-What both backends
-share beyond this seam (the stop protocol, its timeouts, the task logger)
-lives in ``common``; a scripted backend for tests is ``fake``.
+What both backends share beyond this seam (the stop protocol, its timeouts,
+the task logger) lives in ``common``; a scripted backend for tests is
+``fake``.
 """
 
 from __future__ import annotations

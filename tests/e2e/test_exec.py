@@ -92,6 +92,17 @@ def test_exec_prints_the_slot_keeps_stderr_apart_and_exits_with_the_commands_cod
             "echo $SHOAL_TASK_SLOT; echo err >&2; exit 7",
         )
         assert (code, out, err) == (7, f"{task['slot']}\n", "err\n"), f"on {task['node']}"
+        agent_log = cluster.agents[int(task["node"].removeprefix("node-")) - 1].output()
+        # Who, which task, the command and its exit code, on the agent and the manager.
+        started = f"in task {task['id']} by admin-"
+        assert started in agent_log and "sh -c 'echo $SHOAL_TASK_SLOT; echo err >&2; exit 7'" in agent_log
+        assert re.search(rf"in task {task['id']} by admin-\S+ ended: exit code 7", agent_log), agent_log[
+            -2000:
+        ]
+    manager_log = cluster.managers[0].output()
+    assert re.search(
+        rf"exec in task {service}\.1 \(\w+\) on node node-\d by admin-\S+ ended: exit code 7", manager_log
+    )
     # By task ID, and by a unique prefix of it.
     code, out, _ = shoal(cluster, "exec", tasks[0]["id"][:10], "sh", "-c", "echo $SHOAL_TASK_ID")
     assert (code, out) == (0, tasks[0]["id"] + "\n")
@@ -169,6 +180,24 @@ def test_killing_the_client_hangs_the_command_up(
     wait_for(
         lambda: not running_commands(mixed, runtime, f"sleep {marker}", service), 20, what="the sleep to end"
     )
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_command_that_ignores_the_hang_up_is_killed_after_the_grace(
+    mixed: Mixed, cluster: Cluster, runtime: str
+) -> None:
+    mixed.need(runtime)
+    service = TARGETS[runtime]
+    marker = sleep_seconds(3604)
+    client = cluster.popen_cli("exec", f"{service}.1", "sh", "-c", f"trap '' HUP; exec sleep {marker}")
+    try:
+        wait_for(
+            lambda: running_commands(mixed, runtime, f"sleep {marker}", service), what="the exec'd sleep"
+        )
+    finally:
+        client.send_signal(signal.SIGKILL)
+        client.communicate()
+    wait_for(lambda: not running_commands(mixed, runtime, f"sleep {marker}", service), 30, what="SIGKILL")
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)

@@ -87,16 +87,25 @@ def vm_hwm_kib(pid: int) -> int:
     raise AssertionError(f"no VmHWM for pid {pid}")
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def running_commands(mixed: Mixed, runtime: str, marker: str, service: str) -> list[str]:
-    """Commands now running that contain marker: host processes for the
+    """Commands now running that start with marker: host processes for the
     process runtime, the service's containers' processes (asked of the
     engine) for docker."""
     if runtime == "process":
-        return [str(pid) for pid in pids_of(marker)]
+        # Only processes that run it, not those that name it (the CLI's own
+        # command line holds the same words).
+        return [str(pid) for pid in pids_of(marker) if _cmdline(pid).startswith(marker)]
     found = []
     node_ids = {n["id"] for n in mixed.cluster.nodes()}
     for container in containers_of(mixed.engine, service, node_ids):
         top = container.top()
         column = top["Titles"].index("CMD")
-        found += [p[column] for p in top["Processes"] if marker in p[column]]
+        found += [p[column] for p in top["Processes"] if p[column].startswith(marker)]
     return found

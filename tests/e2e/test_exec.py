@@ -10,6 +10,7 @@ docker node; tests exec into them and leave them as they found them.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import subprocess
@@ -133,6 +134,14 @@ def test_exec_forwards_stdin_and_sets_env_and_workdir(mixed: Mixed, cluster: Clu
     assert (code, out) == (0, "hi there\n/tmp\n")
     # Without -i the command's stdin is empty, whatever the client has.
     assert shoal(cluster, "exec", task, "cat", stdin="not forwarded\n") == (0, "", "")
+    # Many windows of arbitrary bytes, there and back, unchanged.
+    data = os.urandom(5 * execflow.WINDOW + 1234)
+    echoed = subprocess.run(
+        cluster.cli_argv("exec", "-i", task, "cat"), input=data, capture_output=True, env=cluster.env
+    )
+    assert (echoed.returncode, len(echoed.stdout), echoed.stdout == data) == (0, len(data), True), (
+        echoed.stderr
+    )
 
 
 def test_exec_refusals_say_what_is_wrong(mixed: Mixed, cluster: Cluster) -> None:

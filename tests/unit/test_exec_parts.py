@@ -22,10 +22,13 @@ from shoal.agent.runtime.docker.execs import DockerExec
 from shoal.agent.runtime.process.execs import session_members, start_exec
 from shoal.manager.autoremove import job_finished, removal_delay
 from shoal.manager.controlapi.taskrefs import resolve_task
+from shoal.manager.dispatcher.execrelay import ExecRelay
+from shoal.manager.dispatcher.session import NodeSession
 from shoal.manager.errors import InvalidRequest
 from shoal.manager.store import NotFound
 from shoal.outbox import Outbox
 from shoal.protos import objects_pb2 as pb
+from shoal.protos import taskio_pb2 as tpb
 
 # ---------------------------------------------------------------- flow control
 
@@ -330,3 +333,22 @@ def test_the_exec_helper_leaks_no_descriptor_of_the_agent(tmp_path: Path) -> Non
         os.close(leaked_w)
     fds = {int(x) for x in out.split()}
     assert code == 0 and fds <= {0, 1, 2, 3}, f"the command holds descriptors {sorted(fds)}"
+
+
+def test_the_end_of_input_never_overtakes_the_input_on_the_way_to_the_node() -> None:
+    async def scenario() -> list[str]:
+        session = NodeSession("n1", b"")
+        relay = ExecRelay()
+        ex = relay.open(session, tpb.ExecOpen(task_id="t1", command=["cat"], stdin=True))
+        for data in (b"a", b"b"):
+            ex.send(tpb.ExecInput(stdin=data))
+        ex.send(tpb.ExecInput(stdin_eof=True))
+        ex.send(tpb.ExecInput(resize=tpb.WindowSize(rows=1, cols=1)))
+        kinds = []
+        while session.queue.qsize():
+            msg = await session.queue.get()
+            assert msg is not None
+            kinds.append(msg.exec.WhichOneof("msg"))
+        return kinds
+
+    assert asyncio.run(scenario()) == ["open", "resize", "stdin", "stdin", "stdin_eof"]

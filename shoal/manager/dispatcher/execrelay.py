@@ -58,7 +58,8 @@ class RelayedExec:
         if relayed.WhichOneof("msg") == "output_ack":
             self.output_credit.release(relayed.output_ack)
         out = dpb.ManagerMessage(exec=relayed)
-        if relayed.WhichOneof("msg") == "stdin":
+        if relayed.WhichOneof("msg") in ("stdin", "stdin_eof"):
+            # Bulk, in order: the end of input must not overtake the input.
             self.session.send_bulk(out)
         else:
             self.session.send(out)

@@ -8,14 +8,20 @@ made by commits carry a name of this module's own and are removed at the end.
 
 from __future__ import annotations
 
+import base64
+import http.server
+import json
 import signal
+import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.cluster import Cluster, assert_refused, wait_for
+from tests.support.cluster import CLIResult, Cluster, assert_refused, wait_for
 from tests.support.docker_engine import containers_of
 from tests.support.etcd_server import EtcdServer
 from tests.support.taskio import IMAGE, Mixed, cli_via, mixed_cluster
@@ -214,18 +220,60 @@ def test_commit_makes_an_image_holding_the_tasks_changes(
     assert mixed.engine.images.get(f"{REPO}:latest").id == res.out.strip()
 
 
+class _Registry(http.server.BaseHTTPRequestHandler):
+    """A registry that asks for credentials, records them, then refuses the
+    push: enough to see that the push was made with the user's credentials."""
+
+    seen: list[str] = []
+
+    def _answer(self) -> None:
+        auth = self.headers.get("Authorization")
+        self.send_response(401 if auth is None else 403)
+        self.send_header("Docker-Distribution-API-Version", "registry/2.0")
+        if auth is None:
+            self.send_header("WWW-Authenticate", 'Basic realm="shoal-test"')
+        else:
+            self.seen.append(auth)
+        body = json.dumps({"errors": [{"code": "DENIED", "message": "this test registry takes no pushes"}]})
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = _answer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
 @pytest.mark.docker
-def test_commit_push_is_attempted_and_its_failure_reported(
-    mixed: Mixed, cluster: Cluster, docker_task: str
+def test_commit_push_uses_the_users_credentials_and_reports_the_registrys_refusal(
+    mixed: Mixed, cluster: Cluster, docker_task: str, tmp_path: Path
 ) -> None:
-    # Nothing listens on port 9 here: the push must fail, and say so.
-    reference = f"127.0.0.1:9/{REPO}:pushed"
-    res = cluster.cli("commit", "--push", docker_task, reference)
-    assert res.code == 1
-    assert res.out.startswith("sha256:"), "the commit itself worked"
-    error = assert_refused(res, f"push of {reference} failed")
-    assert "connection refused" in error, error
-    assert mixed.engine.images.get(reference).id == res.out.strip()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Registry)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    registry = f"127.0.0.1:{server.server_address[1]}"
+    config = tmp_path / "docker-config"
+    config.mkdir()
+    secret = base64.b64encode(b"alice:registry-password").decode()
+    (config / "config.json").write_text(json.dumps({"auths": {registry: {"auth": secret}}}))
+    reference = f"{registry}/{REPO}:pushed"
+    try:
+        res = subprocess.run(
+            cluster.cli_argv("commit", "--push", "--with-registry-auth", docker_task, reference),
+            capture_output=True,
+            text=True,
+            env=dict(cluster.env, DOCKER_CONFIG=str(config)),
+            timeout=300,
+        )
+    finally:
+        server.shutdown()
+    assert res.returncode == 1
+    assert res.stdout.startswith("sha256:"), "the commit itself worked"
+    error = assert_refused(CLIResult(res.returncode, res.stdout, res.stderr), f"push of {reference} failed")
+    assert "takes no pushes" in error, error
+    assert f"Basic {secret}" in _Registry.seen, "the push carried the user's credentials"
+    assert mixed.engine.images.get(reference).id == res.stdout.strip()
 
 
 def test_commit_refusals_say_what_is_wrong(cluster: Cluster) -> None:

@@ -87,7 +87,7 @@ def test_a_hang_up_from_inside_the_container_needs_no_view_of_the_engines_proces
             spec = ExecSpec(("sh", "-c", "sleep 301 & sleep 302; wait"), marker=marker)
             ex = await start_exec(engine, container.id, spec)
             for _ in range(100):
-                if sum("sleep 30" in p[-1] for p in container.top()["Processes"]) == 2:
+                if sum(p[-1].startswith("sleep 30") for p in container.top()["Processes"]) == 2:
                     break
                 await asyncio.sleep(0.05)
             signalled = await ex._signal_inside("HUP")

@@ -144,7 +144,7 @@ def print_task_logs(messages: object, timestamps: bool) -> None:
 
 
 @click.command(name="commit")
-@click.option("--message", "-m", default="", metavar="TEXT", help="Commit message (the image's comment)")
+@click.option("--message", "-m", default="", metavar="MESSAGE", help="Commit message (the image's comment)")
 @click.option(
     "--change",
     "-c",

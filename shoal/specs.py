@@ -87,3 +87,10 @@ def next_version(service: pb.Service) -> int:
 def rollback_version(service: pb.Service) -> int:
     """The version a rollback goes back to."""
     return service.previous_spec_version or next_version(service)
+
+
+# `shoal run --rm`: a job with this label is removed by the leader once it
+# has finished (shoal.manager.autoremove): "true" at once (-d: the client is
+# gone), or a duration later (attached: the client removes it itself after
+# reading the output; the label covers a client that was killed).
+AUTOREMOVE_LABEL = "shoal.run.autoremove"

@@ -14,7 +14,19 @@ from typing import Any
 
 import click
 
-from shoal.cli import about, cluster, context_commands, daemons, files, local, nodes, services, stacks
+from shoal.cli import (
+    about,
+    cluster,
+    context_commands,
+    daemons,
+    files,
+    local,
+    nodes,
+    run,
+    services,
+    stacks,
+    taskcmds,
+)
 from shoal.cli.client import Client, CLIError
 from shoal.cli.contexts import Connector
 from shoal.cli.render import rfc3339
@@ -188,6 +200,8 @@ cli.add_command(about.completion)
 cli.add_command(files.secret)
 cli.add_command(files.config)
 cli.add_command(stacks.stack)
+for command in (taskcmds.exec_, taskcmds.logs, taskcmds.commit, run.run):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import click
 
 from shoal import specs
 from shoal.cli.client import CLIError
+from shoal.cli.file_flags import change_refs
 from shoal.durations import parse_duration, parse_size
 from shoal.protos import objects_pb2 as pb
 from shoal.specs import CONDITIONS, FAILURE_ACTIONS, ORDERS
@@ -345,3 +347,31 @@ def apply_flags(spec: pb.ServiceSpec, o: dict[str, Any], creating: bool) -> None
         hc.retries = o["health_retries"]
     if o.get("health_start_period") is not None:
         hc.start_period = _duration("--health-start-period", o["health_start_period"])
+
+
+def base_spec(image: str, command: tuple[str, ...], o: dict[str, Any]) -> pb.ServiceSpec:
+    """The spec that `service create`'s options describe (and `run`'s,
+    which are the same), before apply_flags: image and command, env,
+    labels, placement, ports, mounts, entrypoint."""
+    spec = pb.ServiceSpec(name=o.get("name") or "")
+    spec.mode = MODES[o.get("mode") or "replicated"]
+    spec.task.container.image = image
+    if command:
+        spec.task.container.args.extend(command)
+    spec.task.container.env.extend(o["env"])
+    spec.labels.update(key_values("--label", o["label"]))
+    spec.task.placement.constraints.extend(o["constraint"])
+    for pref in o["placement_pref"]:
+        strategy, _, target = pref.partition("=")
+        if strategy != "spread" or not target:
+            raise CLIError(f'--placement-pref "{pref}": only spread=node.labels.KEY is supported')
+        spec.task.placement.preferences.add(spread=target)
+    for p in o["publish"]:
+        spec.ports.append(parse_publish(p))
+    for m in o["mounts"]:
+        spec.task.container.mounts.append(parse_mount(m))
+    if o["entrypoint"]:
+        spec.task.container.command.extend(shlex.split(o["entrypoint"]))
+    change_refs(spec.task.container.secrets, "--secret", (), o.get("secrets", ()))
+    change_refs(spec.task.container.configs, "--config", (), o.get("configs", ()))
+    return spec

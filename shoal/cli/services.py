@@ -24,8 +24,8 @@ from shoal.cli.progress import follow
 from shoal.cli.render import service_json, service_ls_json
 from shoal.cli.rows import SERVICES, service_row
 from shoal.cli.service_flags import (
-    MODES,
     apply_flags,
+    base_spec,
     key_values,
     parse_mount,
     parse_publish,
@@ -128,27 +128,7 @@ def create(client_factory: Callable[[], Client], /, image: str, command: tuple[s
     the service converges, showing each task's progress, and exits 1 saying
     why when it cannot (the service then exists: shoal service rm removes it).
     """
-    spec = pb.ServiceSpec(name=o.get("name") or "")
-    spec.mode = MODES[o.get("mode") or "replicated"]
-    spec.task.container.image = image
-    if command:
-        spec.task.container.args.extend(command)
-    spec.task.container.env.extend(o["env"])
-    spec.labels.update(key_values("--label", o["label"]))
-    spec.task.placement.constraints.extend(o["constraint"])
-    for pref in o["placement_pref"]:
-        strategy, _, target = pref.partition("=")
-        if strategy != "spread" or not target:
-            raise CLIError(f'--placement-pref "{pref}": only spread=node.labels.KEY is supported')
-        spec.task.placement.preferences.add(spread=target)
-    for p in o["publish"]:
-        spec.ports.append(parse_publish(p))
-    for m in o["mounts"]:
-        spec.task.container.mounts.append(parse_mount(m))
-    if o["entrypoint"]:
-        spec.task.container.command.extend(shlex.split(o["entrypoint"]))
-    change_refs(spec.task.container.secrets, "--secret", (), o["secrets"])
-    change_refs(spec.task.container.configs, "--config", (), o["configs"])
+    spec = base_spec(image, command, o)
     apply_flags(spec, o, creating=True)
     auth = ""
     if o["with_registry_auth"]:

@@ -45,6 +45,7 @@ from shoal import defaults, pki
 from shoal.ids import new_id
 from shoal.manager import seal
 from shoal.manager.auth import Authorizer, ca_bundle
+from shoal.manager.autoremove import AutoRemover
 from shoal.manager.ca.authority import new_root_ca
 from shoal.manager.ca.manager_certs import ManagerCertificates, ServerTLS
 from shoal.manager.ca.nodeca import NodeCA
@@ -57,6 +58,7 @@ from shoal.manager.controlapi.logs import LogGatherer
 from shoal.manager.controlapi.servicer import Control
 from shoal.manager.dispatcher.dispatcher import Dispatcher
 from shoal.manager.election import Leadership, ManagerPresence
+from shoal.manager.execsource import Peers
 from shoal.manager.keyring import KeyRing, Locked, parse_unlock_key, wrap
 from shoal.manager.node_monitor import NodeMonitor
 from shoal.manager.orchestrator.global_ import GlobalOrchestrator
@@ -348,6 +350,8 @@ class Manager:
             logs,
             self.stats,
             on_unlock=unlocked.set,
+            taskio=dispatcher.taskio,
+            peers=Peers(manager_addr, certs.peer_credentials),
         )
         server = grpc.aio.server(options=pki.server_options(settings.limits))
         cgrpc.add_ControlServicer_to_server(control, server)
@@ -453,6 +457,7 @@ class Manager:
             RotationFinisher(self.view, fenced),
             Compactor(self.etcd, self.settings.compaction_interval),
             NodeMonitor(self.view, fenced, self._live_manager_ids, self._grace),
+            AutoRemover(self.view, fenced),
         ]
         self.leader_components = list(components)
         async with asyncio.TaskGroup() as tg:

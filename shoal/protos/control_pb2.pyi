@@ -1,4 +1,5 @@
 from shoal.protos import objects_pb2 as _objects_pb2
+from shoal.protos import taskio_pb2 as _taskio_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -8,18 +9,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TaskLogsRequest(_message.Message):
-    __slots__ = ("ref", "follow", "tail", "since", "task_ids")
+    __slots__ = ("ref", "follow", "tail", "since", "task_ids", "task_only")
     REF_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
     TAIL_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
     TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    TASK_ONLY_FIELD_NUMBER: _ClassVar[int]
     ref: str
     follow: bool
     tail: int
     since: int
     task_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, ref: _Optional[str] = ..., follow: _Optional[bool] = ..., tail: _Optional[int] = ..., since: _Optional[int] = ..., task_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    task_only: bool
+    def __init__(self, ref: _Optional[str] = ..., follow: _Optional[bool] = ..., tail: _Optional[int] = ..., since: _Optional[int] = ..., task_ids: _Optional[_Iterable[str]] = ..., task_only: _Optional[bool] = ...) -> None: ...
 
 class TaskLogMessage(_message.Message):
     __slots__ = ("task_id", "task_name", "node_id", "node", "stream", "data", "timestamp", "warning")

@@ -5,6 +5,7 @@ import warnings
 
 from shoal.protos import control_pb2 as shoal_dot_protos_dot_control__pb2
 from shoal.protos import objects_pb2 as shoal_dot_protos_dot_objects__pb2
+from shoal.protos import taskio_pb2 as shoal_dot_protos_dot_taskio__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -184,6 +185,16 @@ class ControlStub:
                 '/shoal.v1.Control/RemoveConfig',
                 request_serializer=shoal_dot_protos_dot_control__pb2.ObjectRef.SerializeToString,
                 response_deserializer=shoal_dot_protos_dot_control__pb2.RemoveObjectResponse.FromString,
+                _registered_method=True)
+        self.Exec = channel.stream_stream(
+                '/shoal.v1.Control/Exec',
+                request_serializer=shoal_dot_protos_dot_taskio__pb2.ExecInput.SerializeToString,
+                response_deserializer=shoal_dot_protos_dot_taskio__pb2.ExecOutput.FromString,
+                _registered_method=True)
+        self.CommitTask = channel.unary_unary(
+                '/shoal.v1.Control/CommitTask',
+                request_serializer=shoal_dot_protos_dot_taskio__pb2.CommitTaskRequest.SerializeToString,
+                response_deserializer=shoal_dot_protos_dot_taskio__pb2.CommitTaskResponse.FromString,
                 _registered_method=True)
 
 
@@ -379,6 +390,22 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Exec(self, request_iterator, context):
+        """Inside a running task, on its node (shoal exec, shoal commit): relayed
+        over the node's session, forwarded to the manager that holds it. The
+        first ExecInput is an ExecOpen; output and stdin are flow controlled
+        (shoal/execflow.py).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CommitTask(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -531,6 +558,16 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.RemoveConfig,
                     request_deserializer=shoal_dot_protos_dot_control__pb2.ObjectRef.FromString,
                     response_serializer=shoal_dot_protos_dot_control__pb2.RemoveObjectResponse.SerializeToString,
+            ),
+            'Exec': grpc.stream_stream_rpc_method_handler(
+                    servicer.Exec,
+                    request_deserializer=shoal_dot_protos_dot_taskio__pb2.ExecInput.FromString,
+                    response_serializer=shoal_dot_protos_dot_taskio__pb2.ExecOutput.SerializeToString,
+            ),
+            'CommitTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.CommitTask,
+                    request_deserializer=shoal_dot_protos_dot_taskio__pb2.CommitTaskRequest.FromString,
+                    response_serializer=shoal_dot_protos_dot_taskio__pb2.CommitTaskResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1343,6 +1380,60 @@ class Control:
             '/shoal.v1.Control/RemoveConfig',
             shoal_dot_protos_dot_control__pb2.ObjectRef.SerializeToString,
             shoal_dot_protos_dot_control__pb2.RemoveObjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Exec(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/shoal.v1.Control/Exec',
+            shoal_dot_protos_dot_taskio__pb2.ExecInput.SerializeToString,
+            shoal_dot_protos_dot_taskio__pb2.ExecOutput.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CommitTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/CommitTask',
+            shoal_dot_protos_dot_taskio__pb2.CommitTaskRequest.SerializeToString,
+            shoal_dot_protos_dot_taskio__pb2.CommitTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -23,55 +23,56 @@ _sym_db = _symbol_database.Default()
 
 
 from shoal.protos import objects_pb2 as shoal_dot_protos_dot_objects__pb2
+from shoal.protos import taskio_pb2 as shoal_dot_protos_dot_taskio__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dshoal/protos/dispatcher.proto\x12\x08shoal.v1\x1a\x1ashoal/protos/objects.proto\"\xf5\x01\n\x0c\x41gentMessage\x12&\n\x08register\x18\x01 \x01(\x0b\x32\x12.shoal.v1.RegisterH\x00\x12(\n\theartbeat\x18\x02 \x01(\x0b\x32\x13.shoal.v1.HeartbeatH\x00\x12-\n\x08statuses\x18\x03 \x01(\x0b\x32\x19.shoal.v1.TaskStatusBatchH\x00\x12\'\n\tlog_chunk\x18\x04 \x01(\x0b\x32\x12.shoal.v1.LogChunkH\x00\x12\x34\n\x0c\x63\x65rt_request\x18\x05 \x01(\x0b\x32\x1c.shoal.v1.CertificateRequestH\x00\x42\x05\n\x03msg\"%\n\x12\x43\x65rtificateRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\":\n\x07LogLine\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x11\n\ttimestamp\x18\x03 \x01(\x03\"n\n\x08LogChunk\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12 \n\x05lines\x18\x03 \x03(\x0b\x32\x11.shoal.v1.LogLine\x12\x0c\n\x04\x64one\x18\x04 \x01(\x08\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"_\n\nLogRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08task_ids\x18\x02 \x03(\t\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x0c\n\x04tail\x18\x04 \x01(\x03\x12\r\n\x05since\x18\x05 \x01(\x03\"\x1f\n\tLogCancel\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"\\\n\x08Register\x12.\n\x0b\x64\x65scription\x18\x01 \x01(\x0b\x32\x19.shoal.v1.NodeDescription\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\"\x0b\n\tHeartbeat\"I\n\x10TaskStatusUpdate\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12$\n\x06status\x18\x02 \x01(\x0b\x32\x14.shoal.v1.TaskStatus\">\n\x0fTaskStatusBatch\x12+\n\x07updates\x18\x01 \x03(\x0b\x32\x1a.shoal.v1.TaskStatusUpdate\"\x82\x03\n\x0eManagerMessage\x12+\n\x07started\x18\x01 \x01(\x0b\x32\x18.shoal.v1.SessionStartedH\x00\x12,\n\x0b\x61ssignments\x18\x02 \x01(\x0b\x32\x15.shoal.v1.AssignmentsH\x00\x12+\n\x0blog_request\x18\x03 \x01(\x0b\x32\x14.shoal.v1.LogRequestH\x00\x12)\n\nlog_cancel\x18\x04 \x01(\x0b\x32\x13.shoal.v1.LogCancelH\x00\x12\x32\n\x0b\x63\x65rtificate\x18\x05 \x01(\x0b\x32\x1b.shoal.v1.IssuedCertificateH\x00\x12&\n\x05trust\x18\x06 \x01(\x0b\x32\x15.shoal.v1.TrustUpdateH\x00\x12/\n\rheartbeat_ack\x18\x07 \x01(\x0b\x32\x16.shoal.v1.HeartbeatAckH\x00\x12)\n\x08managers\x18\x08 \x01(\x0b\x32\x15.shoal.v1.ManagerListH\x00\x42\x05\n\x03msg\"\x0e\n\x0cHeartbeatAck\"\x1f\n\x0bManagerList\x12\x10\n\x08managers\x18\x01 \x03(\t\"D\n\x11IssuedCertificate\x12\x10\n\x08\x63\x65rt_pem\x18\x01 \x01(\x0c\x12\x0e\n\x06\x63\x61_pem\x18\x02 \x01(\x0c\x12\r\n\x05\x65rror\x18\x03 \x01(\t\",\n\x0bTrustUpdate\x12\x0e\n\x06\x63\x61_pem\x18\x01 \x01(\x0c\x12\r\n\x05renew\x18\x02 \x01(\x08\"M\n\x0eSessionStarted\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x18\n\x10heartbeat_period\x18\x02 \x01(\x03\x12\x10\n\x08managers\x18\x03 \x03(\t\"Y\n\x0b\x41ssignments\x12\x0c\n\x04\x66ull\x18\x01 \x01(\x08\x12\x1d\n\x05tasks\x18\x02 \x03(\x0b\x32\x0e.shoal.v1.Task\x12\x0f\n\x07removed\x18\x03 \x03(\t\x12\x0c\n\x04more\x18\x04 \x01(\x08\"C\n\x1bIssueNodeCertificateRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\x12\r\n\x05token\x18\x02 \x01(\tJ\x04\x08\x03\x10\x04\"Q\n\x1cIssueNodeCertificateResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08\x63\x65rt_pem\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63\x61_pem\x18\x03 \x01(\x0c\x32M\n\nDispatcher\x12?\n\x07Session\x12\x16.shoal.v1.AgentMessage\x1a\x18.shoal.v1.ManagerMessage(\x01\x30\x01\x32o\n\x06NodeCA\x12\x65\n\x14IssueNodeCertificate\x12%.shoal.v1.IssueNodeCertificateRequest\x1a&.shoal.v1.IssueNodeCertificateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dshoal/protos/dispatcher.proto\x12\x08shoal.v1\x1a\x1ashoal/protos/objects.proto\x1a\x19shoal/protos/taskio.proto\"\xcb\x02\n\x0c\x41gentMessage\x12&\n\x08register\x18\x01 \x01(\x0b\x32\x12.shoal.v1.RegisterH\x00\x12(\n\theartbeat\x18\x02 \x01(\x0b\x32\x13.shoal.v1.HeartbeatH\x00\x12-\n\x08statuses\x18\x03 \x01(\x0b\x32\x19.shoal.v1.TaskStatusBatchH\x00\x12\'\n\tlog_chunk\x18\x04 \x01(\x0b\x32\x12.shoal.v1.LogChunkH\x00\x12\x34\n\x0c\x63\x65rt_request\x18\x05 \x01(\x0b\x32\x1c.shoal.v1.CertificateRequestH\x00\x12$\n\x04\x65xec\x18\x10 \x01(\x0b\x32\x14.shoal.v1.ExecOutputH\x00\x12.\n\x06\x63ommit\x18\x11 \x01(\x0b\x32\x1c.shoal.v1.CommitTaskResponseH\x00\x42\x05\n\x03msg\"%\n\x12\x43\x65rtificateRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\":\n\x07LogLine\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x11\n\ttimestamp\x18\x03 \x01(\x03\"n\n\x08LogChunk\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12 \n\x05lines\x18\x03 \x03(\x0b\x32\x11.shoal.v1.LogLine\x12\x0c\n\x04\x64one\x18\x04 \x01(\x08\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"_\n\nLogRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08task_ids\x18\x02 \x03(\t\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x0c\n\x04tail\x18\x04 \x01(\x03\x12\r\n\x05since\x18\x05 \x01(\x03\"\x1f\n\tLogCancel\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"\\\n\x08Register\x12.\n\x0b\x64\x65scription\x18\x01 \x01(\x0b\x32\x19.shoal.v1.NodeDescription\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\"\x0b\n\tHeartbeat\"I\n\x10TaskStatusUpdate\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12$\n\x06status\x18\x02 \x01(\x0b\x32\x14.shoal.v1.TaskStatus\">\n\x0fTaskStatusBatch\x12+\n\x07updates\x18\x01 \x03(\x0b\x32\x1a.shoal.v1.TaskStatusUpdate\"\xd6\x03\n\x0eManagerMessage\x12+\n\x07started\x18\x01 \x01(\x0b\x32\x18.shoal.v1.SessionStartedH\x00\x12,\n\x0b\x61ssignments\x18\x02 \x01(\x0b\x32\x15.shoal.v1.AssignmentsH\x00\x12+\n\x0blog_request\x18\x03 \x01(\x0b\x32\x14.shoal.v1.LogRequestH\x00\x12)\n\nlog_cancel\x18\x04 \x01(\x0b\x32\x13.shoal.v1.LogCancelH\x00\x12\x32\n\x0b\x63\x65rtificate\x18\x05 \x01(\x0b\x32\x1b.shoal.v1.IssuedCertificateH\x00\x12&\n\x05trust\x18\x06 \x01(\x0b\x32\x15.shoal.v1.TrustUpdateH\x00\x12/\n\rheartbeat_ack\x18\x07 \x01(\x0b\x32\x16.shoal.v1.HeartbeatAckH\x00\x12)\n\x08managers\x18\x08 \x01(\x0b\x32\x15.shoal.v1.ManagerListH\x00\x12#\n\x04\x65xec\x18\x10 \x01(\x0b\x32\x13.shoal.v1.ExecInputH\x00\x12-\n\x06\x63ommit\x18\x11 \x01(\x0b\x32\x1b.shoal.v1.CommitTaskRequestH\x00\x42\x05\n\x03msg\"\x0e\n\x0cHeartbeatAck\"\x1f\n\x0bManagerList\x12\x10\n\x08managers\x18\x01 \x03(\t\"D\n\x11IssuedCertificate\x12\x10\n\x08\x63\x65rt_pem\x18\x01 \x01(\x0c\x12\x0e\n\x06\x63\x61_pem\x18\x02 \x01(\x0c\x12\r\n\x05\x65rror\x18\x03 \x01(\t\",\n\x0bTrustUpdate\x12\x0e\n\x06\x63\x61_pem\x18\x01 \x01(\x0c\x12\r\n\x05renew\x18\x02 \x01(\x08\"M\n\x0eSessionStarted\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x18\n\x10heartbeat_period\x18\x02 \x01(\x03\x12\x10\n\x08managers\x18\x03 \x03(\t\"Y\n\x0b\x41ssignments\x12\x0c\n\x04\x66ull\x18\x01 \x01(\x08\x12\x1d\n\x05tasks\x18\x02 \x03(\x0b\x32\x0e.shoal.v1.Task\x12\x0f\n\x07removed\x18\x03 \x03(\t\x12\x0c\n\x04more\x18\x04 \x01(\x08\"C\n\x1bIssueNodeCertificateRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\x12\r\n\x05token\x18\x02 \x01(\tJ\x04\x08\x03\x10\x04\"Q\n\x1cIssueNodeCertificateResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08\x63\x65rt_pem\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63\x61_pem\x18\x03 \x01(\x0c\x32M\n\nDispatcher\x12?\n\x07Session\x12\x16.shoal.v1.AgentMessage\x1a\x18.shoal.v1.ManagerMessage(\x01\x30\x01\x32o\n\x06NodeCA\x12\x65\n\x14IssueNodeCertificate\x12%.shoal.v1.IssueNodeCertificateRequest\x1a&.shoal.v1.IssueNodeCertificateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shoal.protos.dispatcher_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AGENTMESSAGE']._serialized_start=72
-  _globals['_AGENTMESSAGE']._serialized_end=317
-  _globals['_CERTIFICATEREQUEST']._serialized_start=319
-  _globals['_CERTIFICATEREQUEST']._serialized_end=356
-  _globals['_LOGLINE']._serialized_start=358
-  _globals['_LOGLINE']._serialized_end=416
-  _globals['_LOGCHUNK']._serialized_start=418
-  _globals['_LOGCHUNK']._serialized_end=528
-  _globals['_LOGREQUEST']._serialized_start=530
-  _globals['_LOGREQUEST']._serialized_end=625
-  _globals['_LOGCANCEL']._serialized_start=627
-  _globals['_LOGCANCEL']._serialized_end=658
-  _globals['_REGISTER']._serialized_start=660
-  _globals['_REGISTER']._serialized_end=752
-  _globals['_HEARTBEAT']._serialized_start=754
-  _globals['_HEARTBEAT']._serialized_end=765
-  _globals['_TASKSTATUSUPDATE']._serialized_start=767
-  _globals['_TASKSTATUSUPDATE']._serialized_end=840
-  _globals['_TASKSTATUSBATCH']._serialized_start=842
-  _globals['_TASKSTATUSBATCH']._serialized_end=904
-  _globals['_MANAGERMESSAGE']._serialized_start=907
-  _globals['_MANAGERMESSAGE']._serialized_end=1293
-  _globals['_HEARTBEATACK']._serialized_start=1295
-  _globals['_HEARTBEATACK']._serialized_end=1309
-  _globals['_MANAGERLIST']._serialized_start=1311
-  _globals['_MANAGERLIST']._serialized_end=1342
-  _globals['_ISSUEDCERTIFICATE']._serialized_start=1344
-  _globals['_ISSUEDCERTIFICATE']._serialized_end=1412
-  _globals['_TRUSTUPDATE']._serialized_start=1414
-  _globals['_TRUSTUPDATE']._serialized_end=1458
-  _globals['_SESSIONSTARTED']._serialized_start=1460
-  _globals['_SESSIONSTARTED']._serialized_end=1537
-  _globals['_ASSIGNMENTS']._serialized_start=1539
-  _globals['_ASSIGNMENTS']._serialized_end=1628
-  _globals['_ISSUENODECERTIFICATEREQUEST']._serialized_start=1630
-  _globals['_ISSUENODECERTIFICATEREQUEST']._serialized_end=1697
-  _globals['_ISSUENODECERTIFICATERESPONSE']._serialized_start=1699
-  _globals['_ISSUENODECERTIFICATERESPONSE']._serialized_end=1780
-  _globals['_DISPATCHER']._serialized_start=1782
-  _globals['_DISPATCHER']._serialized_end=1859
-  _globals['_NODECA']._serialized_start=1861
-  _globals['_NODECA']._serialized_end=1972
+  _globals['_AGENTMESSAGE']._serialized_start=99
+  _globals['_AGENTMESSAGE']._serialized_end=430
+  _globals['_CERTIFICATEREQUEST']._serialized_start=432
+  _globals['_CERTIFICATEREQUEST']._serialized_end=469
+  _globals['_LOGLINE']._serialized_start=471
+  _globals['_LOGLINE']._serialized_end=529
+  _globals['_LOGCHUNK']._serialized_start=531
+  _globals['_LOGCHUNK']._serialized_end=641
+  _globals['_LOGREQUEST']._serialized_start=643
+  _globals['_LOGREQUEST']._serialized_end=738
+  _globals['_LOGCANCEL']._serialized_start=740
+  _globals['_LOGCANCEL']._serialized_end=771
+  _globals['_REGISTER']._serialized_start=773
+  _globals['_REGISTER']._serialized_end=865
+  _globals['_HEARTBEAT']._serialized_start=867
+  _globals['_HEARTBEAT']._serialized_end=878
+  _globals['_TASKSTATUSUPDATE']._serialized_start=880
+  _globals['_TASKSTATUSUPDATE']._serialized_end=953
+  _globals['_TASKSTATUSBATCH']._serialized_start=955
+  _globals['_TASKSTATUSBATCH']._serialized_end=1017
+  _globals['_MANAGERMESSAGE']._serialized_start=1020
+  _globals['_MANAGERMESSAGE']._serialized_end=1490
+  _globals['_HEARTBEATACK']._serialized_start=1492
+  _globals['_HEARTBEATACK']._serialized_end=1506
+  _globals['_MANAGERLIST']._serialized_start=1508
+  _globals['_MANAGERLIST']._serialized_end=1539
+  _globals['_ISSUEDCERTIFICATE']._serialized_start=1541
+  _globals['_ISSUEDCERTIFICATE']._serialized_end=1609
+  _globals['_TRUSTUPDATE']._serialized_start=1611
+  _globals['_TRUSTUPDATE']._serialized_end=1655
+  _globals['_SESSIONSTARTED']._serialized_start=1657
+  _globals['_SESSIONSTARTED']._serialized_end=1734
+  _globals['_ASSIGNMENTS']._serialized_start=1736
+  _globals['_ASSIGNMENTS']._serialized_end=1825
+  _globals['_ISSUENODECERTIFICATEREQUEST']._serialized_start=1827
+  _globals['_ISSUENODECERTIFICATEREQUEST']._serialized_end=1894
+  _globals['_ISSUENODECERTIFICATERESPONSE']._serialized_start=1896
+  _globals['_ISSUENODECERTIFICATERESPONSE']._serialized_end=1977
+  _globals['_DISPATCHER']._serialized_start=1979
+  _globals['_DISPATCHER']._serialized_end=2056
+  _globals['_NODECA']._serialized_start=2058
+  _globals['_NODECA']._serialized_end=2169
 # @@protoc_insertion_point(module_scope)

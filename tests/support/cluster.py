@@ -266,6 +266,11 @@ class Cluster:
         hosts = ",".join(self.manager_addrs)
         return [sys.executable, "-m", "shoal", "--host", hosts, "--tls-dir", str(tls_dir), *args]
 
+    def cli_argv(self, *args: str) -> list[str]:
+        """The command line of the CLI as this cluster's admin (to run it
+        some other way: in a terminal, in the background)."""
+        return self._cli_command(self.tls_dir, args)
+
     def cli_as(
         self,
         tls_dir: Path,

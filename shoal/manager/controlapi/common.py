@@ -17,6 +17,7 @@ import grpc
 from shoal import metadata, pki
 from shoal.manager.auth import Authorizer
 from shoal.manager.controlapi.logs import LogGatherer
+from shoal.manager.execsource import Peers, TaskIOSource
 from shoal.manager.keyring import KeyRing, Locked
 from shoal.manager.store import (
     AlreadyExists,
@@ -65,6 +66,8 @@ class ControlBase:
         logs: LogGatherer | None = None,
         stats: Callable[[], dict[str, float]] | None = None,
         on_unlock: Callable[[], None] | None = None,
+        taskio: TaskIOSource | None = None,
+        peers: Peers | None = None,
     ) -> None:
         self.view = view
         self.store = store
@@ -74,6 +77,9 @@ class ControlBase:
         self.logs = logs
         self.stats = stats or dict
         self.on_unlock = on_unlock or (lambda: None)
+        # exec and commit: the nodes' sessions, and the other managers.
+        self.taskio = taskio
+        self.peers = peers
 
     def resolve_service(self, ref: str) -> pb.Service:
         service: pb.Service = resolve(ref, self.view.services, lambda s: s.spec.name, "service")

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from shoal.manager.controlapi.common import ControlBase, Ctx, resolve, rpc, stream_rpc
+from shoal.manager.controlapi.taskrefs import resolve_task
 from shoal.manager.store import NotFound
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
@@ -58,6 +59,10 @@ class TaskAPI(ControlBase):
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "logs are not served here")
             return
         service_id = ""
+        if request.task_only and not request.task_ids:
+            async for msg in self.logs.gather_task(resolve_task(self.view, request.ref), request):
+                yield msg
+            return
         if request.task_ids:  # forwarded by another manager
             tasks = [t for tid in request.task_ids if (t := self.view.tasks.get(tid)) is not None]
         else:

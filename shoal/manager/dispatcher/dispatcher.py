@@ -18,6 +18,9 @@ only for its own tasks, in the states agents own, within bounds):
   the cluster's roots change, every session is told which roots to trust and
   whether to renew (``TrustUpdate``).
 
+Task logs, exec streams and commits ride the same session (``logrelay``,
+``execrelay``); each answer is accepted only from the session asked.
+
 Labels: an agent's ``--label`` values become the node's labels when it first
 registers; afterwards only ``node update`` changes them, whatever the agent
 sends.
@@ -43,6 +46,7 @@ from shoal.manager.auth import Authorizer, ca_bundle
 from shoal.manager.dispatcher import sealed
 from shoal.manager.dispatcher.certificates import CertificateDesk, record, trust_update
 from shoal.manager.dispatcher.checks import NotYours, check_log_chunk, check_registration, check_status
+from shoal.manager.dispatcher.execrelay import CommitRelay, ExecRelay, TaskIOPort
 from shoal.manager.dispatcher.liveness import Liveness
 from shoal.manager.dispatcher.logrelay import LogRelay
 from shoal.manager.dispatcher.session import HEARTBEAT_ACK, NodeSession, assignment_messages
@@ -91,6 +95,10 @@ class Dispatcher(dgrpc.DispatcherServicer):
         self.statuses = StatusWriter(view, store)
         self.liveness = Liveness(view, store, manager_id, self.heartbeat_period, self.grace, self._expired)
         self.logs = LogRelay()
+        self.execs = ExecRelay()
+        self.commits = CommitRelay()
+        # What the ControlAPI asks of this dispatcher for exec and commit.
+        self.taskio = TaskIOPort(self.sessions, self.execs, self.commits)
         self.certificates = CertificateDesk(view, store, keyring)
         self._background: set[asyncio.Task[None]] = set()
 
@@ -233,6 +241,8 @@ class Dispatcher(dgrpc.DispatcherServicer):
             if self.sessions.get(node_id) is session:
                 del self.sessions[node_id]
             self.logs.session_ended(session)
+            self.execs.session_ended(session)
+            self.commits.session_ended(session)
             log.info("node %s session ended", node_id)
 
     async def _read(
@@ -258,6 +268,10 @@ class Dispatcher(dgrpc.DispatcherServicer):
                     self.logs.deliver(session, msg.log_chunk)
                 elif kind == "cert_request":
                     self._spawn(self._renew(session, msg.cert_request))
+                elif kind == "exec":
+                    self.execs.deliver(session, msg.exec)
+                elif kind == "commit":
+                    self.commits.deliver(session, msg.commit)
         except (grpc.RpcError, asyncio.CancelledError):
             pass
         finally:

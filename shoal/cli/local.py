@@ -257,8 +257,10 @@ def up(
             _wait_port("127.0.0.1", etcd.client_port, p, "etcd", logs / "etcd.log")
         mport = launcher.free_port(preferred=2377)
         maddr = f"127.0.0.1:{mport}"
+        # The Docker API on the engine's TLS port when it is free.
+        docker_addr = f"127.0.0.1:{launcher.free_port(preferred=2376)}"
         manager_cmd = launcher.ManagerCommand(
-            etcd_url, maddr, state / "manager", heartbeat_period, etcd_flags
+            etcd_url, maddr, state / "manager", heartbeat_period, etcd_flags, ("--docker-api", docker_addr)
         )
         p = spawn("manager", manager_cmd.args(), logs / "manager.log")
         _wait_port("127.0.0.1", mport, p, "the manager", logs / "manager.log")
@@ -296,6 +298,8 @@ def up(
             f"shoal is up: etcd {etcd_url}, manager {maddr}, {agents} agent{plural} ({runtime} runtime)"
         )
         click.echo(f"{said}; logs in {logs}")
+        click.echo("The docker CLI drives it too (docker service, docker node):")
+        click.echo(f"  export DOCKER_HOST=tcp://{docker_addr} DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH={tls}")
         if resuming:
             services = len(client.call("ListServices", cpb.ListServicesRequest(), retry=True).services)
             click.echo(

@@ -160,3 +160,19 @@ def test_the_agent_keeps_task_files_out_of_the_runtime_backends() -> None:
         found = backends()
         bad = {m for m in imports_of(path) for b in found if m.startswith(f"shoal.agent.runtime.{b}")}
         assert not bad, f"{path.relative_to(PKG)} imports {sorted(bad)}"
+
+
+def test_the_docker_api_goes_through_the_controlapi_only() -> None:
+    """A translation layer (issue 16): it calls the ControlAPI servicer and
+    never reaches the store or a component itself, so no rule is written twice."""
+    forbidden = tuple(
+        f"shoal.manager.{part}" for part in ("store", "orchestrator", "scheduler", "dispatcher", "ca", "auth")
+    )
+    for path in (PKG / "manager" / "dockerapi").rglob("*.py"):
+        imported = _shoal_imports(path)
+        bad = [m for m in imported if m.startswith(forbidden)]
+        bad += [m for m in imported if m.startswith(CONTROL) and m != f"{CONTROL}.servicer"]
+        assert bad == [], f"{path.relative_to(PKG)} imports {bad}"
+
+
+CONTROL = "shoal.manager.controlapi"

@@ -1,4 +1,5 @@
-"""Objects as the CLI shows them: the JSON shapes of CLI.md, and tables.
+"""Objects as the CLI shows them: the JSON shapes of CLI.md, and the words
+and times of its tables.
 
 Field names are snake_case, times RFC 3339 UTC, states and enums lower case
 (``TASK_STATE_RUNNING`` -> ``running``, ``RESTART_CONDITION_ON_FAILURE`` ->
@@ -197,19 +198,3 @@ def ago(ns: int, now_ns: int) -> str:
     if days < 365 * 2:
         return f"{days // 30} months ago"
     return f"{days // 365} years ago"
-
-
-def table(rows: list[list[str]], headers: list[str]) -> str:
-    """Rows under headers, aligned as docker aligns its tables."""
-    from shoal.cli.listing import tabulate
-
-    return tabulate("\n".join("\t".join(cells) for cells in [headers, *rows]))
-
-
-def print_tasks(resp: Any, fmt: str, quiet: bool) -> None:
-    """A ListTasks answer as ``service ps`` prints it (table or json)."""
-    from shoal.cli import ps
-
-    found = ps.TaskList()
-    found.add(resp)
-    ps.print_task_list(found, ps.check(fmt, (), quiet, no_trunc=False))

@@ -16,6 +16,8 @@ from google.protobuf.message import Message
 
 from shoal.protos import objects_pb2 as pb
 
+# The modes whose tasks run to completion instead of being kept running.
+JOBS = (pb.SERVICE_MODE_REPLICATED_JOB, pb.SERVICE_MODE_GLOBAL_JOB)
 _TIME_FIELDS = {"created_at", "updated_at", "timestamp", "started_at", "completed_at", "restart_at"}
 
 
@@ -117,7 +119,7 @@ def service_ls_json(summary: Any) -> dict[str, Any]:
         "image": svc.spec.task.container.image,
         "ports": ports_text(svc.spec.ports),
     }
-    if svc.spec.mode in (pb.SERVICE_MODE_REPLICATED_JOB, pb.SERVICE_MODE_GLOBAL_JOB):
+    if svc.spec.mode in JOBS:
         out["completed"] = summary.completed
     return out
 

@@ -16,13 +16,21 @@ from typing import Any
 
 from shoal.cli import listing
 from shoal.cli.listing import Asked, Listing
-from shoal.cli.render import ago, ellipsis, enum_word, mode_word, ports_text, service_ls_json, state_word
+from shoal.cli.render import (
+    JOBS,
+    ago,
+    ellipsis,
+    enum_word,
+    mode_word,
+    ports_text,
+    service_ls_json,
+    state_word,
+)
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
 
 ID_WIDTH = 12
 ERROR_WIDTH = 60
-JOBS = (pb.SERVICE_MODE_REPLICATED_JOB, pb.SERVICE_MODE_GLOBAL_JOB)
 
 SERVICES = Listing(
     {"ID": "ID", "Name": "NAME", "Mode": "MODE", "Replicas": "REPLICAS", "Image": "IMAGE", "Ports": "PORTS"},

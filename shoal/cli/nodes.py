@@ -60,22 +60,13 @@ def inspect(client_factory: Callable[[], Client], refs: tuple[str, ...], pretty:
     click.echo(json.dumps([node_json(n) for n in found], indent=2))
 
 
-@node.command(name="ps")
-@ps.ps_options
-@click.argument("refs", nargs=-1, required=True, metavar="NODE...")
-@click.pass_obj
-def ps_(
-    client_factory: Callable[[], Client],
-    refs: tuple[str, ...],
-    fmt: str,
-    quiet: bool,
-    no_trunc: bool,
-    filters: tuple[str, ...],
-) -> None:
-    """List the tasks on nodes (current and history)."""
-    asked = ps.check(fmt, filters, quiet, no_trunc)
-    found = ps.fetch(client_factory(), [cpb.ListTasksRequest(node=r) for r in refs])
-    ps.print_task_list(found, asked)
+node.add_command(
+    ps.ps_command(
+        "NODE...",
+        "List the tasks on nodes (current and history).",
+        lambda ref: cpb.ListTasksRequest(node=ref),
+    )
+)
 
 
 @node.command()

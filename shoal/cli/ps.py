@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import click
+
 from shoal.cli import listing
 from shoal.cli.client import Client
 from shoal.cli.filters import TASK_KEYS, task_matches
@@ -77,3 +79,25 @@ def ps_options(fn: F) -> F:
     return listing.options(
         TASKS, "task IDs", "Only tasks that match: id, name, node, desired-state=running|shutdown|accepted"
     )(fn)
+
+
+def ps_command(metavar: str, help: str, request: Callable[[str], cpb.ListTasksRequest]) -> click.Command:
+    """A ps command: the tasks of the objects named (request: the ListTasks
+    request of one of them)."""
+
+    @click.command(name="ps", help=help)
+    @ps_options
+    @click.argument("refs", nargs=-1, required=True, metavar=metavar)
+    @click.pass_obj
+    def command(
+        client_factory: Callable[[], Client],
+        refs: tuple[str, ...],
+        fmt: str,
+        quiet: bool,
+        no_trunc: bool,
+        filters: tuple[str, ...],
+    ) -> None:
+        asked = check(fmt, filters, quiet, no_trunc)
+        print_task_list(fetch(client_factory(), [request(r) for r in refs]), asked)
+
+    return command

@@ -39,22 +39,11 @@ def ls(
     show_services(asked, [s for s in resp.services if service_matches(asked.filters, s.service)])
 
 
-@click.command(name="ps")
-@ps.ps_options
-@click.argument("refs", nargs=-1, required=True, metavar="SERVICE...")
-@click.pass_obj
-def ps_(
-    client_factory: Callable[[], Client],
-    refs: tuple[str, ...],
-    fmt: str,
-    quiet: bool,
-    no_trunc: bool,
-    filters: tuple[str, ...],
-) -> None:
-    """List the tasks of services (current and history)."""
-    asked = ps.check(fmt, filters, quiet, no_trunc)
-    found = ps.fetch(client_factory(), [cpb.ListTasksRequest(service=r) for r in refs])
-    ps.print_task_list(found, asked)
+ps_ = ps.ps_command(
+    "SERVICE...",
+    "List the tasks of services (current and history).",
+    lambda ref: cpb.ListTasksRequest(service=ref),
+)
 
 
 @click.command()

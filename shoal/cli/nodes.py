@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
 
 import click
 
 from shoal.cli import listing, ps
-from shoal.cli.client import Client, CLIError, for_each_ref
+from shoal.cli.client import Client, for_each_ref
 from shoal.cli.filters import NODE_KEYS, node_matches
 from shoal.cli.pretty import node_pretty
 from shoal.cli.render import node_json
 from shoal.cli.rows import NODES, node_row
+from shoal.cli.service_flags import key_values
 from shoal.protos import control_pb2 as cpb
 
 
@@ -87,12 +87,7 @@ def update(
     label_rm: tuple[str, ...],
 ) -> None:
     """Change a node's availability or labels."""
-    labels: dict[str, Any] = {}
-    for item in label_add:
-        key, _, value = item.partition("=")
-        if not key:
-            raise CLIError(f'--label-add "{item}": expected KEY=VALUE')
-        labels[key] = value
+    labels = key_values("--label-add", label_add)
     req = cpb.UpdateNodeRequest(ref=ref, availability=availability or "", label_add=labels, label_rm=label_rm)
     click.echo(client_factory().call("UpdateNode", req).meta.id)
 

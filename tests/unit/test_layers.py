@@ -113,12 +113,22 @@ def test_orchestrator_modes_do_not_import_each_other() -> None:
         assert not (_shoal_imports(path) & others), path.name
 
 
+CLI_COMMANDS = {"services", "nodes", "cluster", "daemons", "local", "files", "stacks"}
+
+
 def test_cli_command_modules_do_not_import_each_other() -> None:
-    commands = {"services", "nodes", "cluster", "daemons", "local", "files", "stacks"}
-    for command in commands:
+    for command in CLI_COMMANDS:
         path = PKG / "cli" / f"{command}.py"
-        others = {f"shoal.cli.{c}" for c in commands - {command}}
+        others = {f"shoal.cli.{c}" for c in CLI_COMMANDS - {command}}
         assert not (_shoal_imports(path) & others), path.name
+
+
+def test_the_parts_a_command_module_is_built_from_import_no_command_module() -> None:
+    """Only its own group imports such a part (services: service_views)."""
+    parts = {"service_views", "stack_deploy", "local_state"}
+    commands = {f"shoal.cli.{c}" for c in CLI_COMMANDS}
+    for part in parts:
+        assert not (_shoal_imports(PKG / "cli" / f"{part}.py") & commands), part
 
 
 # Past this many lines a module says in its docstring why it is one module

@@ -82,3 +82,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     rep = outcome.get_result()  # type: ignore[attr-defined]
     setattr(item, "rep_" + rep.when, rep)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """CI runs a failed test once more (scripts/test, pytest-rerunfailures):
+    show how each first attempt failed, so an intermittent failure is read
+    and mended, not only counted."""
+    reruns = terminalreporter.stats.get("rerun", [])
+    if reruns:
+        terminalreporter.section("first attempts of tests that were run again")
+        for rep in reruns:
+            terminalreporter.line(f"--- {rep.nodeid}")
+            terminalreporter.line(rep.longreprtext)

@@ -60,3 +60,18 @@ def stop_grace_seconds(container: pb.ContainerSpec) -> float:
         container.stop_grace_period if container.HasField("stop_grace_period") else SERVICE.stop_grace_period
     )
     return grace / SECOND
+
+
+@dataclass(frozen=True)
+class MeshDefaults:
+    # Host ports an agent hands to tasks' endpoints: Nomad's dynamic range,
+    # below Linux's ephemeral range (32768-60999) so that outgoing
+    # connections never hold a port a task is about to bind.
+    dynamic_port_min: int = 20_000
+    dynamic_port_max: int = 32_000
+    # How long the agent gathers mesh changes before it applies them to the
+    # data path: a burst of task starts becomes one nft transaction.
+    apply_delay: float = 0.05
+
+
+MESH = MeshDefaults()

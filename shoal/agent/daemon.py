@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psutil
 
+from shoal.agent.endpoints import EndpointAllocator, port_free
 from shoal.agent.identity import JoinError, join, load_identity
 from shoal.agent.runtime.base import Runtime
 from shoal.agent.session import NodeRemoved, Session, load_managers
@@ -119,7 +120,8 @@ async def run_agent(settings: AgentSettings, stop: asyncio.Event) -> None:
         settings.advertise_addr,
         settings.state_dir,
     )
-    worker = Worker(runtime, identity.node_id, session.report)
+    endpoints = EndpointAllocator(settings.state_dir, port_free(settings.advertise_addr))
+    worker = Worker(runtime, identity.node_id, session.report, endpoints, settings.advertise_addr)
     log.info("agent %s starting (runtime %s)", identity.node_id, runtime.name)
     task = asyncio.create_task(session.run(worker), name="session")
     stopper = asyncio.create_task(stop.wait())

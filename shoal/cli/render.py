@@ -128,7 +128,25 @@ def task_display_name(task: pb.Task) -> str:
     return f"{task.service_name}.{task.slot}" if task.slot else f"{task.service_name}.{task.node_id}"
 
 
-def task_json(task: pb.Task, hostnames: dict[str, str]) -> dict[str, Any]:
+def endpoints_json(task: pb.Task, addr: str) -> list[dict[str, Any]]:
+    """Where the task's ports are reached: its node's address and host ports."""
+    return [
+        {"protocol": e.protocol, "target_port": e.target_port, "host_port": e.host_port, "addr": addr}
+        for e in task.status.endpoints
+    ]
+
+
+def endpoints_text(task: pb.Task, addr: str) -> str:
+    """``127.0.0.12:20001->80/tcp``, comma separated (the PORTS column)."""
+    return ",".join(
+        f"{addr or '*'}:{e.host_port or '?'}->{e.target_port}/{e.protocol}" for e in task.status.endpoints
+    )
+
+
+def task_json(
+    task: pb.Task, hostnames: dict[str, str], addrs: dict[str, str] | None = None
+) -> dict[str, Any]:
+    addr = (addrs or {}).get(task.node_id, "")
     return {
         "id": task.meta.id,
         "name": task_display_name(task),
@@ -146,6 +164,7 @@ def task_json(task: pb.Task, hostnames: dict[str, str]) -> dict[str, Any]:
         "pid": task.status.pid,
         "health": enum_word(pb.Health.DESCRIPTOR, task.status.health),
         "spec_version": task.spec_version,
+        "endpoints": endpoints_json(task, addr),
         "created_at": rfc3339(task.meta.created_at),
         "updated_at": rfc3339(task.status.timestamp or task.meta.updated_at),
     }
@@ -158,7 +177,38 @@ def sort_tasks_for_ps(tasks: list[pb.Task]) -> list[pb.Task]:
     )
 
 
-def service_json(svc: pb.Service) -> dict[str, Any]:
+def endpoint_json(svc: pb.Service, tasks: Any = None) -> dict[str, Any]:
+    """How the service is reached: its published ports (the mesh answers on
+    ingress ones on every node) and, given its ListTasks answer, the
+    endpoints of its running tasks (the backends)."""
+    out: dict[str, Any] = {
+        "ports": [
+            {
+                "protocol": p.protocol,
+                "published_port": p.published_port,
+                "target_port": p.target_port,
+                "publish_mode": p.publish_mode,
+                "proxy_protocol": p.proxy_protocol,
+            }
+            for p in svc.spec.ports
+        ],
+    }
+    if tasks is not None:
+        addrs = dict(tasks.node_addrs)
+        out["tasks"] = [
+            {
+                "id": t.meta.id,
+                "name": task_display_name(t),
+                "node_id": t.node_id,
+                "endpoints": endpoints_json(t, addrs.get(t.node_id, "")),
+            }
+            for t in sort_tasks_for_ps(list(tasks.tasks))
+            if t.status.state == pb.TASK_STATE_RUNNING and t.desired_state == pb.TASK_STATE_RUNNING
+        ]
+    return out
+
+
+def service_json(svc: pb.Service, tasks: Any = None) -> dict[str, Any]:
     return {
         "id": svc.meta.id,
         "version": svc.meta.version,
@@ -168,6 +218,7 @@ def service_json(svc: pb.Service) -> dict[str, Any]:
         "spec_version": svc.spec_version,
         "previous_spec": to_dict(svc.previous_spec) if svc.HasField("previous_spec") else None,
         "update_status": to_dict(svc.update_status) if svc.HasField("update_status") else None,
+        "endpoint": endpoint_json(svc, tasks),
     }
 
 
@@ -196,12 +247,13 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
 def print_tasks(resp: Any, fmt: str, quiet: bool) -> None:
     tasks = sort_tasks_for_ps(list(resp.tasks))
     hostnames = dict(resp.node_hostnames)
+    addrs = dict(resp.node_addrs)
     if quiet:
         for t in tasks:
             click.echo(t.meta.id)
         return
     if fmt == "json":
-        click.echo(json.dumps([task_json(t, hostnames) for t in tasks], indent=2))
+        click.echo(json.dumps([task_json(t, hostnames, addrs) for t in tasks], indent=2))
         return
     now = time.time_ns()
     rows = []
@@ -224,6 +276,10 @@ def print_tasks(resp: Any, fmt: str, quiet: bool) -> None:
                 state_word(t.desired_state).capitalize(),
                 f"{state.capitalize()} {ago(t.status.timestamp or t.meta.created_at, now)}",
                 (t.status.err if len(t.status.err) <= 60 else t.status.err[:57] + "..."),
+                endpoints_text(t, addrs.get(t.node_id, ""))
+                if t.status.state <= pb.TASK_STATE_RUNNING
+                else "",
             ]
         )
-    click.echo(table(rows, ["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR"]))
+    headers = ["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR", "PORTS"]
+    click.echo(table(rows, headers))

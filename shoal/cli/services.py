@@ -310,7 +310,11 @@ def ps(
 def inspect(client_factory: Callable[[], Client], refs: tuple[str, ...]) -> None:
     """Show services as JSON."""
     client = client_factory()
-    out = [service_json(client.call("GetService", cpb.ObjectRef(ref=r))) for r in refs]
+    out = []
+    for ref in refs:
+        svc = client.call("GetService", cpb.ObjectRef(ref=ref))
+        tasks = client.call("ListTasks", cpb.ListTasksRequest(service=svc.meta.id, desired_state="running"))
+        out.append(service_json(svc, tasks))
     click.echo(json.dumps(out, indent=2))
 
 

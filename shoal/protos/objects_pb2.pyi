@@ -308,20 +308,52 @@ class NodeCertificate(_message.Message):
     def __init__(self, serial: _Optional[str] = ..., not_after: _Optional[int] = ..., ca_digest: _Optional[str] = ..., issued_at: _Optional[int] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("meta", "spec", "description", "status", "role", "certificate")
+    __slots__ = ("meta", "spec", "description", "status", "role", "certificate", "mesh")
     META_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    MESH_FIELD_NUMBER: _ClassVar[int]
     meta: Meta
     spec: NodeSpec
     description: NodeDescription
     status: NodeStatus
     role: NodeRole
     certificate: NodeCertificate
-    def __init__(self, meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[NodeSpec, _Mapping]] = ..., description: _Optional[_Union[NodeDescription, _Mapping]] = ..., status: _Optional[_Union[NodeStatus, _Mapping]] = ..., role: _Optional[_Union[NodeRole, str]] = ..., certificate: _Optional[_Union[NodeCertificate, _Mapping]] = ...) -> None: ...
+    mesh: NodeMesh
+    def __init__(self, meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[NodeSpec, _Mapping]] = ..., description: _Optional[_Union[NodeDescription, _Mapping]] = ..., status: _Optional[_Union[NodeStatus, _Mapping]] = ..., role: _Optional[_Union[NodeRole, str]] = ..., certificate: _Optional[_Union[NodeCertificate, _Mapping]] = ..., mesh: _Optional[_Union[NodeMesh, _Mapping]] = ...) -> None: ...
+
+class MeshPortState(_message.Message):
+    __slots__ = ("protocol", "port", "service_id", "path", "backends", "local_backends", "error")
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    BACKENDS_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_BACKENDS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    protocol: str
+    port: int
+    service_id: str
+    path: str
+    backends: int
+    local_backends: int
+    error: str
+    def __init__(self, protocol: _Optional[str] = ..., port: _Optional[int] = ..., service_id: _Optional[str] = ..., path: _Optional[str] = ..., backends: _Optional[int] = ..., local_backends: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+
+class NodeMesh(_message.Message):
+    __slots__ = ("path", "ports", "updated_at", "error")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    ports: _containers.RepeatedCompositeFieldContainer[MeshPortState]
+    updated_at: int
+    error: str
+    def __init__(self, path: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[MeshPortState, _Mapping]]] = ..., updated_at: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
 
 class RestartPolicy(_message.Message):
     __slots__ = ("condition", "delay", "max_attempts", "window")
@@ -449,16 +481,18 @@ class UpdateConfig(_message.Message):
     def __init__(self, parallelism: _Optional[int] = ..., delay: _Optional[int] = ..., failure_action: _Optional[_Union[FailureAction, str]] = ..., monitor: _Optional[int] = ..., max_failure_ratio: _Optional[float] = ..., order: _Optional[_Union[UpdateOrder, str]] = ...) -> None: ...
 
 class PortConfig(_message.Message):
-    __slots__ = ("protocol", "target_port", "published_port", "publish_mode")
+    __slots__ = ("protocol", "target_port", "published_port", "publish_mode", "proxy_protocol")
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     TARGET_PORT_FIELD_NUMBER: _ClassVar[int]
     PUBLISHED_PORT_FIELD_NUMBER: _ClassVar[int]
     PUBLISH_MODE_FIELD_NUMBER: _ClassVar[int]
+    PROXY_PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     protocol: str
     target_port: int
     published_port: int
     publish_mode: str
-    def __init__(self, protocol: _Optional[str] = ..., target_port: _Optional[int] = ..., published_port: _Optional[int] = ..., publish_mode: _Optional[str] = ...) -> None: ...
+    proxy_protocol: str
+    def __init__(self, protocol: _Optional[str] = ..., target_port: _Optional[int] = ..., published_port: _Optional[int] = ..., publish_mode: _Optional[str] = ..., proxy_protocol: _Optional[str] = ...) -> None: ...
 
 class ServiceSpec(_message.Message):
     __slots__ = ("name", "labels", "mode", "replicas", "max_concurrent", "task", "update", "rollback", "ports")
@@ -520,7 +554,7 @@ class Service(_message.Message):
     def __init__(self, meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., previous_spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., previous_spec_version: _Optional[int] = ..., update_status: _Optional[_Union[UpdateStatus, _Mapping]] = ..., registry_auth_sealed: _Optional[bytes] = ...) -> None: ...
 
 class TaskStatus(_message.Message):
-    __slots__ = ("state", "timestamp", "message", "err", "exit_code", "pid", "health")
+    __slots__ = ("state", "timestamp", "message", "err", "exit_code", "pid", "health", "endpoints")
     STATE_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
@@ -528,6 +562,7 @@ class TaskStatus(_message.Message):
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     HEALTH_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     state: TaskState
     timestamp: int
     message: str
@@ -535,7 +570,18 @@ class TaskStatus(_message.Message):
     exit_code: int
     pid: int
     health: Health
-    def __init__(self, state: _Optional[_Union[TaskState, str]] = ..., timestamp: _Optional[int] = ..., message: _Optional[str] = ..., err: _Optional[str] = ..., exit_code: _Optional[int] = ..., pid: _Optional[int] = ..., health: _Optional[_Union[Health, str]] = ...) -> None: ...
+    endpoints: _containers.RepeatedCompositeFieldContainer[TaskEndpoint]
+    def __init__(self, state: _Optional[_Union[TaskState, str]] = ..., timestamp: _Optional[int] = ..., message: _Optional[str] = ..., err: _Optional[str] = ..., exit_code: _Optional[int] = ..., pid: _Optional[int] = ..., health: _Optional[_Union[Health, str]] = ..., endpoints: _Optional[_Iterable[_Union[TaskEndpoint, _Mapping]]] = ...) -> None: ...
+
+class TaskEndpoint(_message.Message):
+    __slots__ = ("protocol", "target_port", "host_port")
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    TARGET_PORT_FIELD_NUMBER: _ClassVar[int]
+    HOST_PORT_FIELD_NUMBER: _ClassVar[int]
+    protocol: str
+    target_port: int
+    host_port: int
+    def __init__(self, protocol: _Optional[str] = ..., target_port: _Optional[int] = ..., host_port: _Optional[int] = ...) -> None: ...
 
 class Task(_message.Message):
     __slots__ = ("meta", "service_id", "service_name", "slot", "node_id", "spec", "spec_version", "desired_state", "status", "restart_at", "attempt", "ports", "registry_auth")

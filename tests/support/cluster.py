@@ -353,7 +353,8 @@ class Cluster:
             self._client = None
             return None
         hostnames = dict(resp.node_hostnames)
-        return [task_json(t, hostnames) for t in sort_tasks_for_ps(list(resp.tasks))]
+        addrs = dict(resp.node_addrs)
+        return [task_json(t, hostnames, addrs) for t in sort_tasks_for_ps(list(resp.tasks))]
 
     def kill_tasks_of(self, agent: Proc) -> set[int]:
         """SIGKILL every task process group `agent` started (what a machine

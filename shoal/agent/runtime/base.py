@@ -95,6 +95,10 @@ class TaskContext:
     node_id: str
     # SHOAL_* variables plus the service's env, in order; later wins.
     env: dict[str, str] = field(default_factory=dict)
+    # Where the task's ports are reached on this node (agent/endpoints.py):
+    # ingress targets on host ports the agent chose, host-mode ports on
+    # their published port.
+    endpoints: tuple[pb.TaskEndpoint, ...] = ()
 
 
 class TaskController(Protocol):

@@ -49,7 +49,10 @@ class ServiceAPI(ControlBase):
         service_id = request.id or new_id()
         async for attempt in on_conflict(WRITE_ATTEMPTS):
             with attempt:
-                done = self._same_create(self.view.services.get(service_id), spec)
+                existing = self.view.services.get(service_id)
+                # A retried create gets the ports its first attempt got.
+                unique.assign_published(self.view, spec, existing.spec if existing is not None else None)
+                done = self._same_create(existing, spec)
                 if done is not None:
                     return done
                 writes = await unique.plan(self.view, self.store, service_id, None, spec)
@@ -121,6 +124,7 @@ class ServiceAPI(ControlBase):
             validate.validate_service_spec(spec, self.max_replicas())
         if spec.name != current.spec.name:
             raise InvalidRequest(f'name: a service cannot be renamed (it is "{current.spec.name}")')
+        unique.assign_published(self.view, spec, current.spec)
         if request.force:
             spec.task.force_update = current.spec.task.force_update + 1
         if request.registry_auth:

@@ -44,6 +44,7 @@ class TaskAPI(ControlBase):
             node = self.view.nodes.get(t.node_id) if t.node_id else None
             if node is not None:
                 out.node_hostnames[t.node_id] = node.description.hostname
+                out.node_addrs[t.node_id] = node.status.addr
         return out
 
     @stream_rpc

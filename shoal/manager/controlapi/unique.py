@@ -117,6 +117,40 @@ async def _port_writes(
     return [IndexWrite("update", key, data, held.mod_revision)]
 
 
+# Swarm's range for ingress ports published without a number.
+AUTO_PORT_MIN = 30000
+AUTO_PORT_MAX = 32767
+
+
+def assign_published(view: View, spec: pb.ServiceSpec, previous: pb.ServiceSpec | None) -> None:
+    """Give each ingress port published without a number (0) one of Swarm's
+    range: the one the service had for that target, else one no service
+    publishes (plan then claims it in the same transaction)."""
+    had = {
+        (p.protocol, p.target_port): p.published_port
+        for p in (previous.ports if previous is not None else [])
+        if p.publish_mode == "ingress"
+    }
+    used = {(p.protocol, p.published_port) for s in view.services.values() for p in s.spec.ports}
+    used |= {(p.protocol, p.published_port) for p in spec.ports}
+    for port in spec.ports:
+        if port.publish_mode != "ingress" or port.published_port:
+            continue
+        kept = had.get((port.protocol, port.target_port), 0)
+        if kept and (port.protocol, kept) not in {(p.protocol, p.published_port) for p in spec.ports}:
+            port.published_port = kept
+            continue
+        free = next(
+            (n for n in range(AUTO_PORT_MIN, AUTO_PORT_MAX + 1) if (port.protocol, n) not in used), None
+        )
+        if free is None:
+            raise AlreadyExists(
+                f"no free port left in {AUTO_PORT_MIN}-{AUTO_PORT_MAX} to publish {port.target_port}"
+            )
+        port.published_port = free
+        used.add((port.protocol, free))
+
+
 async def backfill(view: View, store: Store, services: Iterable[pb.Service]) -> int:
     """Index the services of a cluster made before the index existed (once:
     a marker key records that it was done); how many were indexed."""

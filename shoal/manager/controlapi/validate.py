@@ -221,6 +221,19 @@ def _validate_ports(ports: Iterable[pb.PortConfig]) -> None:
             raise InvalidRequest(f'publish: protocol must be tcp, udp or sctp, got "{port.protocol[:20]}"')
         if port.publish_mode not in ("host", "ingress"):
             raise InvalidRequest(f'publish: mode must be host or ingress, got "{port.publish_mode[:20]}"')
+        if port.publish_mode == "ingress" and port.protocol == "sctp":
+            raise InvalidRequest(
+                "publish: sctp ports can only be published in host mode (the mesh forwards tcp and udp)"
+            )
+        if port.proxy_protocol not in ("", "v1", "v2"):
+            raise InvalidRequest(
+                f'publish: proxy-protocol must be v1 or v2, got "{port.proxy_protocol[:20]}"'
+            )
+        if port.proxy_protocol and (port.publish_mode != "ingress" or port.protocol != "tcp"):
+            raise InvalidRequest(
+                f"publish: proxy-protocol is for ingress tcp ports (the mesh sends it), "
+                f"not {port.publish_mode} {port.protocol}"
+            )
         key = (port.protocol, port.published_port)
         if port.published_port and key in seen:
             raise InvalidRequest(f"publish: port {port.published_port}/{port.protocol} is published twice")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 
 from shoal.manager import limits
 from shoal.manager.errors import InvalidRequest
@@ -86,6 +87,7 @@ def check_status(node_id: str, task: pb.Task, status: pb.TaskStatus) -> pb.TaskS
             f"task {task.meta.id}: state {status.state} is not one an agent reports (accepted ... rejected)"
         )
     limits.check_enum(f"task {task.meta.id} health", status.health, pb.Health)
+    check_endpoints(task, status.endpoints)
     small = limits.MAX_STATUS_TEXT
     if len(status.message.encode()) <= small and len(status.err.encode()) <= small:
         return status
@@ -94,6 +96,24 @@ def check_status(node_id: str, task: pb.Task, status: pb.TaskStatus) -> pb.TaskS
     capped.message = cut(status.message, limits.MAX_STATUS_TEXT)
     capped.err = cut(status.err, limits.MAX_STATUS_TEXT)
     return capped
+
+
+def check_endpoints(task: pb.Task, endpoints: Iterable[pb.TaskEndpoint]) -> None:
+    """InvalidRequest unless each endpoint is one of the task's own ports
+    (ingress-published or host-mode), once, on a valid host port: a node
+    cannot steer the mesh's traffic toward ports its task does not have."""
+    ports = {((p.protocol or "tcp"), p.target_port) for p in task.ports}
+    seen: set[tuple[str, int]] = set()
+    for e in endpoints:
+        key = (e.protocol, e.target_port)
+        if key not in ports:
+            raise InvalidRequest(
+                f"task {task.meta.id}: endpoint {e.target_port}/{e.protocol[:8]} is not one of its ports"
+            )
+        if key in seen:
+            raise InvalidRequest(f"task {task.meta.id}: endpoint {e.target_port}/{e.protocol} given twice")
+        seen.add(key)
+        limits.check_range(f"task {task.meta.id} endpoint host port", e.host_port, 0, 65535)
 
 
 def check_log_chunk(chunk: dpb.LogChunk) -> None:

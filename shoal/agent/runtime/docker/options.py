@@ -7,10 +7,11 @@ image's Entrypoint and ``args`` is the Cmd; env is the agent's
 ``TaskContext.env`` (SHOAL_* and the service's env) on top of the image's;
 limits become the cgroup limits (``NanoCpus``, ``Memory``; reservations become
 ``MemoryReservation``); the health check is Docker's own (the engine runs it);
-mounts are bind, volume or tmpfs; and every published port of the task is
-published in host mode on ``advertise_addr`` (there is no routing mesh yet,
-so ingress ports are host ports too). The labels say which task a container
-runs and which node owns it: they are how every later call finds it.
+mounts are bind, volume or tmpfs; a host-mode port is published on
+``advertise_addr`` at its published port, and an ingress port's target on
+the host port the agent allocated for it (the task's endpoint, where the
+routing mesh forwards). The labels say which task a container runs and which
+node owns it: they are how every later call finds it.
 
 What the engine would not explain clearly is rejected here, with the field
 at fault (``TaskRejected``); everything else the engine checks itself, in its
@@ -152,7 +153,7 @@ def container_options(ctx: TaskContext, node_id: str, advertise_addr: str = "") 
         ),
         healthcheck=_healthcheck(spec.healthcheck),
         mounts=[_mount(i, m) for i, m in enumerate(spec.mounts)],
-        port_bindings=_port_bindings(task.ports, advertise_addr or "0.0.0.0"),
+        port_bindings=_port_bindings(task.ports, advertise_addr or "0.0.0.0", ctx.endpoints),
         nano_cpus=limits.nano_cpus or None,
         mem_limit=limits.memory_bytes or None,
         mem_reservation=reservations.memory_bytes or None,
@@ -196,7 +197,10 @@ def _mount(index: int, m: pb.Mount) -> dict[str, Any]:
     return mount
 
 
-def _port_bindings(ports: Iterable[pb.PortConfig], host_ip: str) -> dict[str, list[tuple[str, int | None]]]:
+def _port_bindings(
+    ports: Iterable[pb.PortConfig], host_ip: str, endpoints: Iterable[pb.TaskEndpoint] = ()
+) -> dict[str, list[tuple[str, int | None]]]:
+    allocated = {(e.protocol, e.target_port): e.host_port for e in endpoints}
     bindings: dict[str, list[tuple[str, int | None]]] = {}
     for index, port in enumerate(ports):
         protocol = (port.protocol or "tcp").lower()
@@ -204,11 +208,16 @@ def _port_bindings(ports: Iterable[pb.PortConfig], host_ip: str) -> dict[str, li
             raise TaskRejected(f"ports[{index}].protocol: must be tcp, udp or sctp, got {port.protocol!r}")
         if not port.target_port:
             raise TaskRejected(f"ports[{index}].target_port: must be set")
-        # publish_mode "ingress" is published in host mode too: no routing
-        # mesh yet. Published 0: the engine picks a free host port.
-        bindings.setdefault(f"{port.target_port}/{protocol}", []).append(
-            (host_ip, port.published_port or None)
-        )
+        key = f"{port.target_port}/{protocol}"
+        if port.publish_mode == "host":
+            # Published 0: the engine picks a free host port.
+            binding = (host_ip, port.published_port or None)
+        else:
+            # Ingress: the mesh forwards to the endpoint the agent chose; a
+            # task given none (a runtime used alone) gets any free port.
+            binding = (host_ip, allocated.get((protocol, port.target_port)) or None)
+        if binding not in bindings.setdefault(key, []):
+            bindings[key].append(binding)
     return bindings
 
 

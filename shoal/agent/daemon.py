@@ -20,6 +20,7 @@ import psutil
 
 from shoal.agent.endpoints import EndpointAllocator, port_free
 from shoal.agent.identity import JoinError, join, load_identity
+from shoal.agent.mesh import Mesh, make_path
 from shoal.agent.runtime.base import Runtime
 from shoal.agent.session import NodeRemoved, Session, load_managers
 from shoal.agent.worker import Worker
@@ -43,6 +44,9 @@ class AgentSettings:
     memory: int = 0
     # Removed from the cluster: leave the node's tasks running (else stopped).
     keep_tasks_on_removal: bool = False
+    # The routing mesh's data path: auto (the kernel where nft works), kernel
+    # or userspace.
+    mesh: str = "auto"
 
 
 def describe(settings: AgentSettings, runtime_name: str) -> pb.NodeDescription:
@@ -113,17 +117,21 @@ async def run_agent(settings: AgentSettings, stop: asyncio.Event) -> None:
     # The managers given, then those the cluster named last time (managers
     # added since the agent was set up).
     managers = list(dict.fromkeys([*settings.managers, *load_managers(settings.state_dir)]))
+    path, problem = await make_path(settings.mesh, settings.advertise_addr, identity.node_id)
+    mesh = Mesh(path, problem)
     session = Session(
         identity,
         managers,
         describe(settings, runtime.name),
         settings.advertise_addr,
         settings.state_dir,
+        mesh,
     )
     endpoints = EndpointAllocator(settings.state_dir, port_free(settings.advertise_addr))
     worker = Worker(runtime, identity.node_id, session.report, endpoints, settings.advertise_addr)
     log.info("agent %s starting (runtime %s)", identity.node_id, runtime.name)
     task = asyncio.create_task(session.run(worker), name="session")
+    mesher = asyncio.create_task(mesh.run(), name="mesh")
     stopper = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -140,9 +148,14 @@ async def run_agent(settings: AgentSettings, stop: asyncio.Event) -> None:
     finally:
         stopper.cancel()
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        mesher.cancel()
+        for t in (task, mesher):
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
         await worker.close()
+        # The node's published ports stop answering with the agent (and its
+        # nft table goes): a node without an agent is down for the cluster.
+        await mesh.close()
         log.info("agent %s stopped; its tasks keep running", identity.node_id)
 
 

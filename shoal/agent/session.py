@@ -9,6 +9,11 @@ assignment changes to the worker. When the stream breaks, try the next
 manager with capped exponential backoff; tasks keep running meanwhile and
 statuses wait in the outbox (the newest per task wins).
 
+The routing mesh's endpoint sets arrive on the same stream (a full set when
+the session starts, then changes) and go to the node's ``Mesh``; its summary
+goes back as a ``MeshReport`` when it changed, at most once per heartbeat
+period. The mesh keeps serving with the last sets while no session runs.
+
 The certificate is renewed over the open session, at a random point between
 50 % and 80 % of its lifetime, or at once when the manager says the cluster's
 CA changed; the session, the node ID and the tasks are not disturbed. The
@@ -32,6 +37,7 @@ import tenacity
 from shoal import defaults, pki
 from shoal.agent.identity import NodeIdentity, renewal_request, renewed, with_roots
 from shoal.agent.logs import LogStreamer
+from shoal.agent.mesh import Mesh
 from shoal.agent.worker import Worker
 from shoal.fsutil import write_atomically
 from shoal.protos import dispatcher_pb2 as dpb
@@ -92,8 +98,10 @@ class Session:
         description: pb.NodeDescription,
         addr: str,
         state_dir: Path,
+        mesh: Mesh | None = None,
     ) -> None:
         self.identity = identity
+        self.mesh = mesh
         self.state_dir = state_dir
         self.managers = list(managers)
         self.description = description
@@ -209,6 +217,7 @@ class Session:
                                 asyncio.create_task(self._heartbeats(send_queue)),
                                 asyncio.create_task(self._send_statuses(send_queue)),
                                 asyncio.create_task(self._renewals(send_queue)),
+                                asyncio.create_task(self._mesh_reports(send_queue)),
                             ]
                         )
                         established[0] = True
@@ -224,6 +233,9 @@ class Session:
                             await worker.assign(tasks, list(a.removed), True)
                         else:
                             await worker.assign(list(a.tasks), list(a.removed), False)
+                    elif kind == "mesh":
+                        if self.mesh is not None:
+                            self.mesh.receive(msg.mesh)
                     elif kind == "managers":
                         self._on_managers(list(msg.managers.managers), addr)
                     elif kind == "trust":
@@ -345,6 +357,17 @@ class Session:
         beat = dpb.AgentMessage(heartbeat=dpb.Heartbeat())
         while True:
             await queue.put(beat)
+            await asyncio.sleep(self.heartbeat_period)
+
+    async def _mesh_reports(self, queue: asyncio.Queue[dpb.AgentMessage | None]) -> None:
+        """The mesh's summary, whenever it changed (first: as it is now)."""
+        if self.mesh is None:
+            return
+        sent = -1
+        while True:
+            if self.mesh.version != sent:
+                sent = self.mesh.version
+                await queue.put(dpb.AgentMessage(mesh_report=dpb.MeshReport(mesh=self.mesh.report())))
             await asyncio.sleep(self.heartbeat_period)
 
     async def _send_statuses(self, queue: asyncio.Queue[dpb.AgentMessage | None]) -> None:

@@ -72,6 +72,27 @@ def _value(fd: Any, value: Any) -> Any:
     return value
 
 
+def mesh_json(mesh: pb.NodeMesh) -> dict[str, Any]:
+    """A node's routing mesh: its data path and each published port it serves."""
+    return {
+        "path": mesh.path,
+        "error": mesh.error,
+        "ports": [
+            {
+                "port": p.port,
+                "protocol": p.protocol,
+                "service_id": p.service_id,
+                "path": p.path,
+                "backends": p.backends,
+                "local_backends": p.local_backends,
+                "error": p.error,
+            }
+            for p in mesh.ports
+        ],
+        "reported_at": rfc3339(mesh.updated_at),
+    }
+
+
 def node_json(node: pb.Node) -> dict[str, Any]:
     labels = dict(node.spec.labels)
     return {
@@ -91,6 +112,8 @@ def node_json(node: pb.Node) -> dict[str, Any]:
         "status_message": node.status.message,
         # The manager holding the node's session (the last one, when down).
         "manager_id": node.status.manager_id,
+        # The routing mesh as the node last reported it.
+        "mesh": mesh_json(node.mesh),
         "created_at": rfc3339(node.meta.created_at),
         "updated_at": rfc3339(node.meta.updated_at),
     }

@@ -32,7 +32,8 @@ def pick_runtime(name: str) -> str:
 
 def stop_agent_tasks(agent_dirs: list[Path]) -> None:
     """Stop and remove every task these agents ran: processes, and
-    containers labelled with their node IDs."""
+    containers labelled with their node IDs; and what their routing mesh
+    left (an nft table, when an agent was killed)."""
     from shoal.agent.identity import JoinError, load_identity
     from shoal.agent.runtime.base import Runtime
     from shoal.agent.runtime.docker import probe_engine
@@ -47,6 +48,10 @@ def stop_agent_tasks(agent_dirs: list[Path]) -> None:
                 identity = load_identity(d)
             except JoinError:
                 identity = None  # unusable; its containers cannot be told apart
+            if identity is not None:
+                from shoal.agent.mesh.nft import remove_leftover
+
+                remove_leftover(identity.node_id)
             if docker_up and identity is not None:
                 from shoal.agent.runtime.docker import DockerRuntime
 

@@ -116,6 +116,30 @@ def check_endpoints(task: pb.Task, endpoints: Iterable[pb.TaskEndpoint]) -> None
         limits.check_range(f"task {task.meta.id} endpoint host port", e.host_port, 0, 65535)
 
 
+MESH_PATHS = ("", "kernel", "userspace")
+
+
+def check_mesh_report(report: dpb.MeshReport) -> pb.NodeMesh:
+    """The node's mesh summary to store, texts cut; InvalidRequest when it
+    is malformed (an unknown path, a port out of range, too many ports)."""
+    mesh = report.mesh
+    if len(mesh.ports) > limits.MAX_MESH_PORTS:
+        raise InvalidRequest(f"mesh report: at most {limits.MAX_MESH_PORTS} ports, got {len(mesh.ports)}")
+    if mesh.path not in MESH_PATHS:
+        raise InvalidRequest(f'mesh report: path must be kernel or userspace, got "{mesh.path[:16]}"')
+    out = pb.NodeMesh()
+    out.CopyFrom(mesh)
+    out.error = cut(mesh.error, limits.MAX_STATUS_TEXT)
+    for port in out.ports:
+        if port.path not in MESH_PATHS or port.protocol not in ("tcp", "udp") or not 0 < port.port < 65536:
+            raise InvalidRequest(
+                f"mesh report: port {port.port}/{port.protocol[:8]} ({port.path[:16]}) is malformed"
+            )
+        limits.check_text("mesh report service_id", port.service_id, 64)
+        port.error = cut(port.error, limits.MAX_STATUS_TEXT)
+    return out
+
+
 def check_log_chunk(chunk: dpb.LogChunk) -> None:
     """Cut over-long lines in place; InvalidRequest for a chunk of too many."""
     if len(chunk.lines) > limits.MAX_LOG_LINES:

@@ -72,6 +72,15 @@ class MeshDefaults:
     # How long the agent gathers mesh changes before it applies them to the
     # data path: a burst of task starts becomes one nft transaction.
     apply_delay: float = 0.05
+    # Service virtual addresses (one per service, cluster-wide) and task
+    # addresses (`tasks.SERVICE`, chosen by each node for its own resolver
+    # and rules): private ranges that only the mesh's DNAT gives meaning,
+    # away from Docker's default pools (172.17-31, 192.168) and the small
+    # 10.x subnets that networks commonly use.
+    vip_net: str = "10.208.0.0/14"
+    task_addr_net: str = "10.212.0.0/14"
+    # Each docker agent's bridge network takes a /24 of this range.
+    bridge_net: str = "10.200.0.0/16"
 
 
 MESH = MeshDefaults()

@@ -1,8 +1,9 @@
 """Task endpoints: the host ports through which a task's ports are reached.
 
 A task's target port that is published in ingress mode (the routing mesh
-forwards to it) is reached on its node through a host port that this agent
-allocates, as Nomad does with dynamic ports: a free port of
+forwards to it) or exposed (other services reach it by name) is reached on
+its node through a host port that this agent allocates, as Nomad does with
+dynamic ports: a free port of
 ``MESH.dynamic_port_min``–``dynamic_port_max`` on the node's address,
 never one given to another task. The docker runtime maps the container's
 TARGET there; a process task is told to listen there (``SHOAL_PORT_<TARGET>``,
@@ -46,13 +47,15 @@ class NoFreePort(Exception):
 
 def wanted(task: pb.Task) -> list[Endpoint]:
     """The (protocol, target port) pairs of a task that need a host port of
-    the agent's choosing: its ingress-published ports, each once."""
+    the agent's choosing: its ingress-published ports and its exposed ones
+    (unless published in host mode: those have their own), each once."""
+    host = {((p.protocol or "tcp").lower(), p.target_port) for p in task.ports if p.publish_mode == "host"}
     out: list[Endpoint] = []
-    for port in task.ports:
-        if port.publish_mode in ("ingress", "") and port.target_port:
-            key = ((port.protocol or "tcp").lower(), port.target_port)
-            if key not in out:
-                out.append(key)
+    ingress = [p for p in task.ports if p.publish_mode in ("ingress", "")]
+    for port in [*ingress, *task.expose]:
+        key = ((port.protocol or "tcp").lower(), port.target_port)
+        if port.target_port and key not in out and key not in host:
+            out.append(key)
     return out
 
 

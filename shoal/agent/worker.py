@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from shoal.agent import progress
 from shoal.agent.endpoints import EndpointAllocator, NoFreePort, env_for
@@ -58,10 +58,14 @@ Report = Callable[[str, pb.TaskStatus], None]
 
 
 def task_env(
-    task: pb.Task, node_id: str, endpoints: tuple[pb.TaskEndpoint, ...] = (), addr: str = ""
+    task: pb.Task,
+    node_id: str,
+    endpoints: tuple[pb.TaskEndpoint, ...] = (),
+    addr: str = "",
+    node_env: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """SHOAL_* (the task's own, then where its ports are), then the
-    service's env: later wins."""
+    """SHOAL_* (the task's own, where its ports are, the node's: SHOAL_DNS),
+    then the service's env: later wins."""
     env = {
         "SHOAL_TASK_ID": task.meta.id,
         "SHOAL_TASK_SLOT": str(task.slot),
@@ -72,6 +76,7 @@ def task_env(
         "SHOAL_TASK_IMAGE": task.spec.container.image,
     }
     env.update(env_for(endpoints, addr))
+    env.update(node_env or {})
     for item in task.spec.container.env:
         key, _, value = item.partition("=")
         env[key] = value
@@ -237,10 +242,13 @@ class Worker:
         report: Report,
         endpoints: EndpointAllocator | None = None,
         addr: str = "",
+        env: Mapping[str, str] | None = None,
     ) -> None:
         """`endpoints`: where tasks' host ports come from (default: any
         port of the range, nothing saved: for simulated nodes); `addr`: the
-        node's address, where tasks listen."""
+        node's address, where tasks listen; `env`: what every task of the
+        node is told (SHOAL_DNS)."""
+        self.env = dict(env or {})
         self.runtime = runtime
         self.node_id = node_id
         self.report = report
@@ -280,7 +288,7 @@ class Worker:
             endpoints = tuple(self.endpoints.allocate(task))
         except NoFreePort as err:
             endpoints, problem = (), str(err)
-        env = task_env(task, self.node_id, endpoints, self.addr)
+        env = task_env(task, self.node_id, endpoints, self.addr, self.env)
         ctx = TaskContext(task=task, node_id=self.node_id, env=env, endpoints=endpoints)
         controller: TaskController = self.runtime.controller(ctx)
         if problem:

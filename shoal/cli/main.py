@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from shoal.cli import cluster, daemons, local, nodes, services
+from shoal.cli import cluster, daemons, local, networks, nodes, services
 from shoal.cli.client import Client, CLIError, resolve_target
 from shoal.cli.render import rfc3339
 from shoal.durations import format_duration
@@ -163,6 +163,7 @@ cli.add_command(local.up)
 cli.add_command(local.down)
 cli.add_command(services.service)
 cli.add_command(nodes.node)
+cli.add_command(networks.network)
 
 
 def main() -> None:

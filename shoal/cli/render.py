@@ -119,6 +119,17 @@ def node_json(node: pb.Node) -> dict[str, Any]:
     }
 
 
+def network_json(network: pb.Network) -> dict[str, Any]:
+    return {
+        "id": network.meta.id,
+        "name": network.spec.name,
+        "driver": network.spec.driver,
+        "labels": dict(network.spec.labels),
+        "created_at": rfc3339(network.meta.created_at),
+        "updated_at": rfc3339(network.meta.updated_at),
+    }
+
+
 def mode_word(mode: int) -> str:
     return enum_word(pb.ServiceMode.DESCRIPTOR, mode)
 
@@ -205,6 +216,9 @@ def endpoint_json(svc: pb.Service, tasks: Any = None) -> dict[str, Any]:
     ingress ones on every node) and, given its ListTasks answer, the
     endpoints of its running tasks (the backends)."""
     out: dict[str, Any] = {
+        "virtual_ip": svc.virtual_ip,
+        "networks": list(svc.spec.networks),
+        "expose": [f"{p.target_port}/{p.protocol}" for p in svc.spec.expose],
         "ports": [
             {
                 "protocol": p.protocol,

@@ -17,7 +17,7 @@ def pick_runtime(name: str) -> str:
     docker -> refused at once when no engine answers."""
     if name == "process":
         return name
-    from shoal.agent.runtime.docker import probe_engine
+    from shoal.agent.runtime.docker import DockerRuntime, probe_engine
 
     problem = probe_engine()
     if name == "docker":
@@ -33,10 +33,11 @@ def pick_runtime(name: str) -> str:
 def stop_agent_tasks(agent_dirs: list[Path]) -> None:
     """Stop and remove every task these agents ran: processes, and
     containers labelled with their node IDs; and what their routing mesh
-    left (an nft table, when an agent was killed)."""
+    left (an nft table, when an agent was killed; the docker runtime's
+    network)."""
     from shoal.agent.identity import JoinError, load_identity
     from shoal.agent.runtime.base import Runtime
-    from shoal.agent.runtime.docker import probe_engine
+    from shoal.agent.runtime.docker import DockerRuntime, probe_engine
     from shoal.agent.runtime.process import ProcessRuntime
 
     docker_up = probe_engine(1.0) is None
@@ -53,12 +54,12 @@ def stop_agent_tasks(agent_dirs: list[Path]) -> None:
 
                 remove_leftover(identity.node_id)
             if docker_up and identity is not None:
-                from shoal.agent.runtime.docker import DockerRuntime
-
                 runtimes.append(DockerRuntime(d / "runtime", identity.node_id))
             for runtime in runtimes:
                 for task_id in await runtime.known_task_ids():
                     await runtime.discard(task_id)
+                if isinstance(runtime, DockerRuntime):
+                    await asyncio.to_thread(runtime.remove_network)
                 await runtime.close()
 
     asyncio.run(discard_all())

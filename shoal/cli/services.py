@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from shoal.cli import network_flags
 from shoal.cli.client import Client, CLIError, for_each_ref
 from shoal.cli.progress import follow
 from shoal.cli.render import (
@@ -72,6 +73,7 @@ def service() -> None:
     "--mount", "mounts", multiple=True, help="type=bind|volume|tmpfs,source=...,target=...[,readonly]"
 )
 @click.option("--entrypoint", default=None, help="Override the image's entrypoint")
+@network_flags.create_options
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
@@ -94,6 +96,7 @@ def create(client_factory: Callable[[], Client], /, image: str, command: tuple[s
         spec.ports.append(parse_publish(p))
     for m in o["mounts"]:
         spec.task.container.mounts.append(parse_mount(m))
+    network_flags.apply_create(spec, o)
     if o["entrypoint"]:
         spec.task.container.command.extend(shlex.split(o["entrypoint"]))
     apply_flags(spec, o, creating=True)
@@ -126,6 +129,7 @@ def create(client_factory: Callable[[], Client], /, image: str, command: tuple[s
 @click.option("--publish-rm", multiple=True)
 @click.option("--mount-add", multiple=True)
 @click.option("--mount-rm", multiple=True, help="Target path of a mount to remove")
+@network_flags.update_options
 @click.option("--force", is_flag=True, help="Replace every task even with no change")
 @click.option("--rollback", "do_rollback", is_flag=True, help="Roll back to the previous spec")
 @click.argument("ref", metavar="SERVICE")
@@ -184,6 +188,7 @@ def update(client_factory: Callable[[], Client], /, ref: str, **o: Any) -> None:
     mounts += [parse_mount(m) for m in o["mount_add"]]
     del container.mounts[:]
     container.mounts.extend(mounts)
+    network_flags.apply_update(spec, o)
     apply_flags(spec, o, creating=False)
     auth = registry_auth_for(spec.task.container.image) if o["with_registry_auth"] else ""
     request = cpb.UpdateServiceRequest(

@@ -130,14 +130,24 @@ class ManagerMessage(_message.Message):
     def __init__(self, started: _Optional[_Union[SessionStarted, _Mapping]] = ..., assignments: _Optional[_Union[Assignments, _Mapping]] = ..., log_request: _Optional[_Union[LogRequest, _Mapping]] = ..., log_cancel: _Optional[_Union[LogCancel, _Mapping]] = ..., certificate: _Optional[_Union[IssuedCertificate, _Mapping]] = ..., trust: _Optional[_Union[TrustUpdate, _Mapping]] = ..., heartbeat_ack: _Optional[_Union[HeartbeatAck, _Mapping]] = ..., managers: _Optional[_Union[ManagerList, _Mapping]] = ..., mesh: _Optional[_Union[MeshUpdate, _Mapping]] = ...) -> None: ...
 
 class MeshService(_message.Message):
-    __slots__ = ("service_id", "name", "ports")
+    __slots__ = ("service_id", "name", "ports", "virtual_ip", "networks", "targets", "stack", "short_name")
     SERVICE_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
+    VIRTUAL_IP_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    STACK_FIELD_NUMBER: _ClassVar[int]
+    SHORT_NAME_FIELD_NUMBER: _ClassVar[int]
     service_id: str
     name: str
     ports: _containers.RepeatedCompositeFieldContainer[_objects_pb2.PortConfig]
-    def __init__(self, service_id: _Optional[str] = ..., name: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[_objects_pb2.PortConfig, _Mapping]]] = ...) -> None: ...
+    virtual_ip: str
+    networks: _containers.RepeatedScalarFieldContainer[str]
+    targets: _containers.RepeatedCompositeFieldContainer[_objects_pb2.PortConfig]
+    stack: str
+    short_name: str
+    def __init__(self, service_id: _Optional[str] = ..., name: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[_objects_pb2.PortConfig, _Mapping]]] = ..., virtual_ip: _Optional[str] = ..., networks: _Optional[_Iterable[str]] = ..., targets: _Optional[_Iterable[_Union[_objects_pb2.PortConfig, _Mapping]]] = ..., stack: _Optional[str] = ..., short_name: _Optional[str] = ...) -> None: ...
 
 class MeshBackend(_message.Message):
     __slots__ = ("task_id", "service_id", "addr", "endpoints", "slot")

@@ -495,7 +495,7 @@ class PortConfig(_message.Message):
     def __init__(self, protocol: _Optional[str] = ..., target_port: _Optional[int] = ..., published_port: _Optional[int] = ..., publish_mode: _Optional[str] = ..., proxy_protocol: _Optional[str] = ...) -> None: ...
 
 class ServiceSpec(_message.Message):
-    __slots__ = ("name", "labels", "mode", "replicas", "max_concurrent", "task", "update", "rollback", "ports")
+    __slots__ = ("name", "labels", "mode", "replicas", "max_concurrent", "task", "update", "rollback", "ports", "networks", "expose")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -512,6 +512,8 @@ class ServiceSpec(_message.Message):
     UPDATE_FIELD_NUMBER: _ClassVar[int]
     ROLLBACK_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    EXPOSE_FIELD_NUMBER: _ClassVar[int]
     name: str
     labels: _containers.ScalarMap[str, str]
     mode: ServiceMode
@@ -521,7 +523,9 @@ class ServiceSpec(_message.Message):
     update: UpdateConfig
     rollback: UpdateConfig
     ports: _containers.RepeatedCompositeFieldContainer[PortConfig]
-    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., mode: _Optional[_Union[ServiceMode, str]] = ..., replicas: _Optional[int] = ..., max_concurrent: _Optional[int] = ..., task: _Optional[_Union[TaskSpec, _Mapping]] = ..., update: _Optional[_Union[UpdateConfig, _Mapping]] = ..., rollback: _Optional[_Union[UpdateConfig, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ...) -> None: ...
+    networks: _containers.RepeatedScalarFieldContainer[str]
+    expose: _containers.RepeatedCompositeFieldContainer[PortConfig]
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., mode: _Optional[_Union[ServiceMode, str]] = ..., replicas: _Optional[int] = ..., max_concurrent: _Optional[int] = ..., task: _Optional[_Union[TaskSpec, _Mapping]] = ..., update: _Optional[_Union[UpdateConfig, _Mapping]] = ..., rollback: _Optional[_Union[UpdateConfig, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ..., networks: _Optional[_Iterable[str]] = ..., expose: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ...) -> None: ...
 
 class UpdateStatus(_message.Message):
     __slots__ = ("state", "message", "started_at", "completed_at")
@@ -536,7 +540,7 @@ class UpdateStatus(_message.Message):
     def __init__(self, state: _Optional[_Union[UpdateState, str]] = ..., message: _Optional[str] = ..., started_at: _Optional[int] = ..., completed_at: _Optional[int] = ...) -> None: ...
 
 class Service(_message.Message):
-    __slots__ = ("meta", "spec", "spec_version", "previous_spec", "previous_spec_version", "update_status", "registry_auth_sealed")
+    __slots__ = ("meta", "spec", "spec_version", "previous_spec", "previous_spec_version", "update_status", "registry_auth_sealed", "virtual_ip")
     META_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     SPEC_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -544,6 +548,7 @@ class Service(_message.Message):
     PREVIOUS_SPEC_VERSION_FIELD_NUMBER: _ClassVar[int]
     UPDATE_STATUS_FIELD_NUMBER: _ClassVar[int]
     REGISTRY_AUTH_SEALED_FIELD_NUMBER: _ClassVar[int]
+    VIRTUAL_IP_FIELD_NUMBER: _ClassVar[int]
     meta: Meta
     spec: ServiceSpec
     spec_version: int
@@ -551,7 +556,8 @@ class Service(_message.Message):
     previous_spec_version: int
     update_status: UpdateStatus
     registry_auth_sealed: bytes
-    def __init__(self, meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., previous_spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., previous_spec_version: _Optional[int] = ..., update_status: _Optional[_Union[UpdateStatus, _Mapping]] = ..., registry_auth_sealed: _Optional[bytes] = ...) -> None: ...
+    virtual_ip: str
+    def __init__(self, meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., previous_spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., previous_spec_version: _Optional[int] = ..., update_status: _Optional[_Union[UpdateStatus, _Mapping]] = ..., registry_auth_sealed: _Optional[bytes] = ..., virtual_ip: _Optional[str] = ...) -> None: ...
 
 class TaskStatus(_message.Message):
     __slots__ = ("state", "timestamp", "message", "err", "exit_code", "pid", "health", "endpoints")
@@ -584,7 +590,7 @@ class TaskEndpoint(_message.Message):
     def __init__(self, protocol: _Optional[str] = ..., target_port: _Optional[int] = ..., host_port: _Optional[int] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("meta", "service_id", "service_name", "slot", "node_id", "spec", "spec_version", "desired_state", "status", "restart_at", "attempt", "ports", "registry_auth")
+    __slots__ = ("meta", "service_id", "service_name", "slot", "node_id", "spec", "spec_version", "desired_state", "status", "restart_at", "attempt", "ports", "registry_auth", "expose")
     META_FIELD_NUMBER: _ClassVar[int]
     SERVICE_ID_FIELD_NUMBER: _ClassVar[int]
     SERVICE_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -598,6 +604,7 @@ class Task(_message.Message):
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
     REGISTRY_AUTH_FIELD_NUMBER: _ClassVar[int]
+    EXPOSE_FIELD_NUMBER: _ClassVar[int]
     meta: Meta
     service_id: str
     service_name: str
@@ -611,4 +618,30 @@ class Task(_message.Message):
     attempt: int
     ports: _containers.RepeatedCompositeFieldContainer[PortConfig]
     registry_auth: str
-    def __init__(self, meta: _Optional[_Union[Meta, _Mapping]] = ..., service_id: _Optional[str] = ..., service_name: _Optional[str] = ..., slot: _Optional[int] = ..., node_id: _Optional[str] = ..., spec: _Optional[_Union[TaskSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., desired_state: _Optional[_Union[TaskState, str]] = ..., status: _Optional[_Union[TaskStatus, _Mapping]] = ..., restart_at: _Optional[int] = ..., attempt: _Optional[int] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ..., registry_auth: _Optional[str] = ...) -> None: ...
+    expose: _containers.RepeatedCompositeFieldContainer[PortConfig]
+    def __init__(self, meta: _Optional[_Union[Meta, _Mapping]] = ..., service_id: _Optional[str] = ..., service_name: _Optional[str] = ..., slot: _Optional[int] = ..., node_id: _Optional[str] = ..., spec: _Optional[_Union[TaskSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., desired_state: _Optional[_Union[TaskState, str]] = ..., status: _Optional[_Union[TaskStatus, _Mapping]] = ..., restart_at: _Optional[int] = ..., attempt: _Optional[int] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ..., registry_auth: _Optional[str] = ..., expose: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ...) -> None: ...
+
+class NetworkSpec(_message.Message):
+    __slots__ = ("name", "labels", "driver")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    labels: _containers.ScalarMap[str, str]
+    driver: str
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., driver: _Optional[str] = ...) -> None: ...
+
+class Network(_message.Message):
+    __slots__ = ("meta", "spec")
+    META_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    meta: Meta
+    spec: NetworkSpec
+    def __init__(self, meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[NetworkSpec, _Mapping]] = ...) -> None: ...

@@ -490,6 +490,12 @@ def remove_containers_of(node_ids: list[str]) -> list[str]:
                 except docker.errors.NotFound:
                     continue
                 removed.append(str(c["Id"]))
+            # The node's own network (service discovery), once it is empty.
+            for net in client.api.networks(names=[f"shoal-{node_id}"]):
+                try:
+                    client.api.remove_network(net["Id"])
+                except docker.errors.APIError:
+                    continue
     finally:
         client.close()
     return removed

@@ -110,7 +110,7 @@ def test_orchestrator_modes_do_not_import_each_other() -> None:
 
 
 def test_cli_command_modules_do_not_import_each_other() -> None:
-    commands = {"services", "nodes", "cluster", "daemons", "local"}
+    commands = {"services", "nodes", "cluster", "daemons", "local", "networks"}
     for command in commands:
         path = PKG / "cli" / f"{command}.py"
         others = {f"shoal.cli.{c}" for c in commands - {command}}

@@ -84,8 +84,8 @@ def test_running_tasks_on_ready_nodes_are_backends_and_leave_when_they_stop_or_t
 
     full = table.full()
     assert full[-1].mesh.full and [b.task_id for m in full for b in m.mesh.backends] == ["t2"]
-    view.services["s1"] = service(mode="host")
-    table.apply(Event("services", "s1", None, view.services["s1"]))
+    removed = view.services.pop("s1")
+    table.apply(Event("services", "s1", removed, None))
     (msg,) = table.take()
     assert list(msg.mesh.removed_services) == ["s1"] and list(msg.mesh.removed_backends) == ["t2"]
 

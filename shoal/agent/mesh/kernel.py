@@ -23,6 +23,7 @@ import logging
 from collections.abc import Callable, Mapping
 
 from shoal.agent.mesh import nft
+from shoal.agent.mesh.discovery import Key, Target
 from shoal.agent.mesh.paths import PortState, UserspacePath
 from shoal.agent.mesh.relay import can_bind
 from shoal.agent.mesh.table import PortKey, PortSet
@@ -33,11 +34,16 @@ log = logging.getLogger(__name__)
 class KernelPath:
     name = "kernel"
 
-    def __init__(self, addr: str, node_id: str, is_local: Callable[[str], bool] = can_bind) -> None:
+    def __init__(
+        self, addr: str, node_id: str, bridge: str = "", is_local: Callable[[str], bool] = can_bind
+    ) -> None:
         if not addr or addr == "0.0.0.0":
             raise nft.NftError("the kernel path needs the node's address (--advertise-addr)")
         self.addr = addr
+        self.bridge = bridge
         self.table = nft.table_name(node_id)
+        self.vip_keys: set[Key] = set()
+        self.task_keys: set[Key] = set()
         self.relays = UserspacePath(addr)
         self.kernel_ports: set[PortKey] = set()
         self._is_local = is_local
@@ -46,7 +52,7 @@ class KernelPath:
     async def start(self) -> None:
         """Make the agent's table (replacing a leftover); NftError when nft
         is missing or refuses (then the caller uses the userspace path)."""
-        await nft.run(nft.create_table(self.table, self.addr))
+        await nft.run(nft.create_table(self.table, self.addr, self.bridge))
 
     def local(self, addr: str) -> bool:
         known = self._local.get(addr)
@@ -105,6 +111,37 @@ class KernelPath:
                 problem = await self.relays.serve(ps, ps.backends)
                 out[key] = PortState("userspace", 0, problem or f"kernel path refused: {why}")
         return out
+
+    async def apply_discovery(
+        self, vips: Mapping[Key, tuple[Target, ...] | None], tasks: Mapping[Key, Target | None]
+    ) -> str:
+        """Route virtual addresses and task addresses as discovery says
+        (None, or no backend: no route); nft's words when it refused."""
+        script: list[str] = []
+        vip_now, task_now = set(self.vip_keys), set(self.task_keys)
+        for key, targets in vips.items():
+            if targets:
+                script.append(nft.set_vip(self.table, key, targets, key in vip_now))
+                vip_now.add(key)
+            elif key in vip_now:
+                script.append(nft.drop_vip(self.table, key))
+                vip_now.discard(key)
+        for key, target in tasks.items():
+            if target is not None:
+                script.append(nft.set_task_route(self.table, key, target, key in task_now))
+                task_now.add(key)
+            elif key in task_now:
+                script.append(nft.drop_task_route(self.table, key))
+                task_now.discard(key)
+        if not script:
+            return ""
+        try:
+            await nft.run("".join(script))
+        except nft.NftError as err:
+            log.error("nft refused the discovery rules: %s", err)
+            return f"service addresses: nft refused the rules: {err}"
+        self.vip_keys, self.task_keys = vip_now, task_now
+        return ""
 
     async def close(self) -> None:
         await self.relays.close()

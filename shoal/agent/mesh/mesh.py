@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from shoal.agent.mesh import nft
+from shoal.agent.mesh.discovery import Discovery
 from shoal.agent.mesh.kernel import KernelPath
 from shoal.agent.mesh.paths import DataPath, PortState, UserspacePath
 from shoal.agent.mesh.table import Backend, MeshTable, PortKey, PortSet
@@ -25,15 +27,16 @@ LOG_EACH_UP_TO = 10
 MODES = ("auto", "kernel", "userspace")
 
 
-async def make_path(mode: str, addr: str, node_id: str) -> tuple[DataPath, str]:
+async def make_path(mode: str, addr: str, node_id: str, bridge: str = "") -> tuple[DataPath, str]:
     """The data path for `mode`, and why it is not the one asked for (""
-    when it is). auto: the kernel path where nft works, else userspace."""
+    when it is). auto: the kernel path where nft works, else userspace.
+    `bridge`: the docker runtime's bridge, whose containers use discovery."""
     if mode not in MODES:
         raise ValueError(f"mesh mode {mode!r}: choose auto, kernel or userspace")
     if mode == "userspace":
         return UserspacePath(addr), ""
     try:
-        path = KernelPath(addr, node_id)
+        path = KernelPath(addr, node_id, bridge)
         await path.start()
     except nft.NftError as err:
         why = f"kernel path unavailable ({err}); using the userspace relay"
@@ -48,8 +51,10 @@ async def make_path(mode: str, addr: str, node_id: str) -> tuple[DataPath, str]:
 class Mesh:
     def __init__(self, path: DataPath, error: str = "") -> None:
         self.table = MeshTable()
+        self.discovery = Discovery(self.table)
         self.path = path
         self.error = error
+        self.discovery_error = ""
         self.sets: dict[PortKey, PortSet] = {}
         self.states: dict[PortKey, PortState] = {}
         # Bumped whenever the summary changes (the session reports then).
@@ -71,11 +76,28 @@ class Mesh:
             for key, state in self.states.items():
                 if state.error and key not in changes and key in self.sets:
                     changes[key] = self.sets[key]
-            if changes:
-                try:
+            try:
+                if changes:
                     await self._apply(changes)
-                except Exception:  # a bug must not end the mesh: the next change retries
-                    log.exception("mesh: applying %d port changes failed", len(changes))
+                await self._apply_discovery()
+            except Exception:  # a bug must not end the mesh: the next change retries
+                log.exception("mesh: applying %d port changes failed", len(changes))
+
+    async def _apply_discovery(self) -> None:
+        vips, tasks = self.discovery.update(self.table.take_services())
+        if not vips and not tasks:
+            return
+        problem = await self.path.apply_discovery(vips, tasks)
+        if problem != self.discovery_error:
+            if problem:
+                log.warning("mesh: %s", problem)
+            self.discovery_error = problem
+            self.version += 1
+
+    def resolver(self, who: Callable[[str], str | None]) -> Callable[[str, str], list[str] | None]:
+        """What the node's DNS server asks: a name's addresses for the task
+        at a source address (placed by `who`)."""
+        return lambda name, source: self.discovery.resolve(name, who(source))
 
     async def _apply(self, changes: dict[PortKey, PortSet | None]) -> None:
         for key, ps in changes.items():
@@ -125,7 +147,8 @@ class Mesh:
     def report(self) -> pb.NodeMesh:
         """The summary the manager keeps in the Node (``node inspect``)."""
         path = self.path.name if self.path.name in ("kernel", "userspace") else ""
-        out = pb.NodeMesh(path=path, updated_at=time.time_ns(), error=self.error)
+        error = "; ".join(e for e in (self.error, self.discovery_error) if e)
+        out = pb.NodeMesh(path=path, updated_at=time.time_ns(), error=error)
         for key in sorted(self.sets):
             ps = self.sets[key]
             state = self.states.get(key, PortState(self.path.name))

@@ -55,25 +55,76 @@ def chain_name(key: PortKey) -> str:
     return f"p_{key[0]}_{key[1]}"
 
 
-def create_table(table: str, addr: str) -> str:
+def create_table(table: str, addr: str, bridge: str = "") -> str:
     """The script that (re)creates the table empty: any leftover of an
-    earlier agent that did not clean up (kill -9) goes first."""
+    earlier agent that did not clean up (kill -9) goes first. Discovery's
+    addresses (``vips``, ``taskaddrs``) are routed for the host's own
+    processes (output) and, given the docker runtime's bridge, for its
+    containers (prerouting, that interface only)."""
     match = f"ip daddr {addr} meta l4proto . th dport vmap @ports"
+    vips = "ip daddr . meta l4proto . th dport vmap @vips"
+    tasks = "meta l4proto { tcp, udp } dnat ip to ip daddr . meta l4proto . th dport map @taskaddrs"
+    from_bridge = f'iifname "{bridge}" ' if bridge else ""
+    containers = f"    {from_bridge}{vips}\n    {from_bridge}{tasks}\n" if bridge else ""
     return (
         f"table ip {table}\n"
         f"delete table ip {table}\n"
         f"table ip {table} {{\n"
         "  map ports { type inet_proto . inet_service : verdict; }\n"
+        "  map vips { type ipv4_addr . inet_proto . inet_service : verdict; }\n"
+        "  map taskaddrs { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }\n"
         "  chain prerouting {\n"
         "    type nat hook prerouting priority dstnat - 10; policy accept;\n"
         f"    {match}\n"
+        f"{containers}"
         "  }\n"
         "  chain output {\n"
         "    type nat hook output priority -110; policy accept;\n"
         f"    {match}\n"
+        f"    {vips}\n"
+        f"    {tasks}\n"
         "  }\n"
         "}\n"
     )
+
+
+VipKey = tuple[str, str, int]  # (address, protocol, port)
+
+
+def vip_chain(key: VipKey) -> str:
+    return f"v_{key[0].replace('.', '_')}_{key[1]}_{key[2]}"
+
+
+def set_vip(table: str, key: VipKey, targets: Sequence[Target], existed: bool) -> str:
+    """Send new connections to a virtual address's port over `targets`."""
+    chain = vip_chain(key)
+    entries = ", ".join(f"{i} : {addr} . {port}" for i, (addr, port) in enumerate(targets))
+    lines = [
+        f"add chain ip {table} {chain}",
+        f"flush chain ip {table} {chain}",
+        f"add rule ip {table} {chain} meta l4proto {key[1]} "
+        f"dnat ip to numgen inc mod {len(targets)} map {{ {entries} }}",
+    ]
+    if not existed:
+        lines.append(f"add element ip {table} vips {{ {key[0]} . {key[1]} . {key[2]} : jump {chain} }}")
+    return "\n".join(lines) + "\n"
+
+
+def drop_vip(table: str, key: VipKey) -> str:
+    return (
+        f"delete element ip {table} vips {{ {key[0]} . {key[1]} . {key[2]} }}\n"
+        f"delete chain ip {table} {vip_chain(key)}\n"
+    )
+
+
+def set_task_route(table: str, key: VipKey, target: Target, existed: bool) -> str:
+    element = f"{key[0]} . {key[1]} . {key[2]}"
+    drop = f"delete element ip {table} taskaddrs {{ {element} }}\n" if existed else ""
+    return drop + f"add element ip {table} taskaddrs {{ {element} : {target[0]} . {target[1]} }}\n"
+
+
+def drop_task_route(table: str, key: VipKey) -> str:
+    return f"delete element ip {table} taskaddrs {{ {key[0]} . {key[1]} . {key[2]} }}\n"
 
 
 def set_port(table: str, key: PortKey, targets: Sequence[Target], existed: bool) -> str:

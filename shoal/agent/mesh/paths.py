@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from shoal.agent.mesh.discovery import Key, Target
 from shoal.agent.mesh.relay import TcpRelay, UdpRelay
 from shoal.agent.mesh.table import Backend, PortKey, PortSet
 
@@ -41,6 +42,12 @@ class DataPath(Protocol):
         """Serve the changed ports as their sets say (None: stop serving)."""
         ...
 
+    async def apply_discovery(
+        self, vips: Mapping[Key, tuple[Target, ...] | None], tasks: Mapping[Key, Target | None]
+    ) -> str:
+        """Route service and task addresses (discovery); a problem, or ""."""
+        ...
+
     async def close(self) -> None:
         """Stop serving every port and remove what the path set up."""
         ...
@@ -51,6 +58,11 @@ class NullPath:
 
     async def apply(self, changes: Mapping[PortKey, PortSet | None]) -> dict[PortKey, PortState]:
         return {key: PortState("none") for key, ps in changes.items() if ps is not None}
+
+    async def apply_discovery(
+        self, vips: Mapping[Key, tuple[Target, ...] | None], tasks: Mapping[Key, Target | None]
+    ) -> str:
+        return ""
 
     async def close(self) -> None:
         return None
@@ -96,6 +108,16 @@ class UserspacePath:
                 return f"cannot listen on {self.addr or '*'}:{ps.port}/{ps.protocol}: {err.strerror or err}"
             self.relays[key] = relay
         relay.rotation.set([(b.addr, b.port) for b in backends])
+        return ""
+
+    async def apply_discovery(
+        self, vips: Mapping[Key, tuple[Target, ...] | None], tasks: Mapping[Key, Target | None]
+    ) -> str:
+        if any(vips.values()) or any(tasks.values()):
+            return (
+                "service addresses are routed by the kernel path only (nft): "
+                "names resolve, but their addresses do not answer"
+            )
         return ""
 
     async def stop(self, key: PortKey) -> None:

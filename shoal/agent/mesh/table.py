@@ -49,6 +49,7 @@ class MeshTable:
         self._by_service: dict[str, set[str]] = {}
         self._ports: dict[PortKey, PortSet] = {}
         self._dirty: set[str] = set()  # service IDs to look at again
+        self._named: set[str] = set()  # service IDs discovery must look at again
         self._partial: list[dpb.MeshUpdate] = []  # a full set still arriving
 
     def apply(self, update: dpb.MeshUpdate) -> None:
@@ -98,6 +99,7 @@ class MeshTable:
         """The ports whose set changed since the last call: the new set, or
         None for a port no longer published."""
         dirty, self._dirty = self._dirty, set()
+        self._named |= dirty
         changes: dict[PortKey, PortSet | None] = {
             key: None for key, old in self._ports.items() if old.service_id in dirty
         }
@@ -117,6 +119,18 @@ class MeshTable:
 
     def ports(self) -> dict[PortKey, PortSet]:
         return dict(self._ports)
+
+    def take_services(self) -> set[str]:
+        """The services whose discovery data (address, networks, backends)
+        may have changed since the last call (after take_changes)."""
+        named, self._named = self._named, set()
+        return named
+
+    def members(self, service_id: str) -> list[dpb.MeshBackend]:
+        """The service's backends, in a stable order."""
+        return sorted(
+            (self.backends[t] for t in self._by_service.get(service_id, ())), key=lambda b: b.task_id
+        )
 
     def _port_sets(self, service_id: str) -> dict[PortKey, PortSet]:
         service = self.services.get(service_id)

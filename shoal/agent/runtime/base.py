@@ -155,6 +155,32 @@ class LogReading(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class NodeNetwork:
+    """A network a backend made for its tasks (the docker runtime's bridge):
+    the node's resolver listens on its gateway, and the mesh routes service
+    addresses for traffic coming in from its interface."""
+
+    name: str
+    interface: str
+    gateway: str
+    subnet: str
+
+
+@runtime_checkable
+class Networking(Protocol):
+    """A backend whose tasks live on a network of the node's own."""
+
+    def ensure_network(self) -> NodeNetwork:
+        """Make (or find) the network; tasks started from now on join it.
+        Blocking."""
+        ...
+
+    def service_of(self, address: str) -> str | None:
+        """The service whose task has `address` on that network, if any."""
+        ...
+
+
 class Runtime(Protocol):
     """A backend as the agent sees it."""
 

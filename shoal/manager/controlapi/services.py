@@ -19,6 +19,7 @@ from shoal.ids import ID_LENGTH, is_id, new_id
 from shoal.manager import limits, seal
 from shoal.manager.controlapi import unique, validate
 from shoal.manager.controlapi.common import ControlBase, Ctx, rpc
+from shoal.manager.controlapi.networks import check_networks
 from shoal.manager.errors import InvalidRequest
 from shoal.manager.store import (
     AlreadyExists,
@@ -44,6 +45,7 @@ class ServiceAPI(ControlBase):
             spec.name = _generated_name()
         specs.apply_defaults(spec)
         validate.validate_service_spec(spec, self.max_replicas())
+        check_networks(self.view, spec)
         if request.id and not is_id(request.id):
             raise InvalidRequest(f'id "{request.id[:40]}": expected {ID_LENGTH} characters of 0-9a-z')
         service_id = request.id or new_id()
@@ -58,6 +60,7 @@ class ServiceAPI(ControlBase):
                 writes = await unique.plan(self.view, self.store, service_id, None, spec)
                 service = pb.Service(spec=spec, spec_version=1)
                 service.meta.id = service_id
+                writes.append(unique.new_vip(self.view, self.store, service))
                 if request.registry_auth:
                     service.registry_auth_sealed = await self._seal_auth(request.registry_auth, service_id)
                 batch = self.store.batch().create(service)
@@ -122,6 +125,7 @@ class ServiceAPI(ControlBase):
                 raise InvalidRequest("mode: cannot change the mode of an existing service")
             specs.apply_defaults(spec)
             validate.validate_service_spec(spec, self.max_replicas())
+            check_networks(self.view, spec)
         if spec.name != current.spec.name:
             raise InvalidRequest(f'name: a service cannot be renamed (it is "{current.spec.name}")')
         unique.assign_published(self.view, spec, current.spec)
@@ -131,8 +135,12 @@ class ServiceAPI(ControlBase):
             service.registry_auth_sealed = await self._seal_auth(request.registry_auth, current.meta.id)
         template_changed = spec.task.SerializeToString(
             deterministic=True
-        ) != current.spec.task.SerializeToString(deterministic=True) or list(spec.ports) != list(
-            current.spec.ports
+        ) != current.spec.task.SerializeToString(deterministic=True) or (
+            list(spec.ports),
+            list(spec.expose),
+        ) != (
+            list(current.spec.ports),
+            list(current.spec.expose),
         )
         if template_changed:
             service.previous_spec.CopyFrom(current.spec)
@@ -180,6 +188,7 @@ class ServiceAPI(ControlBase):
             with attempt:
                 service = self.resolve_service(request.ref)
                 writes = await unique.plan(self.view, self.store, service.meta.id, service.spec, None)
+                writes += await unique.vip_release(self.store, service)
                 batch = self.store.batch().delete(service)
                 for w in writes:
                     w.add_to(batch)

@@ -100,9 +100,9 @@ def check_status(node_id: str, task: pb.Task, status: pb.TaskStatus) -> pb.TaskS
 
 def check_endpoints(task: pb.Task, endpoints: Iterable[pb.TaskEndpoint]) -> None:
     """InvalidRequest unless each endpoint is one of the task's own ports
-    (ingress-published or host-mode), once, on a valid host port: a node
+    (published or exposed), once, on a valid host port: a node
     cannot steer the mesh's traffic toward ports its task does not have."""
-    ports = {((p.protocol or "tcp"), p.target_port) for p in task.ports}
+    ports = {((p.protocol or "tcp"), p.target_port) for p in [*task.ports, *task.expose]}
     seen: set[tuple[str, int]] = set()
     for e in endpoints:
         key = (e.protocol, e.target_port)

@@ -1,8 +1,9 @@
 """Endpoint sets: which tasks each node's routing mesh may send traffic to.
 
 Every manager keeps one ``EndpointTable`` (in its dispatcher), fed by the
-view's service, task and node events. A service is in the mesh when it
-publishes a port in ingress mode (``MeshService``: its name and ports). A
+view's service, task and node events. Every service is in it
+(``MeshService``: its name, ingress ports, and for discovery its virtual
+address, networks and the target ports reached by name). A
 task of such a service is a backend (``MeshBackend``: its node's address and
 the host ports its agent reported) while it is RUNNING (which means healthy
 when it has a health check: the agent holds it STARTING until then), its
@@ -38,14 +39,34 @@ FLUSH_INTERVAL = 0.1
 CHUNK_BYTES = 1024 * 1024
 
 
+STACK_LABEL = "com.docker.stack.namespace"
+
+
 def mesh_service(service: pb.Service | None) -> dpb.MeshService | None:
-    """The service as the mesh sees it; None when it publishes no ingress port."""
+    """The service as the mesh sees it: its ingress ports, and what
+    discovery needs (virtual address, networks, the target ports reached by
+    name, its stack and short name)."""
     if service is None:
         return None
-    ports = [p for p in service.spec.ports if p.publish_mode == "ingress" and p.published_port]
-    if not ports:
-        return None
-    return dpb.MeshService(service_id=service.meta.id, name=service.spec.name, ports=ports)
+    spec = service.spec
+    ports = [p for p in spec.ports if p.publish_mode == "ingress" and p.published_port]
+    targets: list[pb.PortConfig] = []
+    for p in [*spec.expose, *spec.ports]:
+        key = pb.PortConfig(protocol=p.protocol or "tcp", target_port=p.target_port)
+        if key not in targets and key.protocol in ("tcp", "udp"):
+            targets.append(key)
+    stack = spec.labels.get(STACK_LABEL, "")
+    short = spec.name[len(stack) + 1 :] if stack and spec.name.startswith(stack + "_") else ""
+    return dpb.MeshService(
+        service_id=service.meta.id,
+        name=spec.name,
+        ports=ports,
+        virtual_ip=service.virtual_ip,
+        networks=spec.networks,
+        targets=targets,
+        stack=stack,
+        short_name=short,
+    )
 
 
 @dataclass

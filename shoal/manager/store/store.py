@@ -36,8 +36,8 @@ DEFAULT_PREFIX = b"/shoal/v1/"
 
 Kind = Literal["clusters", "keys", "nodes", "services", "tasks"]
 # What is stored: one protobuf message per key.
-Stored = pb.Cluster | pb.ClusterKeys | pb.Node | pb.Service | pb.Task
-S = TypeVar("S", pb.Cluster, pb.ClusterKeys, pb.Node, pb.Service, pb.Task)
+Stored = pb.Cluster | pb.ClusterKeys | pb.Node | pb.Service | pb.Task | pb.Network
+S = TypeVar("S", pb.Cluster, pb.ClusterKeys, pb.Node, pb.Service, pb.Task, pb.Network)
 
 KINDS: dict[str, type[Stored]] = {
     "clusters": pb.Cluster,
@@ -46,6 +46,8 @@ KINDS: dict[str, type[Stored]] = {
     "nodes": pb.Node,
     "services": pb.Service,
     "tasks": pb.Task,
+    # Discovery scopes (`network create`).
+    "networks": pb.Network,
 }
 _KIND_OF_TYPE: dict[type[Stored], str] = {v: k for k, v in KINDS.items()}
 KIND_NAMES = _KIND_OF_TYPE

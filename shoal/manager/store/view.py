@@ -130,6 +130,10 @@ class View:
     def tasks(self) -> dict[str, pb.Task]:
         return self.objects["tasks"]
 
+    @property
+    def networks(self) -> dict[str, pb.Network]:
+        return self.objects["networks"]
+
     def cluster(self) -> pb.Cluster | None:
         return next(iter(self.objects["clusters"].values()), None)
 

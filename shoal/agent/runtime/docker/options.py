@@ -104,6 +104,9 @@ class ContainerOptions:
     nano_cpus: int | None = None
     mem_limit: int | None = None
     mem_reservation: int | None = None
+    # The agent's own network (service discovery), and its resolver.
+    network: str | None = None
+    dns: list[str] = field(default_factory=list)
 
 
 def container_name(ctx: TaskContext, node_id: str) -> str:
@@ -120,7 +123,9 @@ def container_name(ctx: TaskContext, node_id: str) -> str:
     return name
 
 
-def container_options(ctx: TaskContext, node_id: str, advertise_addr: str = "") -> ContainerOptions:
+def container_options(
+    ctx: TaskContext, node_id: str, advertise_addr: str = "", network: str = "", dns: str = ""
+) -> ContainerOptions:
     """The container for a task, in Docker's terms (see the module docstring).
     Raises TaskRejected for what the engine would not get a clear message
     for; everything else the engine checks itself."""
@@ -153,10 +158,12 @@ def container_options(ctx: TaskContext, node_id: str, advertise_addr: str = "") 
         ),
         healthcheck=_healthcheck(spec.healthcheck),
         mounts=[_mount(i, m) for i, m in enumerate(spec.mounts)],
-        port_bindings=_port_bindings(task.ports, advertise_addr or "0.0.0.0", ctx.endpoints),
+        port_bindings=_port_bindings([*task.ports, *task.expose], advertise_addr or "0.0.0.0", ctx.endpoints),
         nano_cpus=limits.nano_cpus or None,
         mem_limit=limits.memory_bytes or None,
         mem_reservation=reservations.memory_bytes or None,
+        network=network or None,
+        dns=[dns] if dns else [],
     )
 
 

@@ -17,7 +17,7 @@ def pick_runtime(name: str) -> str:
     docker -> refused at once when no engine answers."""
     if name == "process":
         return name
-    from shoal.agent.runtime.docker import DockerRuntime, probe_engine
+    from shoal.agent.runtime.docker import probe_engine
 
     problem = probe_engine()
     if name == "docker":

@@ -1,5 +1,5 @@
-"""Service specs: Swarm's defaults for what a client left unset, and spec
-versions. Shared by the ControlAPI (which applies the defaults), the updater
+"""Service specs: Swarm's defaults for what a client left unset, the words
+for the spec's enums, and spec versions. Shared by the ControlAPI (which applies the defaults), the updater
 (versions of rollbacks) and the CLI (which starts from the same defaults
 when a flag changes part of an unset policy), so each rule is written once.
 
@@ -13,6 +13,26 @@ from __future__ import annotations
 
 from shoal.defaults import SERVICE
 from shoal.protos import objects_pb2 as pb
+
+# The words users write for the spec's enums (CLI flags, Compose files).
+MODES = {
+    "replicated": pb.SERVICE_MODE_REPLICATED,
+    "global": pb.SERVICE_MODE_GLOBAL,
+    "replicated-job": pb.SERVICE_MODE_REPLICATED_JOB,
+    "global-job": pb.SERVICE_MODE_GLOBAL_JOB,
+}
+CONDITIONS = {
+    "any": pb.RESTART_CONDITION_ANY,
+    "on-failure": pb.RESTART_CONDITION_ON_FAILURE,
+    "none": pb.RESTART_CONDITION_NONE,
+}
+FAILURE_ACTIONS = {
+    "pause": pb.FAILURE_ACTION_PAUSE,
+    "continue": pb.FAILURE_ACTION_CONTINUE,
+    "rollback": pb.FAILURE_ACTION_ROLLBACK,
+}
+ORDERS = {"stop-first": pb.UPDATE_ORDER_STOP_FIRST, "start-first": pb.UPDATE_ORDER_START_FIRST}
+JOB_MODES = (pb.SERVICE_MODE_REPLICATED_JOB, pb.SERVICE_MODE_GLOBAL_JOB)
 
 
 def default_restart_policy() -> pb.RestartPolicy:
@@ -69,3 +89,10 @@ def next_version(service: pb.Service) -> int:
 def rollback_version(service: pb.Service) -> int:
     """The version a rollback goes back to."""
     return service.previous_spec_version or next_version(service)
+
+
+# `shoal run --rm`: a job with this label is removed by the leader once it
+# has finished (shoal.manager.autoremove): "true" at once (-d: the client is
+# gone), or a duration later (attached: the client removes it itself after
+# reading the output; the label covers a client that was killed).
+AUTOREMOVE_LABEL = "shoal.run.autoremove"

@@ -25,6 +25,7 @@ from shoal.agent.mesh import Mesh, make_path
 from shoal.agent.mesh.dns import DnsServer
 from shoal.agent.runtime.base import Networking, NodeNetwork, Runtime
 from shoal.agent.session import NodeRemoved, Session, load_managers
+from shoal.agent.taskfiles import FileStore, WithFiles, watch_reports
 from shoal.agent.worker import Worker
 from shoal.protos import objects_pb2 as pb
 
@@ -141,15 +142,19 @@ async def run_agent(settings: AgentSettings, stop: asyncio.Event) -> None:
     runtime = await asyncio.to_thread(
         make_runtime, settings.runtime, settings.state_dir, settings.advertise_addr, identity.node_id
     )
-    # The managers given, then those the cluster named last time (managers
-    # added since the agent was set up).
-    managers = list(dict.fromkeys([*settings.managers, *load_managers(settings.state_dir)]))
+    # The docker runtime's own network (its containers join it from now on).
     network = await asyncio.to_thread(runtime.ensure_network) if isinstance(runtime, Networking) else None
     path, problem = await make_path(
         settings.mesh, settings.advertise_addr, identity.node_id, network.interface if network else ""
     )
     mesh = Mesh(path, problem)
     dns = await _start_dns(mesh, runtime, network, settings.advertise_addr)
+    # Secrets and configs: written to a tmpfs per task around whichever runtime.
+    files = await asyncio.to_thread(FileStore.for_agent, settings.state_dir)
+    runtime = WithFiles(runtime, files)
+    # The managers given, then those the cluster named last time (managers
+    # added since the agent was set up).
+    managers = list(dict.fromkeys([*settings.managers, *load_managers(settings.state_dir)]))
     session = Session(
         identity,
         managers,
@@ -160,7 +165,14 @@ async def run_agent(settings: AgentSettings, stop: asyncio.Event) -> None:
     )
     endpoints = EndpointAllocator(settings.state_dir, port_free(settings.advertise_addr))
     node_env = {"SHOAL_DNS": "{}:{}".format(*dns.address)} if dns is not None else {}
-    worker = Worker(runtime, identity.node_id, session.report, endpoints, settings.advertise_addr, node_env)
+    worker = Worker(
+        runtime,
+        identity.node_id,
+        watch_reports(session.report, files),
+        endpoints,
+        settings.advertise_addr,
+        node_env,
+    )
     log.info("agent %s starting (runtime %s)", identity.node_id, runtime.name)
     task = asyncio.create_task(session.run(worker), name="session")
     mesher = asyncio.create_task(mesh.run(), name="mesh")

@@ -9,6 +9,10 @@ assignment changes to the worker. When the stream breaks, try the next
 manager with capped exponential backoff; tasks keep running meanwhile and
 statuses wait in the outbox (the newest per task wins).
 
+Log requests, execs and commits arrive on the same session (``logs``,
+``taskio``); what they send back is bulk, which heartbeats and statuses
+always overtake (``shoal.outbox``).
+
 The routing mesh's endpoint sets arrive on the same stream (a full set when
 the session starts, then changes) and go to the node's ``Mesh``; its summary
 goes back as a ``MeshReport`` when it changed, at most once per heartbeat
@@ -38,8 +42,10 @@ from shoal import defaults, pki
 from shoal.agent.identity import NodeIdentity, renewal_request, renewed, with_roots
 from shoal.agent.logs import LogStreamer
 from shoal.agent.mesh import Mesh
+from shoal.agent.taskio import Link, TaskIO
 from shoal.agent.worker import Worker
 from shoal.fsutil import write_atomically
+from shoal.outbox import Outbox
 from shoal.protos import dispatcher_pb2 as dpb
 from shoal.protos import dispatcher_pb2_grpc as dgrpc
 from shoal.protos import objects_pb2 as pb
@@ -107,6 +113,7 @@ class Session:
         self.description = description
         self.addr = addr
         self.worker: Worker | None = None
+        self.taskio: TaskIO | None = None
         self.heartbeat_period = defaults.CLUSTER.heartbeat_period / defaults.SECOND
         self._outbox: dict[str, pb.TaskStatus] = {}
         self._outbox_ready = asyncio.Event()
@@ -130,6 +137,7 @@ class Session:
         backoff and jitter (capped at a heartbeat period, since a restarted
         manager gives nodes a grace of a few periods only)."""
         self.worker = worker
+        self.taskio = TaskIO(worker)
         while True:
             retrying = tenacity.AsyncRetrying(
                 retry=tenacity.retry_if_exception_type(_NoSession),
@@ -180,12 +188,13 @@ class Session:
         """Run one session until it ends; whether it was established.
         ManagerSilent when the manager stops answering (hung, or a network
         that drops everything), which gRPC's keepalive alone finds late."""
-        assert self.worker is not None
-        worker = self.worker
+        assert self.worker is not None and self.taskio is not None
+        worker, taskio = self.worker, self.taskio
         creds = self.identity.channel_credentials()
         async with grpc.aio.secure_channel(addr, creds, options=pki.CHANNEL_OPTIONS) as channel:
             stub = dgrpc.DispatcherStub(channel)
-            send_queue: asyncio.Queue[dpb.AgentMessage | None] = asyncio.Queue()
+            # Heartbeats and statuses overtake task output (shoal.outbox).
+            send_queue: Outbox[dpb.AgentMessage] = Outbox()
             register = dpb.AgentMessage()
             register.register.description.CopyFrom(self.description)
             register.register.addr = self.addr
@@ -200,7 +209,8 @@ class Session:
 
             call = stub.Session(outgoing())
             helpers: list[asyncio.Task[None]] = []
-            streamer = LogStreamer(worker, send_queue.put_nowait)
+            streamer = LogStreamer(worker, send_queue.put_bulk)
+            link = Link(send_queue.put_nowait, send_queue.put_bulk)
             full_set: list[pb.Task] = []
             heard = [time.monotonic()]
             established = [False]
@@ -246,6 +256,10 @@ class Session:
                         streamer.start(msg.log_request)
                     elif kind == "log_cancel":
                         streamer.cancel(msg.log_cancel.request_id)
+                    elif kind == "exec":
+                        taskio.on_exec(msg.exec, link)
+                    elif kind == "commit":
+                        taskio.on_commit(msg.commit, link)
 
             async def watchdog() -> None:
                 while True:
@@ -272,6 +286,7 @@ class Session:
                     with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError, ManagerSilent):
                         await task
                 await streamer.close()
+                taskio.session_ended(link)
                 for h in helpers:
                     h.cancel()
                 for h in helpers:
@@ -339,7 +354,7 @@ class Session:
         info = pki.cert_info(self.identity.cert_pem)
         log.info("renewed this node's certificate (valid until %s)", info.not_after.isoformat())
 
-    async def _renewals(self, queue: asyncio.Queue[dpb.AgentMessage | None]) -> None:
+    async def _renewals(self, queue: Outbox[dpb.AgentMessage]) -> None:
         """Ask for a new certificate when it is time (or when told to)."""
         while True:
             wait = self._renew_at - time.monotonic()
@@ -353,13 +368,13 @@ class Session:
             self._renew_at = time.monotonic() + RENEWAL_RETRY  # unless answered first
             await queue.put(dpb.AgentMessage(cert_request=request))
 
-    async def _heartbeats(self, queue: asyncio.Queue[dpb.AgentMessage | None]) -> None:
+    async def _heartbeats(self, queue: Outbox[dpb.AgentMessage]) -> None:
         beat = dpb.AgentMessage(heartbeat=dpb.Heartbeat())
         while True:
             await queue.put(beat)
             await asyncio.sleep(self.heartbeat_period)
 
-    async def _mesh_reports(self, queue: asyncio.Queue[dpb.AgentMessage | None]) -> None:
+    async def _mesh_reports(self, queue: Outbox[dpb.AgentMessage]) -> None:
         """The mesh's summary, whenever it changed (first: as it is now)."""
         if self.mesh is None:
             return
@@ -370,7 +385,7 @@ class Session:
                 await queue.put(dpb.AgentMessage(mesh_report=dpb.MeshReport(mesh=self.mesh.report())))
             await asyncio.sleep(self.heartbeat_period)
 
-    async def _send_statuses(self, queue: asyncio.Queue[dpb.AgentMessage | None]) -> None:
+    async def _send_statuses(self, queue: Outbox[dpb.AgentMessage]) -> None:
         while True:
             await self._outbox_ready.wait()
             await asyncio.sleep(STATUS_BATCH_DELAY)

@@ -1,15 +1,11 @@
-"""How the admin CLI reaches a manager: address, TLS bundle, context file.
-
-Order of precedence: ``--host``/``--tls-dir`` flags, then ``SHOAL_HOST`` /
-``SHOAL_TLS_DIR``, then the context written by ``shoal up`` (by default
-``~/.shoal/context.json``; ``SHOAL_CONTEXT`` names another file). The first
-manager that answers is used.
+"""How the admin CLI talks to a manager: a ControlAPI stub over mutual TLS
+on the first listed manager that answers, failing over to the next one for
+calls that may be repeated. Which managers and which TLS bundle is
+contexts.py's business.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +19,12 @@ from shoal.protos import control_pb2_grpc as cgrpc
 
 
 class CLIError(Exception):
-    """A failure to report as one ``Error:`` line and exit status 1."""
+    """A failure to report as one ``Error:`` line and exit status 1. ``code``:
+    the gRPC status code's name when a manager refused (``NOT_FOUND``)."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 # Attempts of a call that may be repeated, and the errors that repeat it.
@@ -58,52 +59,10 @@ def _warn_stale(seconds: float) -> None:
     )
 
 
-def context_path() -> Path:
-    env = os.environ.get("SHOAL_CONTEXT")
-    return Path(env) if env else Path.home() / ".shoal" / "context.json"
-
-
-def write_context(hosts: list[str], tls_dir: Path, extra: dict[str, Any] | None = None) -> Path:
-    path = context_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"hosts": hosts, "tls_dir": str(tls_dir), **(extra or {})}, indent=2) + "\n")
-    return path
-
-
-def read_context() -> dict[str, Any] | None:
-    path = context_path()
-    if not path.exists():
-        return None
-    try:
-        data: dict[str, Any] = json.loads(path.read_text())
-        return data
-    except (OSError, ValueError):
-        return None
-
-
 @dataclass(frozen=True)
 class Target:
     hosts: list[str]
     tls_dir: Path
-
-
-def resolve_target(host: str | None, tls_dir: str | None) -> Target:
-    host = host or os.environ.get("SHOAL_HOST")
-    tls = tls_dir or os.environ.get("SHOAL_TLS_DIR")
-    ctx = read_context() if not (host and tls) else None
-    if not host and ctx:
-        host = ",".join(ctx.get("hosts", []))
-    if not tls and ctx:
-        tls = ctx.get("tls_dir")
-    if not host:
-        raise CLIError(
-            "no manager to talk to: give --host HOST:PORT (or SHOAL_HOST), or start a cluster with `shoal up`"
-        )
-    if not tls:
-        raise CLIError(
-            "no TLS bundle: give --tls-dir DIR (or SHOAL_TLS_DIR) holding ca.pem, cert.pem, key.pem"
-        )
-    return Target([h.strip() for h in host.split(",") if h.strip()], Path(tls))
 
 
 class Client:
@@ -157,10 +116,10 @@ class Client:
             code = err.code()
             detail = err.details() or code.name
             if detail.startswith(STORE_DOWN):
-                raise CLIError(detail) from None  # the manager answered: etcd did not
+                raise CLIError(detail, code.name) from None  # the manager answered: etcd did not
             if code == grpc.StatusCode.UNAVAILABLE and "failed to connect" in detail.lower():
-                raise CLIError(f"cannot reach the manager at {self.host}: {detail}") from None
-            raise CLIError(detail) from None
+                raise CLIError(f"cannot reach the manager at {self.host}: {detail}", code.name) from None
+            raise CLIError(detail, code.name) from None
         for key, value in call.trailing_metadata() or ():
             if key == metadata.STALE_SECONDS:
                 _warn_stale(float(value))

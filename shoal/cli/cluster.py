@@ -35,14 +35,18 @@ def _duration(flag: str, text: str) -> int:
 
 @cluster.command(name="update")
 @click.option("--heartbeat-period", default=None, metavar="DURATION", help="Agent heartbeat period (≥ 100ms)")
-@click.option("--task-history-limit", type=int, default=None, help="Ended tasks kept per slot (1-1000)")
+@click.option(
+    "--task-history-limit", type=int, default=None, metavar="N", help="Ended tasks kept per slot (1-1000)"
+)
 @click.option(
     "--cert-expiry",
     default=None,
     metavar="DURATION",
     help="Lifetime of certificates issued from now on (≥ 1m)",
 )
-@click.option("--max-replicas", type=int, default=None, help="Most replicas one service may ask for")
+@click.option(
+    "--max-replicas", type=int, default=None, metavar="N", help="Most replicas one service may ask for"
+)
 @click.option(
     "--autolock",
     type=click.Choice(["true", "false"]),
@@ -113,9 +117,14 @@ def cluster_unlock(client_factory: Factory) -> None:
 
 
 @cluster.group(name="admin-bundle", invoke_without_command=True)
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Folder to write the bundle to")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="Folder to write the bundle to",
+)
 @click.option("--expiry", default=None, metavar="DURATION", help="Lifetime (default 90 days; 1m to 10 years)")
-@click.option("--note", default="", help="What the bundle is for, shown by `admin-bundle ls`")
+@click.option("--note", default="", metavar="NOTE", help="What the bundle is for, shown by `admin-bundle ls`")
 @click.pass_context
 def admin_bundle(ctx: click.Context, out: Path | None, expiry: str | None, note: str) -> None:
     """Issue another admin TLS bundle into OUT (or list and revoke them)."""
@@ -147,7 +156,9 @@ def _state(record: pb.AdminBundleRecord) -> str:
 
 
 @admin_bundle.command(name="ls")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", help="table, or a JSON array"
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print only the IDs")
 @click.pass_obj
 def admin_bundle_ls(client_factory: Factory, fmt: str, quiet: bool) -> None:
@@ -194,7 +205,9 @@ def _ca_json(status: cpb.CAStatus) -> dict[str, object]:
 @cluster.command(name="ca")
 @click.option("--rotate", is_flag=True, help="Make a new CA and re-certify every node with it")
 @click.option("--detach", "-d", is_flag=True, help="With --rotate: return at once instead of waiting")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="text, or a JSON object"
+)
 @click.pass_obj
 def cluster_ca(client_factory: Factory, rotate: bool, detach: bool, fmt: str) -> None:
     """Show the cluster CA, or rotate it (waits until every node has a new certificate)."""

@@ -27,28 +27,88 @@ def _setup_logging(level: str) -> None:
 
 
 @click.command()
-@click.option("--etcd", "etcd_urls", required=True, help="etcd URL[,URL...]")
-@click.option("--listen", required=True, help="HOST:PORT to serve admins and agents on")
-@click.option("--state-dir", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--advertise", default="", help="HOST:PORT agents and admins reach this manager at")
+@click.option(
+    "--etcd",
+    "etcd_urls",
+    required=True,
+    metavar="URL[,URL...]",
+    help="The etcd endpoints holding the cluster",
+)
+@click.option("--listen", required=True, metavar="HOST:PORT", help="Where to serve admins and agents")
+@click.option(
+    "--state-dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="Where the manager keeps its identity, certificates and admin bundle",
+)
+@click.option(
+    "--advertise", default="", metavar="HOST:PORT", help="Where agents and admins reach this manager"
+)
 @click.option(
     "--heartbeat-period",
     default=format_duration(defaults.CLUSTER.heartbeat_period),
+    metavar="DURATION",
     help="Agent heartbeat period (when initialising a cluster)",
 )
-@click.option("--etcd-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--etcd-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--etcd-key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--etcd-ca",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="CA certificate of etcd's server certificate (turns on TLS to etcd)",
+)
+@click.option(
+    "--etcd-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Client certificate for etcd (with --etcd-key)",
+)
+@click.option(
+    "--etcd-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Key of the client certificate for etcd",
+)
 @click.option(
     "--unlock-key-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="FILE",
     help="File holding the unlock key of an autolocked cluster",
 )
-@click.option("--etcd-prefix", default="/shoal/v1/", hidden=True, help="Key prefix (tests share one etcd)")
-@click.option("--handshake-timeout", default="10s", hidden=True, help="TLS and HTTP/2 set-up limit per peer")
-@click.option("--idle-timeout", default="60s", hidden=True, help="Close connections with no call open")
-@click.option("--compaction-interval", default="5m", hidden=True, help="How often the leader compacts etcd")
-@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--etcd-prefix",
+    default="/shoal/v1/",
+    hidden=True,
+    metavar="PREFIX",
+    help="Key prefix (tests share one etcd)",
+)
+@click.option(
+    "--handshake-timeout",
+    default="10s",
+    hidden=True,
+    metavar="DURATION",
+    help="TLS and HTTP/2 set-up limit per peer",
+)
+@click.option(
+    "--idle-timeout",
+    default="60s",
+    hidden=True,
+    metavar="DURATION",
+    help="Close connections with no call open",
+)
+@click.option(
+    "--compaction-interval",
+    default="5m",
+    hidden=True,
+    metavar="DURATION",
+    help="How often the leader compacts etcd",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Least important log lines written to stderr",
+)
 def manager(
     etcd_urls: str,
     listen: str,
@@ -108,20 +168,43 @@ def manager(
 
 
 @click.command()
-@click.option("--join", "join_addrs", required=True, help="Manager HOST:PORT[,HOST:PORT...]")
+@click.option(
+    "--join", "join_addrs", required=True, metavar="HOST:PORT[,HOST:PORT...]", help="Managers to join"
+)
 @click.option(
     "--token-file",
     type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
     help="File holding the join token (needed only to join; or set SHOAL_JOIN_TOKEN)",
 )
-@click.option("--token", default=None, help="Join token (visible in the process list: prefer --token-file)")
-@click.option("--state-dir", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--runtime", default="process", type=click.Choice(["process", "docker", "auto"]))
-@click.option("--hostname", default="", help="Name shown in node ls (default: this host's)")
-@click.option("--advertise-addr", default="", help="IP where this node's published ports are reached")
-@click.option("--label", multiple=True, help="Node label KEY=VALUE")
-@click.option("--cpus", default=0.0, type=float, help="CPUs to offer (default: detected)")
-@click.option("--memory", default="", help="Memory to offer, e.g. 4g (default: detected)")
+@click.option(
+    "--token",
+    default=None,
+    metavar="TOKEN",
+    help="Join token (visible in the process list: prefer --token-file)",
+)
+@click.option(
+    "--state-dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="Where the agent keeps its identity and its tasks' state (the same dir: the same node)",
+)
+@click.option(
+    "--runtime",
+    default="process",
+    type=click.Choice(["process", "docker", "auto"]),
+    help="How tasks run: host processes, Docker containers, or docker when an engine answers",
+)
+@click.option("--hostname", default="", metavar="NAME", help="Name shown in node ls (default: this host's)")
+@click.option(
+    "--advertise-addr", default="", metavar="IP", help="IP where this node's published ports are reached"
+)
+@click.option(
+    "--label", multiple=True, metavar="KEY=VALUE", help="Node label, set when it first joins (repeat)"
+)
+@click.option("--cpus", default=0.0, type=float, metavar="CPUS", help="CPUs to offer (default: detected)")
+@click.option("--memory", default="", metavar="SIZE", help="Memory to offer, e.g. 4g (default: detected)")
 @click.option(
     "--keep-tasks-on-removal",
     is_flag=True,
@@ -133,7 +216,12 @@ def manager(
     type=click.Choice(["auto", "kernel", "userspace"]),
     help="Routing mesh data path: kernel (nftables) where it works, else the userspace relay",
 )
-@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--log-level",
+    default="info",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Least important log lines written to stderr",
+)
 def agent(
     join_addrs: str,
     token_file: Path | None,

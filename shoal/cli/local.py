@@ -2,17 +2,21 @@
 
 ``shoal up`` starts it as child processes: an etcd (unless ``--etcd`` names
 one), one manager and N agents, each agent with its own loopback address
-(127.0.0.11, .12, ...). It records their PIDs in STATE_DIR/up.json and writes
-the CLI context so that plain ``shoal service ls`` works from any shell.
+(127.0.0.11, .12, ...). It records them in STATE_DIR/up.json (uprecord.py)
+and saves the CLI context of the cluster (contexts.py): ``local`` for the
+default state dir, ``local-<dir name>`` for another, or ``--context NAME``;
+a context that belongs to another state dir is never taken over. A state dir
+that held a cluster before is resumed (and says so) unless ``--fresh``.
 Ctrl-C (or ``shoal down`` after ``--detach``) stops what it started, by PID,
-and the tasks its agents ran.
+and the tasks its agents ran; ``shoal down --purge`` also deletes the state.
+``shoal up --restart-agent N`` starts agent N of a running cluster again, as
+the same node.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -23,11 +27,29 @@ from pathlib import Path
 import click
 
 from shoal import defaults, launcher
-from shoal.cli.client import Client, CLIError, Target, write_context
+from shoal.cli import hints
+from shoal.cli.client import Client, CLIError, Target
+from shoal.cli.contexts import (
+    LOCAL,
+    Connector,
+    Context,
+    ContextStore,
+    check_name,
+    context_file_from_env,
+    default_state_dir,
+    wanted_context,
+    write_context_file,
+)
 from shoal.cli.runtimes import pick_runtime, stop_agent_tasks
+from shoal.cli.uprecord import UpRecord, record_proc, stop
 from shoal.durations import format_duration
 from shoal.etcd_certs import make_etcd_certs
 from shoal.protos import control_pb2 as cpb
+from shoal.protos import objects_pb2 as pb
+
+# What a state dir holds (all that --fresh and down --purge delete; nothing
+# else in it is touched, whatever directory it is).
+STATE_PARTS = ("etcd", "etcd-tls", "manager", "logs", "up.json")
 
 
 def _wait_port(
@@ -45,55 +67,176 @@ def _wait_port(
     raise CLIError(f"{what} did not start within {timeout:.0f}s; see {log}")
 
 
-def _stop_pids(pids: list[int], timeout: float = 15) -> None:
-    """SIGTERM each process we started, then SIGKILL what is left."""
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    for pid in pids:
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-                done, _ = os.waitpid(pid, os.WNOHANG) if _is_child(pid) else (0, 0)
-                if done:
-                    break
-            except (ProcessLookupError, ChildProcessError):
-                break
-            time.sleep(0.1)
+def _state_dir(option: Path | None, context: Context | None) -> Path:
+    if option is not None:
+        return option.absolute()
+    if context is not None and context.local:
+        return Path(context.state_dir)
+    return default_state_dir().absolute()
+
+
+def _context_name(state: Path) -> str:
+    """local for the default state dir, local-<dir name> for another."""
+    if state == default_state_dir().absolute():
+        return LOCAL
+    stem = re.sub(r"[^a-zA-Z0-9_.-]+", "-", state.name).strip("-.") or "cluster"
+    return f"{LOCAL}-{stem}"[:63]
+
+
+def _state_flag(state: Path) -> str:
+    """The --state-dir a command needs to name this state dir ("" for the default)."""
+    return "" if state == default_state_dir().absolute() else f" --state-dir {state}"
+
+
+def _up_command(state: Path) -> str:
+    return "shoal up" + _state_flag(state)
+
+
+def _agent_dirs(state: Path) -> list[Path]:
+    return sorted(
+        (d for d in state.glob("agent-*") if d.is_dir() and d.name[6:].isdigit()),
+        key=lambda d: int(d.name[6:]),
+    )
+
+
+def _delete_state(state: Path) -> None:
+    for part in STATE_PARTS:
+        path = state / part
+        if path.is_dir():
+            shutil.rmtree(path)
         else:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+            path.unlink(missing_ok=True)
+    for d in _agent_dirs(state):
+        shutil.rmtree(d)
+    if state.is_dir() and not any(state.iterdir()):
+        state.rmdir()
 
 
-def _is_child(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1]) == os.getpid()
-    except (OSError, ValueError, IndexError):
-        return False
+def _running_record(state: Path) -> UpRecord | None:
+    record = UpRecord.load(state)
+    return record if record is not None and record.running() else None
+
+
+class Naming:
+    """The context a local cluster is saved as, and whether it becomes the
+    current one."""
+
+    def __init__(self, store: ContextStore, state: Path, asked: str | None) -> None:
+        self.store = store
+        self.current = False
+        owner = store.owner_of(state)
+        if asked:
+            self.name = check_name(asked)
+        elif owner is not None:
+            self.name = owner.name
+        else:
+            self.name = _context_name(state)
+        existing = store.get(self.name)
+        if existing is not None and existing.state_dir != str(state):
+            where = f"the cluster in {existing.state_dir}" if existing.local else "a remote cluster"
+            raise CLIError(
+                f'context "{self.name}" belongs to {where}; name this one with --context NAME '
+                f"(or remove that context with shoal context rm {self.name})"
+            )
+
+    def save(self, hosts: list[str], tls: Path, state: Path) -> str:
+        """Save the context; the line saying what became of it."""
+        self.store.save(Context(self.name, hosts, str(tls), "shoal up", str(state)))
+        current = self.store.current()
+        current_ctx = self.store.get(current) if current else None
+        self.current = current_ctx is None or current == self.name or current_ctx.state() == "stopped"
+        if self.current:
+            self.store.use(self.name)
+            return f'context "{self.name}" is the current one'
+        return (
+            f'context "{self.name}" saved; the current context is still "{current}": '
+            f"use shoal --context {self.name} ..., or shoal context use {self.name}"
+        )
 
 
 @click.command()
-@click.option("--agents", default=3, type=click.IntRange(0, 200), help="Number of agents")
-@click.option("--runtime", default="auto", type=click.Choice(["auto", "process", "docker"]))
-@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
-@click.option("--etcd", "etcd_url", default="", help="Use this etcd instead of starting one")
+@click.option("--agents", default=3, type=click.IntRange(0, 200), metavar="N", help="Number of agents")
+@click.option(
+    "--runtime",
+    default="auto",
+    type=click.Choice(["auto", "process", "docker"]),
+    help="How agents run tasks: docker when an engine answers (auto), or host processes",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="Where the cluster keeps its state and logs (default: ~/.shoal/up, or $SHOAL_CONFIG_DIR/up)",
+)
+@click.option(
+    "--context",
+    "context_opt",
+    default=None,
+    metavar="NAME",
+    help="Save the cluster's context as NAME (default: local, or local-<dir> for another --state-dir)",
+)
+@click.option("--etcd", "etcd_url", default="", metavar="URL", help="Use this etcd instead of starting one")
 @click.option("--detach", "-d", is_flag=True, help="Start in the background; stop with `shoal down`")
-@click.option("--heartbeat-period", default=format_duration(defaults.CLUSTER.heartbeat_period))
+@click.option("--fresh", is_flag=True, help="Delete the state of an earlier cluster in the state dir first")
+@click.option(
+    "--restart-agent",
+    type=click.IntRange(1, 200),
+    default=None,
+    metavar="N",
+    help="Start agent N of the running cluster again, as the same node (stopping it first if it runs)",
+)
+@click.option(
+    "--heartbeat-period",
+    default=format_duration(defaults.CLUSTER.heartbeat_period),
+    metavar="DURATION",
+    help="Agent heartbeat period of a new cluster",
+)
+@click.pass_obj
 def up(
-    agents: int, runtime: str, state_dir: Path | None, etcd_url: str, detach: bool, heartbeat_period: str
+    connector: Connector,
+    agents: int,
+    runtime: str,
+    state_dir: Path | None,
+    context_opt: str | None,
+    etcd_url: str,
+    detach: bool,
+    fresh: bool,
+    restart_agent: int | None,
+    heartbeat_period: str,
 ) -> None:
     """Run a whole cluster on this machine: etcd, a manager and N agents."""
-    state = (state_dir or Path.home() / ".shoal" / "up").absolute()
-    record = state / "up.json"
-    if record.exists() and _alive(json.loads(record.read_text()).get("pids", [])):
-        raise CLIError(f"a cluster from {state} is already running; stop it with `shoal down`")
+    store = ContextStore()
+    asked = context_opt or wanted_context(connector.context)
+    state = _state_dir(state_dir, store.get(asked) if asked and state_dir is None else None)
+    if restart_agent is not None:
+        _restart_agent(state, restart_agent)
+        return
+    legacy_file = context_file_from_env() if not asked else None
+    naming = None if legacy_file is not None else Naming(store, state, asked)
+    running = _running_record(state)
+    if running is not None:
+        stop_it = "shoal down" + _state_flag(state)
+        raise CLIError(f"a cluster from {state} is already running; stop it with `{stop_it}`")
+    if fresh:
+        if etcd_url:
+            raise CLIError("--fresh: cannot empty an etcd that shoal up did not start (--etcd)")
+        _delete_state(state)
+    resuming = (state / "manager").is_dir()
     state.mkdir(parents=True, exist_ok=True)
     runtime = pick_runtime(runtime)
-    pids: list[int] = []
+    record = UpRecord(runtime=runtime)
     procs: list[subprocess.Popen[bytes]] = []
     logs = state / "logs"
+
+    def spawn(
+        role: str, args: list[str], log: Path, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        p = launcher.spawn(args, log, env=env, detach=detach)
+        procs.append(p)
+        record.procs.append(record_proc(role, p.pid, args, log))
+        return p
+
     try:
         etcd_flags: list[str] = []
         if not etcd_url:
@@ -110,18 +253,14 @@ def up(
                 tls=make_etcd_certs(state / "etcd-tls", ["127.0.0.1"]),
             )
             etcd_url, etcd_flags = etcd.url, etcd.manager_flags()
-            p = launcher.spawn(etcd.args(), logs / "etcd.log", detach=detach)
-            procs.append(p)
-            pids.append(p.pid)
+            p = spawn("etcd", etcd.args(), logs / "etcd.log")
             _wait_port("127.0.0.1", etcd.client_port, p, "etcd", logs / "etcd.log")
         mport = launcher.free_port(preferred=2377)
         maddr = f"127.0.0.1:{mport}"
         manager_cmd = launcher.ManagerCommand(
             etcd_url, maddr, state / "manager", heartbeat_period, etcd_flags
         )
-        p = launcher.spawn(manager_cmd.args(), logs / "manager.log", detach=detach)
-        procs.append(p)
-        pids.append(p.pid)
+        p = spawn("manager", manager_cmd.args(), logs / "manager.log")
         _wait_port("127.0.0.1", mport, p, "the manager", logs / "manager.log")
         tls = state / "manager" / "admin"
         deadline = time.monotonic() + 30
@@ -129,6 +268,9 @@ def up(
             time.sleep(0.1)
         client = Client(Target([maddr], tls)).connect()
         token = client.call("GetJoinToken", cpb.GetJoinTokenRequest(role="worker")).token
+        # node-1 is the manager's host, as in a one-machine swarm: a node
+        # whose role is manager (stack files place databases on it).
+        manager_token = client.call("GetJoinToken", cpb.GetJoinTokenRequest(role="manager")).token
         agent_dirs = []
         for i in range(agents):
             d = state / f"agent-{i + 1}"
@@ -136,89 +278,156 @@ def up(
             agent_cmd = launcher.AgentCommand(
                 [maddr], d, f"node-{i + 1}", launcher.agent_address(i + 1), runtime
             )
-            env = {**os.environ, launcher.TOKEN_ENV: token}
-            p = launcher.spawn(agent_cmd.args(), logs / f"agent-{i + 1}.log", env=env, detach=detach)
-            procs.append(p)
-            pids.append(p.pid)
-        record.write_text(
-            json.dumps(
-                {"pids": pids, "agent_dirs": [str(d) for d in agent_dirs], "manager": maddr, "etcd": etcd_url}
-            )
-            + "\n"
-        )
-        ctx = write_context([maddr], tls)
+            env = {**os.environ, launcher.TOKEN_ENV: manager_token if i == 0 else token}
+            spawn(f"agent-{i + 1}", agent_cmd.args(), logs / f"agent-{i + 1}.log", env)
+        record.agent_dirs = [str(d) for d in agent_dirs]
+        record.manager, record.etcd = maddr, etcd_url
+        record.context = naming.name if naming is not None else ""
+        record.save(state)
+        if naming is not None:
+            said = naming.save([maddr], tls, state)
+        else:
+            assert legacy_file is not None
+            write_context_file(legacy_file, [maddr], tls)
+            said = f"context written to {legacy_file}"
         _wait_nodes(client, agents)
-        click.echo(f"shoal is up: etcd {etcd_url}, manager {maddr}, {agents} agents ({runtime} runtime)")
-        click.echo(f"context written to {ctx}; logs in {logs}")
+        plural = "" if agents == 1 else "s"
+        click.echo(
+            f"shoal is up: etcd {etcd_url}, manager {maddr}, {agents} agent{plural} ({runtime} runtime)"
+        )
+        click.echo(f"{said}; logs in {logs}")
+        if resuming:
+            services = len(client.call("ListServices", cpb.ListServicesRequest(), retry=True).services)
+            click.echo(
+                f"resuming the cluster in {state} ({services} service{'s' if services != 1 else ''}); "
+                "shoal up --fresh starts an empty one"
+            )
         click.echo("Try:")
-        click.echo("  shoal node ls")
-        click.echo("  shoal service create --name web --replicas 3 app:1 sleep 3600")
-        click.echo("  shoal service ps web")
-        click.echo("  shoal service scale web=6")
-        click.echo("  shoal service rm web")
+        prefix = "" if naming is None or naming.current else f"--context {naming.name} "
+        for line in hints.try_hints(runtime, prefix=prefix):
+            click.echo(line)
         if detach:
-            click.echo("Stop it with: shoal down")
+            click.echo(
+                "Stop it with: shoal down"
+                + ("" if state == default_state_dir().absolute() else f" --state-dir {state}")
+            )
             return
         click.echo("Press Ctrl-C to stop everything.")
-        stop = {"now": False}
-
-        def on_signal(signum: int, frame: object) -> None:
-            stop["now"] = True
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-        while not stop["now"]:
-            time.sleep(0.2)
-            if any(p.poll() is not None for p in procs):
-                click.echo("a child process exited; stopping everything (see the logs)", err=True)
-                break
+        _stay_up(procs)
         click.echo("stopping...")
-        _shutdown(state, pids, agent_dirs)
+        _shutdown(state, record)
     except BaseException:
         # Once a detached cluster is recorded it outlives this command (even
         # if printing the hints fails, e.g. `shoal up -d | head -1`).
-        if not (detach and record.exists()):
-            _shutdown(state, pids, [state / f"agent-{i + 1}" for i in range(agents)])
+        if not (detach and (state / "up.json").exists()):
+            _shutdown(state, record)
         raise
+
+
+def _stay_up(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Until Ctrl-C or SIGTERM, or one of the children exits."""
+    stop_now = {"now": False}
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop_now["now"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not stop_now["now"]:
+        time.sleep(0.2)
+        if any(p.poll() is not None for p in procs):
+            click.echo("a child process exited; stopping everything (see the logs)", err=True)
+            return
 
 
 def _wait_nodes(client: Client, count: int, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         nodes = client.call("ListNodes", cpb.ListNodesRequest()).nodes
-        if sum(1 for n in nodes if n.status.state == 2) >= count:
+        if sum(1 for n in nodes if n.status.state == pb.NODE_STATE_READY) >= count:
             return
         time.sleep(0.2)
     click.echo(f"warning: not all {count} agents registered within {timeout:.0f}s", err=True)
 
 
-def _alive(pids: list[int]) -> bool:
-    for pid in pids:
-        try:
-            os.kill(pid, 0)
-            return True
-        except (ProcessLookupError, PermissionError):
-            continue
-    return False
+def _restart_agent(state: Path, index: int) -> None:
+    record = _running_record(state)
+    if record is None:
+        raise CLIError(
+            f"no cluster started by `shoal up` runs in {state}; start it with {_up_command(state)}"
+        )
+    agent = record.agent(index)
+    if agent is None or not agent.args:
+        count = sum(1 for p in record.procs if p.role.startswith("agent-"))
+        raise CLIError(f"--restart-agent {index}: the cluster in {state} has agents 1 to {count}")
+    if agent.alive():
+        stop([agent])  # its tasks keep running; the agent adopts them again
+    # Its state dir holds its identity: no token, same node ID.
+    p = launcher.spawn(agent.args, Path(agent.log), detach=True)
+    record.procs[record.procs.index(agent)] = record_proc(agent.role, p.pid, agent.args, Path(agent.log))
+    record.save(state)
+    hostname = f"node-{index}"
+    client = Client(Target([record.manager], state / "manager" / "admin")).connect()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if p.poll() is not None:
+            raise CLIError(f"agent {index} exited at start; see {agent.log}")
+        nodes = client.call("ListNodes", cpb.ListNodesRequest()).nodes
+        if any(n.description.hostname == hostname and n.status.state == pb.NODE_STATE_READY for n in nodes):
+            click.echo(f"agent {index} ({hostname}) is running again (pid {p.pid}), as the same node")
+            return
+        time.sleep(0.2)
+    click.echo(
+        f"warning: agent {index} started (pid {p.pid}) but {hostname} is not ready after 30s", err=True
+    )
 
 
-def _shutdown(state: Path, pids: list[int], agent_dirs: list[Path]) -> None:
+def _shutdown(state: Path, record: UpRecord) -> None:
     # Agents first (they leave tasks running), then their tasks, then the
     # manager and etcd (started first, so listed first).
-    ordered = list(reversed(pids))
-    _stop_pids(ordered)
-    stop_agent_tasks([d for d in agent_dirs if d.exists()])
+    stop(list(reversed(record.procs)))
+    dirs = [Path(d) for d in record.agent_dirs] or _agent_dirs(state)
+    stop_agent_tasks([d for d in dirs if d.exists()])
     (state / "up.json").unlink(missing_ok=True)
 
 
 @click.command()
-@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
-def down(state_dir: Path | None) -> None:
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="The state dir of the cluster to stop (default: ~/.shoal/up, or $SHOAL_CONFIG_DIR/up)",
+)
+@click.option(
+    "--context", "context_opt", default=None, metavar="NAME", help="Stop the local cluster of this context"
+)
+@click.option("--purge", is_flag=True, help="Also delete the cluster's state (and its context)")
+@click.pass_obj
+def down(connector: Connector, state_dir: Path | None, context_opt: str | None, purge: bool) -> None:
     """Stop a cluster started with `shoal up -d`."""
-    state = (state_dir or Path.home() / ".shoal" / "up").absolute()
-    record = state / "up.json"
-    if not record.exists():
+    store = ContextStore()
+    asked = context_opt or wanted_context(connector.context)
+    ctx = None
+    if asked and state_dir is None:
+        ctx = store.get(asked)
+        if ctx is None or not ctx.local:
+            raise CLIError(f'context "{asked}" is not a cluster started by shoal up (shoal context ls)')
+    state = _state_dir(state_dir, ctx)
+    record = UpRecord.load(state)
+    if record is None and not purge:
         raise CLIError(f"no cluster started by `shoal up` in {state}")
-    info = json.loads(record.read_text())
-    _shutdown(state, info.get("pids", []), [Path(d) for d in info.get("agent_dirs", [])])
-    click.echo("shoal is down")
+    if record is not None:
+        _shutdown(state, record)
+    if not purge:
+        click.echo("shoal is down")
+        return
+    if not state.exists():
+        raise CLIError(f"nothing to purge: {state} does not exist")
+    _delete_state(state)
+    owner = store.owner_of(state)
+    if owner is not None:
+        store.remove(owner.name)
+    click.echo(
+        f"shoal is down; deleted its state in {state}" + (f' and context "{owner.name}"' if owner else "")
+    )

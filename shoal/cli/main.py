@@ -14,8 +14,22 @@ from typing import Any
 
 import click
 
-from shoal.cli import cluster, daemons, local, networks, nodes, services
-from shoal.cli.client import Client, CLIError, resolve_target
+from shoal.cli import (
+    about,
+    cluster,
+    context_commands,
+    daemons,
+    files,
+    local,
+    networks,
+    nodes,
+    run,
+    services,
+    stacks,
+    taskcmds,
+)
+from shoal.cli.client import Client, CLIError
+from shoal.cli.contexts import Connector
 from shoal.cli.render import rfc3339
 from shoal.durations import format_duration
 from shoal.protos import control_pb2 as cpb
@@ -54,27 +68,41 @@ class ShoalGroup(click.Group):
 
 
 @click.group(cls=ShoalGroup)
-@click.option("--host", envvar="SHOAL_HOST", default=None, help="Manager HOST:PORT[,HOST:PORT...]")
-@click.option("--tls-dir", envvar="SHOAL_TLS_DIR", default=None, help="Folder with ca.pem, cert.pem, key.pem")
+@click.option(
+    "--host",
+    envvar="SHOAL_HOST",
+    default=None,
+    metavar="HOST:PORT[,HOST:PORT...]",
+    help="Managers to talk to, the first that answers (or SHOAL_HOST); default: the context's",
+)
+@click.option(
+    "--tls-dir",
+    envvar="SHOAL_TLS_DIR",
+    default=None,
+    metavar="DIR",
+    help="Admin TLS bundle: a folder with ca.pem, cert.pem, key.pem (or SHOAL_TLS_DIR)",
+)
+@click.option(
+    "--context",
+    "context_name",
+    default=None,
+    metavar="NAME",
+    help="The context to use (shoal context ls); else SHOAL_CONTEXT, else the current one",
+)
 @click.version_option(package_name="shoal")
 @click.pass_context
-def cli(ctx: click.Context, host: str | None, tls_dir: str | None) -> None:
+def cli(ctx: click.Context, host: str | None, tls_dir: str | None, context_name: str | None) -> None:
     """shoal: a multi-host container orchestrator in the spirit of Docker swarm mode."""
-    holder: dict[str, Client] = {}
-
-    def factory() -> Client:
-        if "client" not in holder:
-            holder["client"] = Client(resolve_target(host, tls_dir)).connect()
-        return holder["client"]
-
-    ctx.obj = factory
+    ctx.obj = Connector(host, tls_dir, context_name)
 
 
 Factory = Callable[[], Client]
 
 
 @cli.command()
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="text, or a JSON object"
+)
 @click.pass_obj
 def info(client_factory: Factory, fmt: str) -> None:
     """Cluster ID, managers (leader marked) and counts."""
@@ -138,17 +166,21 @@ def info(client_factory: Factory, fmt: str) -> None:
 @cli.command(name="join-token")
 @click.option("--rotate", is_flag=True, help="Replace the token (nodes already joined are not affected)")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the token")
-@click.argument("role", type=click.Choice(["worker"]))
+@click.argument("role", type=click.Choice(["worker", "manager"]))
 @click.pass_obj
 def join_token(client_factory: Factory, rotate: bool, quiet: bool, role: str) -> None:
-    """Print the command that joins an agent to this cluster."""
+    """Print the command that joins an agent to this cluster.
+
+    A manager token makes a node whose role is manager, for placement only
+    (node.role==manager): it runs tasks, but gets no ControlAPI access."""
     resp = client_factory().call("GetJoinToken", cpb.GetJoinTokenRequest(role=role, rotate=rotate))
     if quiet:
         click.echo(resp.token)
         return
     if rotate:
-        click.echo("Successfully rotated worker join token.\n")
-    click.echo("To add a worker to this cluster, run the following command:\n")
+        click.echo(f"Successfully rotated {role} join token.\n")
+    what = "a worker" if role == "worker" else "a node whose role is manager (placement only)"
+    click.echo(f"To add {what} to this cluster, run the following command:\n")
     managers = ",".join(resp.manager_addrs)
     # The token goes in the environment: an agent's command line is visible to every user.
     click.echo(
@@ -163,6 +195,14 @@ cli.add_command(local.up)
 cli.add_command(local.down)
 cli.add_command(services.service)
 cli.add_command(nodes.node)
+cli.add_command(context_commands.context)
+cli.add_command(about.version)
+cli.add_command(about.completion)
+cli.add_command(files.secret)
+cli.add_command(files.config)
+cli.add_command(stacks.stack)
+for command in (taskcmds.exec_, taskcmds.logs, taskcmds.commit, run.run):
+    cli.add_command(command)
 cli.add_command(networks.network)
 
 

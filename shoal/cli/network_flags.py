@@ -24,22 +24,37 @@ def parse_expose(flag: str, value: str) -> pb.PortConfig:
 
 def create_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option(
-        "--network", "networks", multiple=True, help="Discovery scope: a network made with `network create`"
+        "--network",
+        "networks",
+        multiple=True,
+        metavar="NETWORK",
+        help="Resolve the names of the services on this network (made with `network create`; repeat)",
     )(fn)
     return click.option(
-        "--expose", multiple=True, help="A port reached through the service's name: PORT[/udp]"
+        "--expose",
+        multiple=True,
+        metavar="PORT[/udp]",
+        help="A port other services reach through this service's name (repeat)",
     )(fn)
+
+
+UPDATE_OPTIONS = (
+    ("--network-add", "NETWORK", "Join a network (as --network; repeat)"),
+    ("--network-rm", "NETWORK", "Leave a network (repeat)"),
+    ("--expose-add", "PORT[/udp]", "Expose another port (as --expose; repeat)"),
+    ("--expose-rm", "PORT[/udp]", "Stop exposing a port (repeat)"),
+)
 
 
 def update_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    for name in ("--network-add", "--network-rm", "--expose-add", "--expose-rm"):
-        fn = click.option(name, multiple=True)(fn)
+    for name, metavar, text in reversed(UPDATE_OPTIONS):
+        fn = click.option(name, multiple=True, metavar=metavar, help=text)(fn)
     return fn
 
 
 def apply_create(spec: pb.ServiceSpec, o: dict[str, Any]) -> None:
-    spec.networks.extend(o["networks"])
-    spec.expose.extend(parse_expose("--expose", v) for v in o["expose"])
+    spec.networks.extend(o.get("networks", ()))
+    spec.expose.extend(parse_expose("--expose", v) for v in o.get("expose", ()))
 
 
 def apply_update(spec: pb.ServiceSpec, o: dict[str, Any]) -> None:

@@ -21,9 +21,13 @@ def network() -> None:
 
 
 @network.command()
-@click.option("--label", "-l", multiple=True, help="Network label KEY=VALUE")
+@click.option("--label", "-l", multiple=True, metavar="KEY=VALUE", help="Network label (repeat)")
 @click.option(
-    "--driver", "-d", default="overlay", help="overlay (the only one; every network spans the cluster)"
+    "--driver",
+    "-d",
+    default="overlay",
+    type=click.Choice(["overlay"]),
+    help="The only one: every network spans the cluster",
 )
 @click.argument("name")
 @click.pass_obj
@@ -35,8 +39,8 @@ def create(client_factory: Callable[[], Client], name: str, label: tuple[str, ..
 
 
 @network.command(name="ls")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
-@click.option("--quiet", "-q", is_flag=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", help="table or json")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the network IDs")
 @click.pass_obj
 def ls(client_factory: Callable[[], Client], fmt: str, quiet: bool) -> None:
     """List networks."""

@@ -8,8 +8,12 @@ from typing import Any
 
 import click
 
+from shoal.cli import listing, ps
 from shoal.cli.client import Client, CLIError, for_each_ref
-from shoal.cli.render import node_json, print_tasks, table
+from shoal.cli.filters import NODE_KEYS, node_matches, parse_filters
+from shoal.cli.pretty import node_pretty
+from shoal.cli.render import node_json
+from shoal.cli.rows import NODES, node_row
 from shoal.protos import control_pb2 as cpb
 
 
@@ -19,57 +23,78 @@ def node() -> None:
 
 
 @node.command(name="ls")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
-@click.option("--quiet", "-q", is_flag=True)
+@listing.format_option(NODES)
+@click.option("--quiet", "-q", is_flag=True, help="Print only the node IDs")
+@listing.no_trunc_option
+@click.option(
+    "--filter",
+    "-f",
+    "filters",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Only nodes that match: id, name (a hostname prefix), label=KEY[=VALUE] (the agent's), "
+    "node.label=KEY[=VALUE], role=manager|worker, membership=accepted|pending (repeat)",
+)
 @click.pass_obj
-def ls(client_factory: Callable[[], Client], fmt: str, quiet: bool) -> None:
+def ls(
+    client_factory: Callable[[], Client], fmt: str, quiet: bool, no_trunc: bool, filters: tuple[str, ...]
+) -> None:
     """List nodes."""
-    nodes = client_factory().call("ListNodes", cpb.ListNodesRequest()).nodes
+    output = listing.check_format(NODES, fmt)
+    chosen = parse_filters(filters, NODE_KEYS)
+    nodes = [
+        n
+        for n in client_factory().call("ListNodes", cpb.ListNodesRequest(), retry=True).nodes
+        if node_matches(chosen, n)
+    ]
     if quiet:
         for n in nodes:
             click.echo(n.meta.id)
         return
-    shown = [node_json(n) for n in nodes]
-    if fmt == "json":
-        click.echo(json.dumps(shown, indent=2))
-        return
-    rows = [
-        [
-            n["id"][:12],
-            n["hostname"],
-            n["status"].capitalize(),
-            n["availability"].capitalize(),
-            n["address"],
-            n["runtime"],
-        ]
-        for n in shown
-    ]
-    click.echo(table(rows, ["ID", "HOSTNAME", "STATUS", "AVAILABILITY", "ADDRESS", "RUNTIME"]))
+    rows = [node_row(n, trunc=not no_trunc) for n in nodes]
+    listing.emit(NODES, output, rows, lambda: [node_json(n) for n in nodes])
 
 
 @node.command()
+@click.option("--pretty", is_flag=True, help="Readable text (sizes in human units), not JSON")
 @click.argument("refs", nargs=-1, required=True, metavar="NODE...")
 @click.pass_obj
-def inspect(client_factory: Callable[[], Client], refs: tuple[str, ...]) -> None:
-    """Show nodes as JSON."""
+def inspect(client_factory: Callable[[], Client], refs: tuple[str, ...], pretty: bool) -> None:
+    """Show nodes as JSON (or, with --pretty, as text)."""
     client = client_factory()
-    click.echo(json.dumps([node_json(client.call("GetNode", cpb.ObjectRef(ref=r))) for r in refs], indent=2))
+    found = [client.call("GetNode", cpb.ObjectRef(ref=r), retry=True) for r in refs]
+    if pretty:
+        click.echo("\n\n".join(node_pretty(n) for n in found))
+        return
+    click.echo(json.dumps([node_json(n) for n in found], indent=2))
 
 
-@node.command()
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
-@click.option("--quiet", "-q", is_flag=True)
-@click.argument("ref", metavar="NODE")
+@node.command(name="ps")
+@ps.ps_options
+@click.argument("refs", nargs=-1, required=True, metavar="NODE...")
 @click.pass_obj
-def ps(client_factory: Callable[[], Client], ref: str, fmt: str, quiet: bool) -> None:
-    """List the tasks on a node."""
-    print_tasks(client_factory().call("ListTasks", cpb.ListTasksRequest(node=ref)), fmt, quiet)
+def ps_(
+    client_factory: Callable[[], Client],
+    refs: tuple[str, ...],
+    fmt: str,
+    quiet: bool,
+    no_trunc: bool,
+    filters: tuple[str, ...],
+) -> None:
+    """List the tasks on nodes (current and history)."""
+    asked = ps.check(fmt, filters, quiet, no_trunc)
+    found = ps.fetch(client_factory(), [cpb.ListTasksRequest(node=r) for r in refs])
+    ps.print_task_list(found, asked)
 
 
 @node.command()
-@click.option("--availability", type=click.Choice(["active", "pause", "drain"]))
-@click.option("--label-add", multiple=True, help="KEY=VALUE")
-@click.option("--label-rm", multiple=True, help="KEY")
+@click.option(
+    "--availability",
+    type=click.Choice(["active", "pause", "drain"]),
+    help="active: takes tasks; pause: no new ones; drain: its tasks move elsewhere",
+)
+@click.option("--label-add", multiple=True, metavar="KEY=VALUE", help="Add or change a node label")
+@click.option("--label-rm", multiple=True, metavar="KEY", help="Remove a node label")
 @click.argument("ref", metavar="NODE")
 @click.pass_obj
 def update(

@@ -8,11 +8,8 @@ Field names are snake_case, times RFC 3339 UTC, states and enums lower case
 from __future__ import annotations
 
 import datetime
-import json
-import time
 from typing import Any
 
-import click
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
@@ -259,64 +256,48 @@ def service_json(svc: pb.Service, tasks: Any = None) -> dict[str, Any]:
     }
 
 
+def ellipsis(text: str, width: int) -> str:
+    """text cut to width characters, the last one ``…`` when cut."""
+    if width <= 0 or len(text) <= width:
+        return text
+    return text[: width - 1] + "…"
+
+
 def ago(ns: int, now_ns: int) -> str:
+    """How long ago, in the words of docker's HumanDuration: "2 minutes ago"."""
     secs = max(0, (now_ns - ns) // 1_000_000_000)
     if secs < 60:
         return "less than a minute ago" if secs < 2 else f"{secs} seconds ago"
-    if secs < 3600:
-        m = secs // 60
-        return "about a minute ago" if m == 1 else f"{m} minutes ago"
-    h = secs // 3600
-    return "about an hour ago" if h == 1 else f"{h} hours ago"
+    minutes, hours = secs // 60, secs // 3600
+    if minutes == 1:
+        return "about a minute ago"
+    if minutes < 60:
+        return f"{minutes} minutes ago"
+    if hours == 1:
+        return "about an hour ago"
+    if hours < 48:
+        return f"{hours} hours ago"
+    days = hours // 24
+    if days < 14:
+        return f"{days} days ago"
+    if days < 60:
+        return f"{days // 7} weeks ago"
+    if days < 365 * 2:
+        return f"{days // 30} months ago"
+    return f"{days // 365} years ago"
 
 
 def table(rows: list[list[str]], headers: list[str]) -> str:
-    widths = [len(h) for h in headers]
-    for row in rows:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell))
-    lines = ["   ".join(h.ljust(widths[i]) for i, h in enumerate(headers)).rstrip()]
-    for row in rows:
-        lines.append("   ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip())
-    return "\n".join(lines)
+    """Rows under headers, aligned as docker aligns its tables."""
+    from shoal.cli.listing import tabulate
+
+    return tabulate("\n".join("\t".join(cells) for cells in [headers, *rows]))
 
 
 def print_tasks(resp: Any, fmt: str, quiet: bool) -> None:
-    tasks = sort_tasks_for_ps(list(resp.tasks))
-    hostnames = dict(resp.node_hostnames)
-    addrs = dict(resp.node_addrs)
-    if quiet:
-        for t in tasks:
-            click.echo(t.meta.id)
-        return
-    if fmt == "json":
-        click.echo(json.dumps([task_json(t, hostnames, addrs) for t in tasks], indent=2))
-        return
-    now = time.time_ns()
-    rows = []
-    last_key = None
-    for t in tasks:
-        key = (t.service_id, t.slot, t.node_id if not t.slot else "")
-        name = task_display_name(t) if key != last_key else " \\_ " + task_display_name(t)
-        last_key = key
-        state = state_word(t.status.state)
-        if t.status.health == pb.HEALTH_UNHEALTHY:
-            state += " (unhealthy)"
-        elif t.status.health == pb.HEALTH_STARTING and t.status.state <= pb.TASK_STATE_RUNNING:
-            state += " (health: starting)"
-        rows.append(
-            [
-                t.meta.id[:12],
-                name,
-                t.spec.container.image,
-                hostnames.get(t.node_id, ""),
-                state_word(t.desired_state).capitalize(),
-                f"{state.capitalize()} {ago(t.status.timestamp or t.meta.created_at, now)}",
-                (t.status.err if len(t.status.err) <= 60 else t.status.err[:57] + "..."),
-                endpoints_text(t, addrs.get(t.node_id, ""))
-                if t.status.state <= pb.TASK_STATE_RUNNING
-                else "",
-            ]
-        )
-    headers = ["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR", "PORTS"]
-    click.echo(table(rows, headers))
+    """A ListTasks answer as ``service ps`` prints it (table or json)."""
+    from shoal.cli import ps
+
+    found = ps.TaskList()
+    found.add(resp)
+    ps.print_task_list(found, ps.check(fmt, (), quiet, no_trunc=False))

@@ -31,14 +31,15 @@ def pick_runtime(name: str) -> str:
 
 
 def stop_agent_tasks(agent_dirs: list[Path]) -> None:
-    """Stop and remove every task these agents ran: processes, and
-    containers labelled with their node IDs; and what their routing mesh
-    left (an nft table, when an agent was killed; the docker runtime's
-    network)."""
+    """Stop and remove every task these agents ran: processes, containers
+    labelled with their node IDs, and the tasks' secret and config tmpfs;
+    and what their routing mesh left (an nft table, when an agent was
+    killed; the docker runtime's network)."""
     from shoal.agent.identity import JoinError, load_identity
     from shoal.agent.runtime.base import Runtime
     from shoal.agent.runtime.docker import DockerRuntime, probe_engine
     from shoal.agent.runtime.process import ProcessRuntime
+    from shoal.agent.taskfiles import FileStore
 
     docker_up = probe_engine(1.0) is None
 
@@ -61,5 +62,8 @@ def stop_agent_tasks(agent_dirs: list[Path]) -> None:
                 if isinstance(runtime, DockerRuntime):
                     await asyncio.to_thread(runtime.remove_network)
                 await runtime.close()
+            files = FileStore.for_agent(d)
+            for task_id in files.known():
+                files.remove(task_id)
 
     asyncio.run(discard_all())

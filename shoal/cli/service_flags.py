@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,27 +20,13 @@ from typing import Any
 import click
 
 from shoal import specs
+from shoal.cli import network_flags
 from shoal.cli.client import CLIError
+from shoal.cli.file_flags import change_refs
 from shoal.durations import parse_duration, parse_size
 from shoal.protos import objects_pb2 as pb
-
-MODES = {
-    "replicated": pb.SERVICE_MODE_REPLICATED,
-    "global": pb.SERVICE_MODE_GLOBAL,
-    "replicated-job": pb.SERVICE_MODE_REPLICATED_JOB,
-    "global-job": pb.SERVICE_MODE_GLOBAL_JOB,
-}
-CONDITIONS = {
-    "any": pb.RESTART_CONDITION_ANY,
-    "on-failure": pb.RESTART_CONDITION_ON_FAILURE,
-    "none": pb.RESTART_CONDITION_NONE,
-}
-FAILURE_ACTIONS = {
-    "pause": pb.FAILURE_ACTION_PAUSE,
-    "continue": pb.FAILURE_ACTION_CONTINUE,
-    "rollback": pb.FAILURE_ACTION_ROLLBACK,
-}
-ORDERS = {"stop-first": pb.UPDATE_ORDER_STOP_FIRST, "start-first": pb.UPDATE_ORDER_START_FIRST}
+from shoal.specs import CONDITIONS, FAILURE_ACTIONS, ORDERS
+from shoal.specs import MODES as MODES  # services.py takes it from here
 
 
 def _duration(flag: str, value: str) -> int:
@@ -173,46 +160,115 @@ def registry_auth_for(image: str) -> str:
 
 def spec_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by create and update (CLI.md's table)."""
+    d, size, n = "DURATION", "SIZE", "N"
     options = [
-        click.option("--name", help="Service name"),
-        click.option("--mode", type=click.Choice(list(MODES)), help="Service mode (create only)"),
-        click.option("--replicas", type=int, help="Number of tasks"),
-        click.option("--max-concurrent", type=int, help="Jobs: tasks running at once"),
-        click.option("--replicas-max-per-node", type=int, help="Maximum tasks per node (0 = unlimited)"),
-        click.option("--workdir", "-w", help="Working directory"),
-        click.option("--stop-grace-period", help="Time to wait before killing a task (e.g. 10s)"),
-        click.option("--stop-signal", help="Signal to stop a task"),
-        click.option("--restart-condition", type=click.Choice(list(CONDITIONS))),
-        click.option("--restart-delay"),
-        click.option("--restart-max-attempts", type=int),
-        click.option("--restart-window"),
-        click.option("--reserve-cpu"),
-        click.option("--reserve-memory"),
-        click.option("--limit-cpu"),
-        click.option("--limit-memory"),
-        click.option("--update-parallelism", type=int),
-        click.option("--update-delay"),
-        click.option("--update-failure-action", type=click.Choice(list(FAILURE_ACTIONS))),
-        click.option("--update-monitor"),
-        click.option("--update-max-failure-ratio", type=float),
-        click.option("--update-order", type=click.Choice(list(ORDERS))),
-        click.option("--rollback-parallelism", type=int),
-        click.option("--rollback-delay"),
-        click.option("--rollback-failure-action", type=click.Choice(["pause", "continue"])),
-        click.option("--rollback-monitor"),
-        click.option("--rollback-max-failure-ratio", type=float),
-        click.option("--rollback-order", type=click.Choice(list(ORDERS))),
-        click.option("--health-cmd"),
-        click.option("--health-interval"),
-        click.option("--health-timeout"),
-        click.option("--health-retries", type=int),
-        click.option("--health-start-period"),
-        click.option("--no-healthcheck", is_flag=True),
-        click.option("--with-registry-auth", is_flag=True, help="Send registry credentials to the agents"),
+        click.option("--name", metavar="NAME", help="Service name (update: rename)"),
+        click.option(
+            "--mode",
+            type=click.Choice(list(MODES)),
+            help="replicated (default), global (one task per node), or a job of either kind (create only)",
+        ),
+        click.option("--replicas", type=int, metavar=n, help="Number of tasks (jobs: completions wanted)"),
+        click.option(
+            "--max-concurrent", type=int, metavar=n, help="Jobs: tasks running at once (default: replicas)"
+        ),
+        click.option(
+            "--replicas-max-per-node", type=int, metavar=n, help="Most tasks on one node (0 = unlimited)"
+        ),
+        click.option("--workdir", "-w", metavar="DIR", help="Working directory of the task"),
+        click.option(
+            "--user",
+            "-u",
+            metavar="USER[:GROUP]",
+            help="User the task runs as (process runtime: only the agent's own user)",
+        ),
+        click.option(
+            "--stop-grace-period", metavar=d, help="Time between the stop signal and SIGKILL (default 10s)"
+        ),
+        click.option("--stop-signal", metavar="SIGNAL", help="Signal that stops a task (default SIGTERM)"),
+        click.option(
+            "--restart-condition",
+            type=click.Choice(list(CONDITIONS)),
+            help="When an ended task is replaced (default any; jobs on-failure)",
+        ),
+        click.option("--restart-delay", metavar=d, help="Wait before a replacement starts (default 5s)"),
+        click.option(
+            "--restart-max-attempts", type=int, metavar=n, help="Restarts before giving up (0 = unlimited)"
+        ),
+        click.option("--restart-window", metavar=d, help="Window in which restarts are counted (0 = ever)"),
+        click.option(
+            "--reserve-cpu", metavar="CPUS", help="CPUs the scheduler sets aside per task, e.g. 0.5"
+        ),
+        click.option(
+            "--reserve-memory", metavar=size, help="Memory the scheduler sets aside per task, e.g. 256m"
+        ),
+        click.option("--limit-cpu", metavar="CPUS", help="CPUs a task may use (docker runtime), e.g. 1.5"),
+        click.option("--limit-memory", metavar=size, help="Memory a task may use, e.g. 512m"),
+        click.option(
+            "--update-parallelism", type=int, metavar=n, help="Tasks updated at once (0 = all; default 1)"
+        ),
+        click.option("--update-delay", metavar=d, help="Pause between batches of an update (default 0s)"),
+        click.option(
+            "--update-failure-action",
+            type=click.Choice(list(FAILURE_ACTIONS)),
+            help="What a failing update does (default pause)",
+        ),
+        click.option(
+            "--update-monitor", metavar=d, help="How long new tasks are watched for failure (default 5s)"
+        ),
+        click.option(
+            "--update-max-failure-ratio",
+            type=float,
+            metavar="RATIO",
+            help="Share of failed tasks an update tolerates, 0 to 1 (default 0)",
+        ),
+        click.option(
+            "--update-order",
+            type=click.Choice(list(ORDERS)),
+            help="Stop the old task before starting the new one, or the reverse (default stop-first)",
+        ),
+        click.option(
+            "--rollback-parallelism", type=int, metavar=n, help="Tasks rolled back at once (0 = all)"
+        ),
+        click.option("--rollback-delay", metavar=d, help="Pause between batches of a rollback"),
+        click.option(
+            "--rollback-failure-action",
+            type=click.Choice(["pause", "continue"]),
+            help="What a failing rollback does (default pause)",
+        ),
+        click.option(
+            "--rollback-monitor", metavar=d, help="How long rolled-back tasks are watched for failure"
+        ),
+        click.option(
+            "--rollback-max-failure-ratio",
+            type=float,
+            metavar="RATIO",
+            help="Share of failed tasks a rollback tolerates, 0 to 1",
+        ),
+        click.option(
+            "--rollback-order",
+            type=click.Choice(list(ORDERS)),
+            help="Order of stopping and starting in a rollback",
+        ),
+        click.option("--health-cmd", metavar="COMMAND", help="Health check, run with /bin/sh -c in the task"),
+        click.option("--health-interval", metavar=d, help="Time between health checks (default 30s)"),
+        click.option("--health-timeout", metavar=d, help="Time a health check may take (default 30s)"),
+        click.option(
+            "--health-retries", type=int, metavar=n, help="Failed checks in a row that make a task unhealthy"
+        ),
+        click.option(
+            "--health-start-period", metavar=d, help="Start-up time in which failed checks do not count"
+        ),
+        click.option("--no-healthcheck", is_flag=True, help="No health check (also none of the image's)"),
+        click.option(
+            "--with-registry-auth",
+            is_flag=True,
+            help="Send your registry credentials for the image to the nodes that run its tasks",
+        ),
         click.option(
             "--detach", "-d", is_flag=True, help="Return at once instead of waiting for convergence"
         ),
-        click.option("--quiet", "-q", is_flag=True, help="Print only the ID"),
+        click.option("--quiet", "-q", is_flag=True, help="Print only the ID (still waits unless -d)"),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -230,6 +286,8 @@ def apply_flags(spec: pb.ServiceSpec, o: dict[str, Any], creating: bool) -> None
         task.placement.max_replicas_per_node = o["replicas_max_per_node"]
     if o.get("workdir") is not None:
         container.workdir = o["workdir"]
+    if o.get("user") is not None:
+        container.user = o["user"]
     if o.get("stop_grace_period") is not None:
         container.stop_grace_period = _duration("--stop-grace-period", o["stop_grace_period"])
     if o.get("stop_signal") is not None:
@@ -293,3 +351,32 @@ def apply_flags(spec: pb.ServiceSpec, o: dict[str, Any], creating: bool) -> None
         hc.retries = o["health_retries"]
     if o.get("health_start_period") is not None:
         hc.start_period = _duration("--health-start-period", o["health_start_period"])
+
+
+def base_spec(image: str, command: tuple[str, ...], o: dict[str, Any]) -> pb.ServiceSpec:
+    """The spec that `service create`'s options describe (and `run`'s,
+    which are the same), before apply_flags: image and command, env,
+    labels, placement, ports, mounts, entrypoint."""
+    spec = pb.ServiceSpec(name=o.get("name") or "")
+    spec.mode = MODES[o.get("mode") or "replicated"]
+    spec.task.container.image = image
+    if command:
+        spec.task.container.args.extend(command)
+    spec.task.container.env.extend(o["env"])
+    spec.labels.update(key_values("--label", o["label"]))
+    spec.task.placement.constraints.extend(o["constraint"])
+    for pref in o["placement_pref"]:
+        strategy, _, target = pref.partition("=")
+        if strategy != "spread" or not target:
+            raise CLIError(f'--placement-pref "{pref}": only spread=node.labels.KEY is supported')
+        spec.task.placement.preferences.add(spread=target)
+    for p in o["publish"]:
+        spec.ports.append(parse_publish(p))
+    for m in o["mounts"]:
+        spec.task.container.mounts.append(parse_mount(m))
+    if o["entrypoint"]:
+        spec.task.container.command.extend(shlex.split(o["entrypoint"]))
+    change_refs(spec.task.container.secrets, "--secret", (), o.get("secrets", ()))
+    change_refs(spec.task.container.configs, "--config", (), o.get("configs", ()))
+    network_flags.apply_create(spec, o)
+    return spec

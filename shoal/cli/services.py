@@ -15,20 +15,17 @@ from typing import Any
 
 import click
 
-from shoal.cli import network_flags
+from shoal.cli import listing, network_flags, ps
 from shoal.cli.client import Client, CLIError, for_each_ref
+from shoal.cli.file_flags import change_refs
+from shoal.cli.filters import SERVICE_KEYS, parse_filters, service_matches
+from shoal.cli.pretty import service_pretty
 from shoal.cli.progress import follow
-from shoal.cli.render import (
-    mode_word,
-    ports_text,
-    print_tasks,
-    service_json,
-    service_ls_json,
-    table,
-)
+from shoal.cli.render import service_json, service_ls_json
+from shoal.cli.rows import SERVICES, service_row
 from shoal.cli.service_flags import (
-    MODES,
     apply_flags,
+    base_spec,
     key_values,
     parse_mount,
     parse_publish,
@@ -50,7 +47,7 @@ def _wait(client: Client, service: pb.Service, detach: bool, quiet: bool, rollba
         return
     # Quiet still waits, as Docker's does; it only hides the progress.
     out = io.StringIO() if quiet else sys.stdout
-    code = follow(client, service.meta.id, out=out, rollback=rollback)
+    code = follow(client, service.meta.id, out=out, rollback=rollback, name=service.spec.name)
     if code:
         sys.exit(1 if code == 1 else code)
 
@@ -60,45 +57,79 @@ def service() -> None:
     """Manage services."""
 
 
-@service.command(context_settings={"ignore_unknown_options": False, "allow_interspersed_args": False})
+CREATE_EXAMPLES = """Examples:
+
+\b
+  shoal service create --name web --replicas 3 shoal-test:1 sleep 3600
+  shoal service create --name agent --mode global --constraint node.labels.zone==a busybox:latest sleep 3600
+  shoal service create --name api -p 8080:80 --reserve-memory 64m shoal-test:1 httpd -f -p 80
+"""
+
+
+@service.command(
+    context_settings={"ignore_unknown_options": False, "allow_interspersed_args": False},
+    epilog=CREATE_EXAMPLES,
+)
 @spec_options
-@click.option("--env", "-e", multiple=True, help="Environment variable KEY=VALUE")
-@click.option("--label", "-l", multiple=True, help="Service label KEY=VALUE")
-@click.option("--constraint", multiple=True, help="Placement constraint, e.g. node.labels.zone==a")
-@click.option("--placement-pref", multiple=True, help="Placement preference spread=node.labels.KEY")
+@click.option("--env", "-e", multiple=True, metavar="KEY=VALUE", help="Environment variable (repeat)")
+@click.option("--label", "-l", multiple=True, metavar="KEY=VALUE", help="Service label (repeat)")
 @click.option(
-    "--publish", "-p", multiple=True, help="Publish a port: 8080:80 or published=8080,target=80,mode=host"
+    "--constraint",
+    multiple=True,
+    metavar="EXPR",
+    help="Placement constraint, e.g. node.labels.zone==a (repeat: all must hold)",
 )
 @click.option(
-    "--mount", "mounts", multiple=True, help="type=bind|volume|tmpfs,source=...,target=...[,readonly]"
+    "--placement-pref",
+    multiple=True,
+    metavar="spread=node.labels.KEY",
+    help="Spread tasks evenly over the values of a node label (repeat)",
 )
-@click.option("--entrypoint", default=None, help="Override the image's entrypoint")
+@click.option(
+    "--publish",
+    "-p",
+    multiple=True,
+    metavar="PORT",
+    help="Publish a port: 8080:80 (/udp for UDP), or published=8080,target=80 with optional "
+    "protocol=tcp|udp and mode=host|ingress (repeat)",
+)
+@click.option(
+    "--mount",
+    "mounts",
+    multiple=True,
+    metavar="SPEC",
+    help="A mount: type=bind|volume|tmpfs, source=SRC, target=DST, readonly, tmpfs-size=SIZE, "
+    "joined by commas (repeat)",
+)
+@click.option("--entrypoint", default=None, metavar="COMMAND", help="Replace the image's entrypoint")
+@click.option(
+    "--secret",
+    "secrets",
+    multiple=True,
+    metavar="SECRET",
+    help="A secret as a file in the task: NAME, or source=NAME,target=PATH,mode=0400,uid=U,gid=G (repeat)",
+)
+@click.option(
+    "--config",
+    "configs",
+    multiple=True,
+    metavar="CONFIG",
+    help="A config as a file in the task: NAME, or source=NAME,target=PATH,mode=0444 (repeat)",
+)
 @network_flags.create_options
 @click.argument("image")
-@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[COMMAND [ARG...]]")
 @click.pass_obj
 def create(client_factory: Callable[[], Client], /, image: str, command: tuple[str, ...], **o: Any) -> None:
-    """Create a service running IMAGE [COMMAND [ARG...]]."""
-    spec = pb.ServiceSpec(name=o.get("name") or "")
-    spec.mode = MODES[o.get("mode") or "replicated"]
-    spec.task.container.image = image
-    if command:
-        spec.task.container.args.extend(command)
-    spec.task.container.env.extend(o["env"])
-    spec.labels.update(key_values("--label", o["label"]))
-    spec.task.placement.constraints.extend(o["constraint"])
-    for pref in o["placement_pref"]:
-        strategy, _, target = pref.partition("=")
-        if strategy != "spread" or not target:
-            raise CLIError(f'--placement-pref "{pref}": only spread=node.labels.KEY is supported')
-        spec.task.placement.preferences.add(spread=target)
-    for p in o["publish"]:
-        spec.ports.append(parse_publish(p))
-    for m in o["mounts"]:
-        spec.task.container.mounts.append(parse_mount(m))
-    network_flags.apply_create(spec, o)
-    if o["entrypoint"]:
-        spec.task.container.command.extend(shlex.split(o["entrypoint"]))
+    """Create a service that runs tasks of IMAGE.
+
+    Options go before IMAGE: everything after IMAGE is the task's command and
+    its arguments (COMMAND [ARG...]), passed on as they are, as in docker (the
+    process runtime runs COMMAND on the node). Unless -d is given, waits until
+    the service converges, showing each task's progress, and exits 1 saying
+    why when it cannot (the service then exists: shoal service rm removes it).
+    """
+    spec = base_spec(image, command, o)
     apply_flags(spec, o, creating=True)
     auth = ""
     if o["with_registry_auth"]:
@@ -115,20 +146,33 @@ def create(client_factory: Callable[[], Client], /, image: str, command: tuple[s
 
 @service.command()
 @spec_options
-@click.option("--image", "new_image", help="New image")
-@click.option("--args", "new_args", help="New command arguments")
-@click.option("--env-add", multiple=True)
-@click.option("--env-rm", multiple=True)
-@click.option("--label-add", multiple=True)
-@click.option("--label-rm", multiple=True)
-@click.option("--constraint-add", multiple=True)
-@click.option("--constraint-rm", multiple=True)
-@click.option("--placement-pref-add", multiple=True)
-@click.option("--placement-pref-rm", multiple=True)
-@click.option("--publish-add", multiple=True)
-@click.option("--publish-rm", multiple=True)
-@click.option("--mount-add", multiple=True)
-@click.option("--mount-rm", multiple=True, help="Target path of a mount to remove")
+@click.option("--image", "new_image", metavar="IMAGE", help="New image")
+@click.option("--args", "new_args", metavar='"ARGS"', help="New command arguments, split as a shell would")
+@click.option("--env-add", multiple=True, metavar="KEY=VALUE", help="Add or change an environment variable")
+@click.option("--env-rm", multiple=True, metavar="KEY", help="Remove an environment variable")
+@click.option("--label-add", multiple=True, metavar="KEY=VALUE", help="Add or change a service label")
+@click.option("--label-rm", multiple=True, metavar="KEY", help="Remove a service label")
+@click.option("--constraint-add", multiple=True, metavar="EXPR", help="Add a placement constraint")
+@click.option("--constraint-rm", multiple=True, metavar="EXPR", help="Remove a placement constraint")
+@click.option(
+    "--placement-pref-add", multiple=True, metavar="spread=node.labels.KEY", help="Add a placement preference"
+)
+@click.option(
+    "--placement-pref-rm",
+    multiple=True,
+    metavar="spread=node.labels.KEY",
+    help="Remove a placement preference",
+)
+@click.option("--publish-add", multiple=True, metavar="PORT", help="Publish another port (as --publish)")
+@click.option(
+    "--publish-rm", multiple=True, metavar="TARGET", help="Stop publishing the port with this target"
+)
+@click.option("--mount-add", multiple=True, metavar="SPEC", help="Add a mount (as --mount)")
+@click.option("--mount-rm", multiple=True, metavar="TARGET", help="Remove the mount at this target path")
+@click.option("--secret-add", multiple=True, metavar="SECRET", help="Add a secret (as --secret; repeat)")
+@click.option("--secret-rm", multiple=True, metavar="NAME", help="Remove the secret of this name (repeat)")
+@click.option("--config-add", multiple=True, metavar="CONFIG", help="Add a config (as --config; repeat)")
+@click.option("--config-rm", multiple=True, metavar="NAME", help="Remove the config of this name (repeat)")
 @network_flags.update_options
 @click.option("--force", is_flag=True, help="Replace every task even with no change")
 @click.option("--rollback", "do_rollback", is_flag=True, help="Roll back to the previous spec")
@@ -188,6 +232,8 @@ def update(client_factory: Callable[[], Client], /, ref: str, **o: Any) -> None:
     mounts += [parse_mount(m) for m in o["mount_add"]]
     del container.mounts[:]
     container.mounts.extend(mounts)
+    change_refs(container.secrets, "--secret", o["secret_rm"], o["secret_add"])
+    change_refs(container.configs, "--config", o["config_rm"], o["config_add"])
     network_flags.apply_update(spec, o)
     apply_flags(spec, o, creating=False)
     auth = registry_auth_for(spec.task.container.image) if o["with_registry_auth"] else ""
@@ -205,8 +251,8 @@ def update(client_factory: Callable[[], Client], /, ref: str, **o: Any) -> None:
 
 
 @service.command()
-@click.option("--detach", "-d", is_flag=True)
-@click.option("--quiet", "-q", is_flag=True)
+@click.option("--detach", "-d", is_flag=True, help="Return at once instead of waiting for convergence")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the ID (still waits unless -d)")
 @click.argument("ref", metavar="SERVICE")
 @click.pass_obj
 def rollback(client_factory: Callable[[], Client], ref: str, detach: bool, quiet: bool) -> None:
@@ -222,7 +268,7 @@ def rollback(client_factory: Callable[[], Client], ref: str, detach: bool, quiet
 
 
 @service.command()
-@click.option("--detach", "-d", is_flag=True)
+@click.option("--detach", "-d", is_flag=True, help="Return at once instead of waiting for convergence")
 @click.argument("pairs", nargs=-1, required=True, metavar="SERVICE=REPLICAS...")
 @click.pass_obj
 def scale(client_factory: Callable[[], Client], pairs: tuple[str, ...], detach: bool) -> None:
@@ -247,80 +293,80 @@ def scale(client_factory: Callable[[], Client], pairs: tuple[str, ...], detach: 
             failed = True
             continue
         click.echo(f"{name} scaled to {replicas}")
-        if not detach and follow(client, svc.meta.id) != 0:
+        if not detach and follow(client, svc.meta.id, name=svc.spec.name) != 0:
             failed = True
     if failed:
         sys.exit(1)
 
 
 @service.command(name="ls")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
-@click.option("--quiet", "-q", is_flag=True)
+@listing.format_option(SERVICES)
+@click.option("--quiet", "-q", is_flag=True, help="Print only the service IDs")
+@listing.no_trunc_option
+@click.option(
+    "--filter",
+    "-f",
+    "filters",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Only services that match: id, name (a prefix), label=KEY[=VALUE], "
+    "mode=replicated|global|replicated-job|global-job (repeat)",
+)
 @click.pass_obj
-def ls(client_factory: Callable[[], Client], fmt: str, quiet: bool) -> None:
+def ls(
+    client_factory: Callable[[], Client], fmt: str, quiet: bool, no_trunc: bool, filters: tuple[str, ...]
+) -> None:
     """List services."""
-    resp = client_factory().call("ListServices", cpb.ListServicesRequest())
+    output = listing.check_format(SERVICES, fmt)
+    chosen = parse_filters(filters, SERVICE_KEYS)
+    resp = client_factory().call("ListServices", cpb.ListServicesRequest(), retry=True)
+    shown = [s for s in resp.services if service_matches(chosen, s.service)]
     if quiet:
-        for s in resp.services:
+        for s in shown:
             click.echo(s.service.meta.id)
         return
-    if fmt == "json":
-        click.echo(json.dumps([service_ls_json(s) for s in resp.services], indent=2))
-        return
-    rows = []
-    for s in resp.services:
-        svc = s.service
-        if svc.spec.mode in (pb.SERVICE_MODE_REPLICATED_JOB, pb.SERVICE_MODE_GLOBAL_JOB):
-            replicas = (
-                f"{s.replicas_running}/{s.replicas_desired} ({s.completed}/{s.replicas_desired} completed)"
-            )
-        else:
-            replicas = f"{s.replicas_running}/{s.replicas_desired}"
-        rows.append(
-            [
-                svc.meta.id[:12],
-                svc.spec.name,
-                mode_word(svc.spec.mode),
-                replicas,
-                svc.spec.task.container.image,
-                ", ".join(ports_text(svc.spec.ports)),
-            ]
-        )
-    click.echo(table(rows, ["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"]))
+    rows = [service_row(s, trunc=not no_trunc) for s in shown]
+    listing.emit(SERVICES, output, rows, lambda: [service_ls_json(s) for s in shown])
 
 
-@service.command()
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
-@click.option("--quiet", "-q", is_flag=True)
-@click.option("--filter", "-f", "filters", multiple=True, help="desired-state=running|shutdown|accepted")
-@click.argument("ref", metavar="SERVICE")
-@click.pass_obj
-def ps(
-    client_factory: Callable[[], Client], ref: str, fmt: str, quiet: bool, filters: tuple[str, ...]
-) -> None:
-    """List the tasks of a service (current and history)."""
-    desired = ""
-    for f in filters:
-        key, _, value = f.partition("=")
-        if key != "desired-state":
-            raise CLIError(f'--filter "{f}": only desired-state=running|shutdown|accepted is supported')
-        desired = value
-    resp = client_factory().call("ListTasks", cpb.ListTasksRequest(service=ref, desired_state=desired))
-    print_tasks(resp, fmt, quiet)
-
-
-@service.command()
+@service.command(name="ps")
+@ps.ps_options
 @click.argument("refs", nargs=-1, required=True, metavar="SERVICE...")
 @click.pass_obj
-def inspect(client_factory: Callable[[], Client], refs: tuple[str, ...]) -> None:
-    """Show services as JSON."""
+def ps_(
+    client_factory: Callable[[], Client],
+    refs: tuple[str, ...],
+    fmt: str,
+    quiet: bool,
+    no_trunc: bool,
+    filters: tuple[str, ...],
+) -> None:
+    """List the tasks of services (current and history)."""
+    asked = ps.check(fmt, filters, quiet, no_trunc)
+    found = ps.fetch(client_factory(), [cpb.ListTasksRequest(service=r) for r in refs])
+    ps.print_task_list(found, asked)
+
+
+@service.command()
+@click.option("--pretty", is_flag=True, help="Readable text (durations and sizes in human units), not JSON")
+@click.argument("refs", nargs=-1, required=True, metavar="SERVICE...")
+@click.pass_obj
+def inspect(client_factory: Callable[[], Client], refs: tuple[str, ...], pretty: bool) -> None:
+    """Show services as JSON (or, with --pretty, as text)."""
     client = client_factory()
-    out = []
-    for ref in refs:
-        svc = client.call("GetService", cpb.ObjectRef(ref=ref))
-        tasks = client.call("ListTasks", cpb.ListTasksRequest(service=svc.meta.id, desired_state="running"))
-        out.append(service_json(svc, tasks))
-    click.echo(json.dumps(out, indent=2))
+    found = [client.call("GetService", cpb.ObjectRef(ref=r), retry=True) for r in refs]
+    if pretty:
+        click.echo("\n\n".join(service_pretty(svc) for svc in found))
+        return
+    running = [
+        client.call(
+            "ListTasks", cpb.ListTasksRequest(service=svc.meta.id, desired_state="running"), retry=True
+        )
+        for svc in found
+    ]
+    click.echo(
+        json.dumps([service_json(svc, tasks) for svc, tasks in zip(found, running, strict=True)], indent=2)
+    )
 
 
 @service.command(name="rm")
@@ -334,9 +380,16 @@ def rm(client_factory: Callable[[], Client], refs: tuple[str, ...]) -> None:
 
 @service.command()
 @click.option("--follow", "-f", is_flag=True, help="Keep streaming new output (and new tasks)")
-@click.option("--tail", "-n", default="all", help="Lines to show from the end of each task's output")
+@click.option(
+    "--tail", "-n", default="all", metavar="N|all", help="Lines to show from the end of each task's output"
+)
 @click.option("--timestamps", "-t", is_flag=True, help="Show when each line was written")
-@click.option("--since", default=None, help="Only lines newer than this duration (e.g. 10m) or RFC 3339 time")
+@click.option(
+    "--since",
+    default=None,
+    metavar="DURATION|TIME",
+    help="Only lines newer than this duration (e.g. 10m) or RFC 3339 time",
+)
 @click.option("--no-task-ids", is_flag=True, help="Leave the task ID out of the prefix")
 @click.option("--raw", is_flag=True, help="No prefix at all")
 @click.argument("ref", metavar="SERVICE|TASK")
@@ -396,4 +449,5 @@ def logs(
     except grpc.RpcError as err:
         raise CLIError(err.details() or err.code().name) from None
     except KeyboardInterrupt:
-        sys.exit(130)
+        # Following ends with Ctrl-C: that is how it is done, not a failure.
+        return

@@ -44,6 +44,7 @@ from shoal import defaults, pki
 from shoal.ids import new_id
 from shoal.manager import seal
 from shoal.manager.auth import Authorizer
+from shoal.manager.autoremove import AutoRemover
 from shoal.manager.ca.authority import new_root_ca
 from shoal.manager.ca.manager_certs import ManagerCertificates
 from shoal.manager.ca.nodeca import NodeCA
@@ -56,6 +57,7 @@ from shoal.manager.controlapi.logs import LogGatherer
 from shoal.manager.controlapi.servicer import Control
 from shoal.manager.dispatcher.dispatcher import Dispatcher
 from shoal.manager.election import Leadership, ManagerPresence
+from shoal.manager.execsource import Peers
 from shoal.manager.keyring import KeyRing, Locked, parse_unlock_key, wrap
 from shoal.manager.node_monitor import NodeMonitor
 from shoal.manager.orchestrator.global_ import GlobalOrchestrator
@@ -156,6 +158,7 @@ async def ensure_cluster(store: Store, heartbeat_period_ns: int) -> pb.Cluster:
         cluster.root_ca.cert_pem = root.cert_pem
         cluster.root_ca.cert_digest = pki.cert_digest(root.cert_pem)
         cluster.join_tokens.worker = pki.new_join_token(cluster.root_ca.cert_digest)
+        cluster.join_tokens.manager = pki.new_join_token(cluster.root_ca.cert_digest)
         keys = wrap(cluster.meta.id, pb.KeyMaterial(ca_key_pem=root.key_pem, seal_key=seal.new_key()), None)
         keys.meta.created_at = keys.meta.updated_at = cluster.meta.created_at
         txn = await store.etcd.txn(
@@ -340,11 +343,13 @@ class Manager:
             logs,
             self.stats,
             on_unlock=unlocked.set,
+            taskio=dispatcher.taskio,
+            peers=Peers(manager_addr, certs.peer_credentials),
         )
         server = grpc.aio.server(options=pki.server_options(settings.limits))
         cgrpc.add_ControlServicer_to_server(control, server)
         dgrpc.add_DispatcherServicer_to_server(dispatcher, server)
-        dgrpc.add_NodeCAServicer_to_server(NodeCA(self.view.cluster, keyring), server)
+        dgrpc.add_NodeCAServicer_to_server(NodeCA(self.view.cluster, keyring, store=self.store), server)
         server.add_secure_port(settings.listen, tls.credentials())
         await server.start()
         self.server = server
@@ -420,6 +425,7 @@ class Manager:
             RotationFinisher(self.view, fenced),
             Compactor(self.etcd, self.settings.compaction_interval),
             NodeMonitor(self.view, fenced, self._live_manager_ids, self._grace),
+            AutoRemover(self.view, fenced),
         ]
         self.leader_components = list(components)
         async with asyncio.TaskGroup() as tg:

@@ -34,9 +34,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from shoal.manager.ca.authority import CertificateAuthority
-from shoal.manager.errors import InvalidRequest
 from shoal.manager.store import View
 from shoal.protos import objects_pb2 as pb
+from shoal.rules.errors import InvalidRequest
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
 from shoal.protos import objects_pb2 as _objects_pb2
+from shoal.protos import taskio_pb2 as _taskio_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -8,18 +9,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TaskLogsRequest(_message.Message):
-    __slots__ = ("ref", "follow", "tail", "since", "task_ids")
+    __slots__ = ("ref", "follow", "tail", "since", "task_ids", "task_only")
     REF_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
     TAIL_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
     TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    TASK_ONLY_FIELD_NUMBER: _ClassVar[int]
     ref: str
     follow: bool
     tail: int
     since: int
     task_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, ref: _Optional[str] = ..., follow: _Optional[bool] = ..., tail: _Optional[int] = ..., since: _Optional[int] = ..., task_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    task_only: bool
+    def __init__(self, ref: _Optional[str] = ..., follow: _Optional[bool] = ..., tail: _Optional[int] = ..., since: _Optional[int] = ..., task_ids: _Optional[_Iterable[str]] = ..., task_only: _Optional[bool] = ...) -> None: ...
 
 class TaskLogMessage(_message.Message):
     __slots__ = ("task_id", "task_name", "node_id", "node", "stream", "data", "timestamp", "warning")
@@ -62,7 +65,7 @@ class GetClusterInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ClusterInfo(_message.Message):
-    __slots__ = ("cluster_id", "managers", "spec", "nodes", "nodes_ready", "services", "tasks", "tasks_running", "created_at", "stats", "autolock", "locked", "etcd", "stale_seconds")
+    __slots__ = ("cluster_id", "managers", "spec", "nodes", "nodes_ready", "services", "tasks", "tasks_running", "created_at", "stats", "autolock", "locked", "etcd", "stale_seconds", "version")
     class StatsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +87,7 @@ class ClusterInfo(_message.Message):
     LOCKED_FIELD_NUMBER: _ClassVar[int]
     ETCD_FIELD_NUMBER: _ClassVar[int]
     STALE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     cluster_id: str
     managers: _containers.RepeatedCompositeFieldContainer[ManagerInfo]
     spec: _objects_pb2.ClusterSpec
@@ -98,7 +102,8 @@ class ClusterInfo(_message.Message):
     locked: bool
     etcd: _containers.RepeatedCompositeFieldContainer[EtcdEndpoint]
     stale_seconds: float
-    def __init__(self, cluster_id: _Optional[str] = ..., managers: _Optional[_Iterable[_Union[ManagerInfo, _Mapping]]] = ..., spec: _Optional[_Union[_objects_pb2.ClusterSpec, _Mapping]] = ..., nodes: _Optional[int] = ..., nodes_ready: _Optional[int] = ..., services: _Optional[int] = ..., tasks: _Optional[int] = ..., tasks_running: _Optional[int] = ..., created_at: _Optional[int] = ..., stats: _Optional[_Mapping[str, float]] = ..., autolock: _Optional[bool] = ..., locked: _Optional[bool] = ..., etcd: _Optional[_Iterable[_Union[EtcdEndpoint, _Mapping]]] = ..., stale_seconds: _Optional[float] = ...) -> None: ...
+    version: str
+    def __init__(self, cluster_id: _Optional[str] = ..., managers: _Optional[_Iterable[_Union[ManagerInfo, _Mapping]]] = ..., spec: _Optional[_Union[_objects_pb2.ClusterSpec, _Mapping]] = ..., nodes: _Optional[int] = ..., nodes_ready: _Optional[int] = ..., services: _Optional[int] = ..., tasks: _Optional[int] = ..., tasks_running: _Optional[int] = ..., created_at: _Optional[int] = ..., stats: _Optional[_Mapping[str, float]] = ..., autolock: _Optional[bool] = ..., locked: _Optional[bool] = ..., etcd: _Optional[_Iterable[_Union[EtcdEndpoint, _Mapping]]] = ..., stale_seconds: _Optional[float] = ..., version: _Optional[str] = ...) -> None: ...
 
 class EtcdEndpoint(_message.Message):
     __slots__ = ("target", "healthy", "db_size", "leader", "alarms", "error")
@@ -277,30 +282,90 @@ class RemoveNodeResponse(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class CreateServiceRequest(_message.Message):
-    __slots__ = ("spec", "registry_auth", "id")
+    __slots__ = ("spec", "registry_auth", "id", "validate_only", "planned_secrets", "planned_configs")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     REGISTRY_AUTH_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
+    VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_SECRETS_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_CONFIGS_FIELD_NUMBER: _ClassVar[int]
     spec: _objects_pb2.ServiceSpec
     registry_auth: str
     id: str
-    def __init__(self, spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ..., registry_auth: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...
+    validate_only: bool
+    planned_secrets: _containers.RepeatedScalarFieldContainer[str]
+    planned_configs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ..., registry_auth: _Optional[str] = ..., id: _Optional[str] = ..., validate_only: _Optional[bool] = ..., planned_secrets: _Optional[_Iterable[str]] = ..., planned_configs: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class UpdateServiceRequest(_message.Message):
-    __slots__ = ("ref", "version", "spec", "rollback", "force", "registry_auth")
+    __slots__ = ("ref", "version", "spec", "rollback", "force", "registry_auth", "validate_only", "planned_secrets", "planned_configs")
     REF_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     ROLLBACK_FIELD_NUMBER: _ClassVar[int]
     FORCE_FIELD_NUMBER: _ClassVar[int]
     REGISTRY_AUTH_FIELD_NUMBER: _ClassVar[int]
+    VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_SECRETS_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_CONFIGS_FIELD_NUMBER: _ClassVar[int]
     ref: str
     version: int
     spec: _objects_pb2.ServiceSpec
     rollback: bool
     force: bool
     registry_auth: str
-    def __init__(self, ref: _Optional[str] = ..., version: _Optional[int] = ..., spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ..., rollback: _Optional[bool] = ..., force: _Optional[bool] = ..., registry_auth: _Optional[str] = ...) -> None: ...
+    validate_only: bool
+    planned_secrets: _containers.RepeatedScalarFieldContainer[str]
+    planned_configs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, ref: _Optional[str] = ..., version: _Optional[int] = ..., spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ..., rollback: _Optional[bool] = ..., force: _Optional[bool] = ..., registry_auth: _Optional[str] = ..., validate_only: _Optional[bool] = ..., planned_secrets: _Optional[_Iterable[str]] = ..., planned_configs: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CreateSecretRequest(_message.Message):
+    __slots__ = ("spec", "id", "reuse_same")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REUSE_SAME_FIELD_NUMBER: _ClassVar[int]
+    spec: _objects_pb2.SecretSpec
+    id: str
+    reuse_same: bool
+    def __init__(self, spec: _Optional[_Union[_objects_pb2.SecretSpec, _Mapping]] = ..., id: _Optional[str] = ..., reuse_same: _Optional[bool] = ...) -> None: ...
+
+class CreateConfigRequest(_message.Message):
+    __slots__ = ("spec", "id", "reuse_same")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REUSE_SAME_FIELD_NUMBER: _ClassVar[int]
+    spec: _objects_pb2.ConfigSpec
+    id: str
+    reuse_same: bool
+    def __init__(self, spec: _Optional[_Union[_objects_pb2.ConfigSpec, _Mapping]] = ..., id: _Optional[str] = ..., reuse_same: _Optional[bool] = ...) -> None: ...
+
+class ListSecretsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListSecretsResponse(_message.Message):
+    __slots__ = ("secrets",)
+    SECRETS_FIELD_NUMBER: _ClassVar[int]
+    secrets: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Secret]
+    def __init__(self, secrets: _Optional[_Iterable[_Union[_objects_pb2.Secret, _Mapping]]] = ...) -> None: ...
+
+class ListConfigsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListConfigsResponse(_message.Message):
+    __slots__ = ("configs",)
+    CONFIGS_FIELD_NUMBER: _ClassVar[int]
+    configs: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Config]
+    def __init__(self, configs: _Optional[_Iterable[_Union[_objects_pb2.Config, _Mapping]]] = ...) -> None: ...
+
+class RemoveObjectResponse(_message.Message):
+    __slots__ = ("id", "name")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class ScaleServiceRequest(_message.Message):
     __slots__ = ("ref", "replicas")
@@ -351,8 +416,15 @@ class ListTasksRequest(_message.Message):
     def __init__(self, service: _Optional[str] = ..., node: _Optional[str] = ..., desired_state: _Optional[str] = ...) -> None: ...
 
 class ListTasksResponse(_message.Message):
-    __slots__ = ("tasks", "node_hostnames", "node_addrs")
+    __slots__ = ("tasks", "node_hostnames", "node_down", "node_addrs")
     class NodeHostnamesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class NodeDownEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -368,11 +440,13 @@ class ListTasksResponse(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     TASKS_FIELD_NUMBER: _ClassVar[int]
     NODE_HOSTNAMES_FIELD_NUMBER: _ClassVar[int]
+    NODE_DOWN_FIELD_NUMBER: _ClassVar[int]
     NODE_ADDRS_FIELD_NUMBER: _ClassVar[int]
     tasks: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Task]
     node_hostnames: _containers.ScalarMap[str, str]
+    node_down: _containers.ScalarMap[str, str]
     node_addrs: _containers.ScalarMap[str, str]
-    def __init__(self, tasks: _Optional[_Iterable[_Union[_objects_pb2.Task, _Mapping]]] = ..., node_hostnames: _Optional[_Mapping[str, str]] = ..., node_addrs: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    def __init__(self, tasks: _Optional[_Iterable[_Union[_objects_pb2.Task, _Mapping]]] = ..., node_hostnames: _Optional[_Mapping[str, str]] = ..., node_down: _Optional[_Mapping[str, str]] = ..., node_addrs: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class CreateNetworkRequest(_message.Message):
     __slots__ = ("spec",)
@@ -389,11 +463,3 @@ class ListNetworksResponse(_message.Message):
     NETWORKS_FIELD_NUMBER: _ClassVar[int]
     networks: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Network]
     def __init__(self, networks: _Optional[_Iterable[_Union[_objects_pb2.Network, _Mapping]]] = ...) -> None: ...
-
-class RemoveNetworkResponse(_message.Message):
-    __slots__ = ("id", "name")
-    ID_FIELD_NUMBER: _ClassVar[int]
-    NAME_FIELD_NUMBER: _ClassVar[int]
-    id: str
-    name: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...

@@ -5,6 +5,7 @@ import warnings
 
 from shoal.protos import control_pb2 as shoal_dot_protos_dot_control__pb2
 from shoal.protos import objects_pb2 as shoal_dot_protos_dot_objects__pb2
+from shoal.protos import taskio_pb2 as shoal_dot_protos_dot_taskio__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -145,6 +146,56 @@ class ControlStub:
                 request_serializer=shoal_dot_protos_dot_control__pb2.TaskLogsRequest.SerializeToString,
                 response_deserializer=shoal_dot_protos_dot_control__pb2.TaskLogMessage.FromString,
                 _registered_method=True)
+        self.CreateSecret = channel.unary_unary(
+                '/shoal.v1.Control/CreateSecret',
+                request_serializer=shoal_dot_protos_dot_control__pb2.CreateSecretRequest.SerializeToString,
+                response_deserializer=shoal_dot_protos_dot_objects__pb2.Secret.FromString,
+                _registered_method=True)
+        self.GetSecret = channel.unary_unary(
+                '/shoal.v1.Control/GetSecret',
+                request_serializer=shoal_dot_protos_dot_control__pb2.ObjectRef.SerializeToString,
+                response_deserializer=shoal_dot_protos_dot_objects__pb2.Secret.FromString,
+                _registered_method=True)
+        self.ListSecrets = channel.unary_unary(
+                '/shoal.v1.Control/ListSecrets',
+                request_serializer=shoal_dot_protos_dot_control__pb2.ListSecretsRequest.SerializeToString,
+                response_deserializer=shoal_dot_protos_dot_control__pb2.ListSecretsResponse.FromString,
+                _registered_method=True)
+        self.RemoveSecret = channel.unary_unary(
+                '/shoal.v1.Control/RemoveSecret',
+                request_serializer=shoal_dot_protos_dot_control__pb2.ObjectRef.SerializeToString,
+                response_deserializer=shoal_dot_protos_dot_control__pb2.RemoveObjectResponse.FromString,
+                _registered_method=True)
+        self.CreateConfig = channel.unary_unary(
+                '/shoal.v1.Control/CreateConfig',
+                request_serializer=shoal_dot_protos_dot_control__pb2.CreateConfigRequest.SerializeToString,
+                response_deserializer=shoal_dot_protos_dot_objects__pb2.Config.FromString,
+                _registered_method=True)
+        self.GetConfig = channel.unary_unary(
+                '/shoal.v1.Control/GetConfig',
+                request_serializer=shoal_dot_protos_dot_control__pb2.ObjectRef.SerializeToString,
+                response_deserializer=shoal_dot_protos_dot_objects__pb2.Config.FromString,
+                _registered_method=True)
+        self.ListConfigs = channel.unary_unary(
+                '/shoal.v1.Control/ListConfigs',
+                request_serializer=shoal_dot_protos_dot_control__pb2.ListConfigsRequest.SerializeToString,
+                response_deserializer=shoal_dot_protos_dot_control__pb2.ListConfigsResponse.FromString,
+                _registered_method=True)
+        self.RemoveConfig = channel.unary_unary(
+                '/shoal.v1.Control/RemoveConfig',
+                request_serializer=shoal_dot_protos_dot_control__pb2.ObjectRef.SerializeToString,
+                response_deserializer=shoal_dot_protos_dot_control__pb2.RemoveObjectResponse.FromString,
+                _registered_method=True)
+        self.Exec = channel.stream_stream(
+                '/shoal.v1.Control/Exec',
+                request_serializer=shoal_dot_protos_dot_taskio__pb2.ExecInput.SerializeToString,
+                response_deserializer=shoal_dot_protos_dot_taskio__pb2.ExecOutput.FromString,
+                _registered_method=True)
+        self.CommitTask = channel.unary_unary(
+                '/shoal.v1.Control/CommitTask',
+                request_serializer=shoal_dot_protos_dot_taskio__pb2.CommitTaskRequest.SerializeToString,
+                response_deserializer=shoal_dot_protos_dot_taskio__pb2.CommitTaskResponse.FromString,
+                _registered_method=True)
         self.CreateNetwork = channel.unary_unary(
                 '/shoal.v1.Control/CreateNetwork',
                 request_serializer=shoal_dot_protos_dot_control__pb2.CreateNetworkRequest.SerializeToString,
@@ -163,7 +214,7 @@ class ControlStub:
         self.RemoveNetwork = channel.unary_unary(
                 '/shoal.v1.Control/RemoveNetwork',
                 request_serializer=shoal_dot_protos_dot_control__pb2.ObjectRef.SerializeToString,
-                response_deserializer=shoal_dot_protos_dot_control__pb2.RemoveNetworkResponse.FromString,
+                response_deserializer=shoal_dot_protos_dot_control__pb2.RemoveObjectResponse.FromString,
                 _registered_method=True)
 
 
@@ -309,6 +360,72 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSecret(self, request, context):
+        """Secrets and configs: immutable files for tasks. A secret's value is
+        never returned; one in use by a service cannot be removed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSecret(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSecrets(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveSecret(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateConfig(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConfig(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListConfigs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveConfig(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Exec(self, request_iterator, context):
+        """Inside a running task, on its node (shoal exec, shoal commit): relayed
+        over the node's session, forwarded to the manager that holds it. The
+        first ExecInput is an ExecOpen; output and stdin are flow controlled
+        (shoal/execflow.py).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CommitTask(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateNetwork(self, request, context):
         """Networks: discovery scopes (a name each, unique; removed only when no
         service uses them).
@@ -448,6 +565,56 @@ def add_ControlServicer_to_server(servicer, server):
                     request_deserializer=shoal_dot_protos_dot_control__pb2.TaskLogsRequest.FromString,
                     response_serializer=shoal_dot_protos_dot_control__pb2.TaskLogMessage.SerializeToString,
             ),
+            'CreateSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSecret,
+                    request_deserializer=shoal_dot_protos_dot_control__pb2.CreateSecretRequest.FromString,
+                    response_serializer=shoal_dot_protos_dot_objects__pb2.Secret.SerializeToString,
+            ),
+            'GetSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSecret,
+                    request_deserializer=shoal_dot_protos_dot_control__pb2.ObjectRef.FromString,
+                    response_serializer=shoal_dot_protos_dot_objects__pb2.Secret.SerializeToString,
+            ),
+            'ListSecrets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSecrets,
+                    request_deserializer=shoal_dot_protos_dot_control__pb2.ListSecretsRequest.FromString,
+                    response_serializer=shoal_dot_protos_dot_control__pb2.ListSecretsResponse.SerializeToString,
+            ),
+            'RemoveSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveSecret,
+                    request_deserializer=shoal_dot_protos_dot_control__pb2.ObjectRef.FromString,
+                    response_serializer=shoal_dot_protos_dot_control__pb2.RemoveObjectResponse.SerializeToString,
+            ),
+            'CreateConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateConfig,
+                    request_deserializer=shoal_dot_protos_dot_control__pb2.CreateConfigRequest.FromString,
+                    response_serializer=shoal_dot_protos_dot_objects__pb2.Config.SerializeToString,
+            ),
+            'GetConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConfig,
+                    request_deserializer=shoal_dot_protos_dot_control__pb2.ObjectRef.FromString,
+                    response_serializer=shoal_dot_protos_dot_objects__pb2.Config.SerializeToString,
+            ),
+            'ListConfigs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListConfigs,
+                    request_deserializer=shoal_dot_protos_dot_control__pb2.ListConfigsRequest.FromString,
+                    response_serializer=shoal_dot_protos_dot_control__pb2.ListConfigsResponse.SerializeToString,
+            ),
+            'RemoveConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveConfig,
+                    request_deserializer=shoal_dot_protos_dot_control__pb2.ObjectRef.FromString,
+                    response_serializer=shoal_dot_protos_dot_control__pb2.RemoveObjectResponse.SerializeToString,
+            ),
+            'Exec': grpc.stream_stream_rpc_method_handler(
+                    servicer.Exec,
+                    request_deserializer=shoal_dot_protos_dot_taskio__pb2.ExecInput.FromString,
+                    response_serializer=shoal_dot_protos_dot_taskio__pb2.ExecOutput.SerializeToString,
+            ),
+            'CommitTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.CommitTask,
+                    request_deserializer=shoal_dot_protos_dot_taskio__pb2.CommitTaskRequest.FromString,
+                    response_serializer=shoal_dot_protos_dot_taskio__pb2.CommitTaskResponse.SerializeToString,
+            ),
             'CreateNetwork': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateNetwork,
                     request_deserializer=shoal_dot_protos_dot_control__pb2.CreateNetworkRequest.FromString,
@@ -466,7 +633,7 @@ def add_ControlServicer_to_server(servicer, server):
             'RemoveNetwork': grpc.unary_unary_rpc_method_handler(
                     servicer.RemoveNetwork,
                     request_deserializer=shoal_dot_protos_dot_control__pb2.ObjectRef.FromString,
-                    response_serializer=shoal_dot_protos_dot_control__pb2.RemoveNetworkResponse.SerializeToString,
+                    response_serializer=shoal_dot_protos_dot_control__pb2.RemoveObjectResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1074,6 +1241,276 @@ class Control:
             _registered_method=True)
 
     @staticmethod
+    def CreateSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/CreateSecret',
+            shoal_dot_protos_dot_control__pb2.CreateSecretRequest.SerializeToString,
+            shoal_dot_protos_dot_objects__pb2.Secret.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/GetSecret',
+            shoal_dot_protos_dot_control__pb2.ObjectRef.SerializeToString,
+            shoal_dot_protos_dot_objects__pb2.Secret.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSecrets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/ListSecrets',
+            shoal_dot_protos_dot_control__pb2.ListSecretsRequest.SerializeToString,
+            shoal_dot_protos_dot_control__pb2.ListSecretsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/RemoveSecret',
+            shoal_dot_protos_dot_control__pb2.ObjectRef.SerializeToString,
+            shoal_dot_protos_dot_control__pb2.RemoveObjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/CreateConfig',
+            shoal_dot_protos_dot_control__pb2.CreateConfigRequest.SerializeToString,
+            shoal_dot_protos_dot_objects__pb2.Config.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/GetConfig',
+            shoal_dot_protos_dot_control__pb2.ObjectRef.SerializeToString,
+            shoal_dot_protos_dot_objects__pb2.Config.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListConfigs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/ListConfigs',
+            shoal_dot_protos_dot_control__pb2.ListConfigsRequest.SerializeToString,
+            shoal_dot_protos_dot_control__pb2.ListConfigsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/RemoveConfig',
+            shoal_dot_protos_dot_control__pb2.ObjectRef.SerializeToString,
+            shoal_dot_protos_dot_control__pb2.RemoveObjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Exec(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/shoal.v1.Control/Exec',
+            shoal_dot_protos_dot_taskio__pb2.ExecInput.SerializeToString,
+            shoal_dot_protos_dot_taskio__pb2.ExecOutput.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CommitTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/CommitTask',
+            shoal_dot_protos_dot_taskio__pb2.CommitTaskRequest.SerializeToString,
+            shoal_dot_protos_dot_taskio__pb2.CommitTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def CreateNetwork(request,
             target,
             options=(),
@@ -1170,7 +1607,7 @@ class Control:
             target,
             '/shoal.v1.Control/RemoveNetwork',
             shoal_dot_protos_dot_control__pb2.ObjectRef.SerializeToString,
-            shoal_dot_protos_dot_control__pb2.RemoveNetworkResponse.FromString,
+            shoal_dot_protos_dot_control__pb2.RemoveObjectResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -23,63 +23,64 @@ _sym_db = _symbol_database.Default()
 
 
 from shoal.protos import objects_pb2 as shoal_dot_protos_dot_objects__pb2
+from shoal.protos import taskio_pb2 as shoal_dot_protos_dot_taskio__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dshoal/protos/dispatcher.proto\x12\x08shoal.v1\x1a\x1ashoal/protos/objects.proto\"\xa2\x02\n\x0c\x41gentMessage\x12&\n\x08register\x18\x01 \x01(\x0b\x32\x12.shoal.v1.RegisterH\x00\x12(\n\theartbeat\x18\x02 \x01(\x0b\x32\x13.shoal.v1.HeartbeatH\x00\x12-\n\x08statuses\x18\x03 \x01(\x0b\x32\x19.shoal.v1.TaskStatusBatchH\x00\x12\'\n\tlog_chunk\x18\x04 \x01(\x0b\x32\x12.shoal.v1.LogChunkH\x00\x12\x34\n\x0c\x63\x65rt_request\x18\x05 \x01(\x0b\x32\x1c.shoal.v1.CertificateRequestH\x00\x12+\n\x0bmesh_report\x18\x06 \x01(\x0b\x32\x14.shoal.v1.MeshReportH\x00\x42\x05\n\x03msg\".\n\nMeshReport\x12 \n\x04mesh\x18\x01 \x01(\x0b\x32\x12.shoal.v1.NodeMesh\"%\n\x12\x43\x65rtificateRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\":\n\x07LogLine\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x11\n\ttimestamp\x18\x03 \x01(\x03\"n\n\x08LogChunk\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12 \n\x05lines\x18\x03 \x03(\x0b\x32\x11.shoal.v1.LogLine\x12\x0c\n\x04\x64one\x18\x04 \x01(\x08\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"_\n\nLogRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08task_ids\x18\x02 \x03(\t\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x0c\n\x04tail\x18\x04 \x01(\x03\x12\r\n\x05since\x18\x05 \x01(\x03\"\x1f\n\tLogCancel\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"\\\n\x08Register\x12.\n\x0b\x64\x65scription\x18\x01 \x01(\x0b\x32\x19.shoal.v1.NodeDescription\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\"\x0b\n\tHeartbeat\"I\n\x10TaskStatusUpdate\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12$\n\x06status\x18\x02 \x01(\x0b\x32\x14.shoal.v1.TaskStatus\">\n\x0fTaskStatusBatch\x12+\n\x07updates\x18\x01 \x03(\x0b\x32\x1a.shoal.v1.TaskStatusUpdate\"\xa8\x03\n\x0eManagerMessage\x12+\n\x07started\x18\x01 \x01(\x0b\x32\x18.shoal.v1.SessionStartedH\x00\x12,\n\x0b\x61ssignments\x18\x02 \x01(\x0b\x32\x15.shoal.v1.AssignmentsH\x00\x12+\n\x0blog_request\x18\x03 \x01(\x0b\x32\x14.shoal.v1.LogRequestH\x00\x12)\n\nlog_cancel\x18\x04 \x01(\x0b\x32\x13.shoal.v1.LogCancelH\x00\x12\x32\n\x0b\x63\x65rtificate\x18\x05 \x01(\x0b\x32\x1b.shoal.v1.IssuedCertificateH\x00\x12&\n\x05trust\x18\x06 \x01(\x0b\x32\x15.shoal.v1.TrustUpdateH\x00\x12/\n\rheartbeat_ack\x18\x07 \x01(\x0b\x32\x16.shoal.v1.HeartbeatAckH\x00\x12)\n\x08managers\x18\x08 \x01(\x0b\x32\x15.shoal.v1.ManagerListH\x00\x12$\n\x04mesh\x18\t \x01(\x0b\x32\x14.shoal.v1.MeshUpdateH\x00\x42\x05\n\x03msg\"\xc4\x01\n\x0bMeshService\x12\x12\n\nservice_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12#\n\x05ports\x18\x03 \x03(\x0b\x32\x14.shoal.v1.PortConfig\x12\x12\n\nvirtual_ip\x18\x04 \x01(\t\x12\x10\n\x08networks\x18\x05 \x03(\t\x12%\n\x07targets\x18\x06 \x03(\x0b\x32\x14.shoal.v1.PortConfig\x12\r\n\x05stack\x18\x07 \x01(\t\x12\x12\n\nshort_name\x18\x08 \x01(\t\"y\n\x0bMeshBackend\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x12\n\nservice_id\x18\x02 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x03 \x01(\t\x12)\n\tendpoints\x18\x04 \x03(\x0b\x32\x16.shoal.v1.TaskEndpoint\x12\x0c\n\x04slot\x18\x05 \x01(\x04\"\xae\x01\n\nMeshUpdate\x12\x0c\n\x04\x66ull\x18\x01 \x01(\x08\x12\'\n\x08services\x18\x02 \x03(\x0b\x32\x15.shoal.v1.MeshService\x12\x18\n\x10removed_services\x18\x03 \x03(\t\x12\'\n\x08\x62\x61\x63kends\x18\x04 \x03(\x0b\x32\x15.shoal.v1.MeshBackend\x12\x18\n\x10removed_backends\x18\x05 \x03(\t\x12\x0c\n\x04more\x18\x06 \x01(\x08\"\x0e\n\x0cHeartbeatAck\"\x1f\n\x0bManagerList\x12\x10\n\x08managers\x18\x01 \x03(\t\"D\n\x11IssuedCertificate\x12\x10\n\x08\x63\x65rt_pem\x18\x01 \x01(\x0c\x12\x0e\n\x06\x63\x61_pem\x18\x02 \x01(\x0c\x12\r\n\x05\x65rror\x18\x03 \x01(\t\",\n\x0bTrustUpdate\x12\x0e\n\x06\x63\x61_pem\x18\x01 \x01(\x0c\x12\r\n\x05renew\x18\x02 \x01(\x08\"M\n\x0eSessionStarted\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x18\n\x10heartbeat_period\x18\x02 \x01(\x03\x12\x10\n\x08managers\x18\x03 \x03(\t\"Y\n\x0b\x41ssignments\x12\x0c\n\x04\x66ull\x18\x01 \x01(\x08\x12\x1d\n\x05tasks\x18\x02 \x03(\x0b\x32\x0e.shoal.v1.Task\x12\x0f\n\x07removed\x18\x03 \x03(\t\x12\x0c\n\x04more\x18\x04 \x01(\x08\"C\n\x1bIssueNodeCertificateRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\x12\r\n\x05token\x18\x02 \x01(\tJ\x04\x08\x03\x10\x04\"Q\n\x1cIssueNodeCertificateResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08\x63\x65rt_pem\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63\x61_pem\x18\x03 \x01(\x0c\x32M\n\nDispatcher\x12?\n\x07Session\x12\x16.shoal.v1.AgentMessage\x1a\x18.shoal.v1.ManagerMessage(\x01\x30\x01\x32o\n\x06NodeCA\x12\x65\n\x14IssueNodeCertificate\x12%.shoal.v1.IssueNodeCertificateRequest\x1a&.shoal.v1.IssueNodeCertificateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dshoal/protos/dispatcher.proto\x12\x08shoal.v1\x1a\x1ashoal/protos/objects.proto\x1a\x19shoal/protos/taskio.proto\"\xf8\x02\n\x0c\x41gentMessage\x12&\n\x08register\x18\x01 \x01(\x0b\x32\x12.shoal.v1.RegisterH\x00\x12(\n\theartbeat\x18\x02 \x01(\x0b\x32\x13.shoal.v1.HeartbeatH\x00\x12-\n\x08statuses\x18\x03 \x01(\x0b\x32\x19.shoal.v1.TaskStatusBatchH\x00\x12\'\n\tlog_chunk\x18\x04 \x01(\x0b\x32\x12.shoal.v1.LogChunkH\x00\x12\x34\n\x0c\x63\x65rt_request\x18\x05 \x01(\x0b\x32\x1c.shoal.v1.CertificateRequestH\x00\x12+\n\x0bmesh_report\x18\x06 \x01(\x0b\x32\x14.shoal.v1.MeshReportH\x00\x12$\n\x04\x65xec\x18\x10 \x01(\x0b\x32\x14.shoal.v1.ExecOutputH\x00\x12.\n\x06\x63ommit\x18\x11 \x01(\x0b\x32\x1c.shoal.v1.CommitTaskResponseH\x00\x42\x05\n\x03msg\".\n\nMeshReport\x12 \n\x04mesh\x18\x01 \x01(\x0b\x32\x12.shoal.v1.NodeMesh\"%\n\x12\x43\x65rtificateRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\":\n\x07LogLine\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x11\n\ttimestamp\x18\x03 \x01(\x03\"n\n\x08LogChunk\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12 \n\x05lines\x18\x03 \x03(\x0b\x32\x11.shoal.v1.LogLine\x12\x0c\n\x04\x64one\x18\x04 \x01(\x08\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"_\n\nLogRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08task_ids\x18\x02 \x03(\t\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x0c\n\x04tail\x18\x04 \x01(\x03\x12\r\n\x05since\x18\x05 \x01(\x03\"\x1f\n\tLogCancel\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"\\\n\x08Register\x12.\n\x0b\x64\x65scription\x18\x01 \x01(\x0b\x32\x19.shoal.v1.NodeDescription\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\"\x0b\n\tHeartbeat\"I\n\x10TaskStatusUpdate\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12$\n\x06status\x18\x02 \x01(\x0b\x32\x14.shoal.v1.TaskStatus\">\n\x0fTaskStatusBatch\x12+\n\x07updates\x18\x01 \x03(\x0b\x32\x1a.shoal.v1.TaskStatusUpdate\"\xfc\x03\n\x0eManagerMessage\x12+\n\x07started\x18\x01 \x01(\x0b\x32\x18.shoal.v1.SessionStartedH\x00\x12,\n\x0b\x61ssignments\x18\x02 \x01(\x0b\x32\x15.shoal.v1.AssignmentsH\x00\x12+\n\x0blog_request\x18\x03 \x01(\x0b\x32\x14.shoal.v1.LogRequestH\x00\x12)\n\nlog_cancel\x18\x04 \x01(\x0b\x32\x13.shoal.v1.LogCancelH\x00\x12\x32\n\x0b\x63\x65rtificate\x18\x05 \x01(\x0b\x32\x1b.shoal.v1.IssuedCertificateH\x00\x12&\n\x05trust\x18\x06 \x01(\x0b\x32\x15.shoal.v1.TrustUpdateH\x00\x12/\n\rheartbeat_ack\x18\x07 \x01(\x0b\x32\x16.shoal.v1.HeartbeatAckH\x00\x12)\n\x08managers\x18\x08 \x01(\x0b\x32\x15.shoal.v1.ManagerListH\x00\x12$\n\x04mesh\x18\t \x01(\x0b\x32\x14.shoal.v1.MeshUpdateH\x00\x12#\n\x04\x65xec\x18\x10 \x01(\x0b\x32\x13.shoal.v1.ExecInputH\x00\x12-\n\x06\x63ommit\x18\x11 \x01(\x0b\x32\x1b.shoal.v1.CommitTaskRequestH\x00\x42\x05\n\x03msg\"\xc4\x01\n\x0bMeshService\x12\x12\n\nservice_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12#\n\x05ports\x18\x03 \x03(\x0b\x32\x14.shoal.v1.PortConfig\x12\x12\n\nvirtual_ip\x18\x04 \x01(\t\x12\x10\n\x08networks\x18\x05 \x03(\t\x12%\n\x07targets\x18\x06 \x03(\x0b\x32\x14.shoal.v1.PortConfig\x12\r\n\x05stack\x18\x07 \x01(\t\x12\x12\n\nshort_name\x18\x08 \x01(\t\"y\n\x0bMeshBackend\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x12\n\nservice_id\x18\x02 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x03 \x01(\t\x12)\n\tendpoints\x18\x04 \x03(\x0b\x32\x16.shoal.v1.TaskEndpoint\x12\x0c\n\x04slot\x18\x05 \x01(\x04\"\xae\x01\n\nMeshUpdate\x12\x0c\n\x04\x66ull\x18\x01 \x01(\x08\x12\'\n\x08services\x18\x02 \x03(\x0b\x32\x15.shoal.v1.MeshService\x12\x18\n\x10removed_services\x18\x03 \x03(\t\x12\'\n\x08\x62\x61\x63kends\x18\x04 \x03(\x0b\x32\x15.shoal.v1.MeshBackend\x12\x18\n\x10removed_backends\x18\x05 \x03(\t\x12\x0c\n\x04more\x18\x06 \x01(\x08\"\x0e\n\x0cHeartbeatAck\"\x1f\n\x0bManagerList\x12\x10\n\x08managers\x18\x01 \x03(\t\"D\n\x11IssuedCertificate\x12\x10\n\x08\x63\x65rt_pem\x18\x01 \x01(\x0c\x12\x0e\n\x06\x63\x61_pem\x18\x02 \x01(\x0c\x12\r\n\x05\x65rror\x18\x03 \x01(\t\",\n\x0bTrustUpdate\x12\x0e\n\x06\x63\x61_pem\x18\x01 \x01(\x0c\x12\r\n\x05renew\x18\x02 \x01(\x08\"M\n\x0eSessionStarted\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x18\n\x10heartbeat_period\x18\x02 \x01(\x03\x12\x10\n\x08managers\x18\x03 \x03(\t\"Y\n\x0b\x41ssignments\x12\x0c\n\x04\x66ull\x18\x01 \x01(\x08\x12\x1d\n\x05tasks\x18\x02 \x03(\x0b\x32\x0e.shoal.v1.Task\x12\x0f\n\x07removed\x18\x03 \x03(\t\x12\x0c\n\x04more\x18\x04 \x01(\x08\"C\n\x1bIssueNodeCertificateRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\x12\r\n\x05token\x18\x02 \x01(\tJ\x04\x08\x03\x10\x04\"Q\n\x1cIssueNodeCertificateResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08\x63\x65rt_pem\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63\x61_pem\x18\x03 \x01(\x0c\x32M\n\nDispatcher\x12?\n\x07Session\x12\x16.shoal.v1.AgentMessage\x1a\x18.shoal.v1.ManagerMessage(\x01\x30\x01\x32o\n\x06NodeCA\x12\x65\n\x14IssueNodeCertificate\x12%.shoal.v1.IssueNodeCertificateRequest\x1a&.shoal.v1.IssueNodeCertificateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shoal.protos.dispatcher_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AGENTMESSAGE']._serialized_start=72
-  _globals['_AGENTMESSAGE']._serialized_end=362
-  _globals['_MESHREPORT']._serialized_start=364
-  _globals['_MESHREPORT']._serialized_end=410
-  _globals['_CERTIFICATEREQUEST']._serialized_start=412
-  _globals['_CERTIFICATEREQUEST']._serialized_end=449
-  _globals['_LOGLINE']._serialized_start=451
-  _globals['_LOGLINE']._serialized_end=509
-  _globals['_LOGCHUNK']._serialized_start=511
-  _globals['_LOGCHUNK']._serialized_end=621
-  _globals['_LOGREQUEST']._serialized_start=623
-  _globals['_LOGREQUEST']._serialized_end=718
-  _globals['_LOGCANCEL']._serialized_start=720
-  _globals['_LOGCANCEL']._serialized_end=751
-  _globals['_REGISTER']._serialized_start=753
-  _globals['_REGISTER']._serialized_end=845
-  _globals['_HEARTBEAT']._serialized_start=847
-  _globals['_HEARTBEAT']._serialized_end=858
-  _globals['_TASKSTATUSUPDATE']._serialized_start=860
-  _globals['_TASKSTATUSUPDATE']._serialized_end=933
-  _globals['_TASKSTATUSBATCH']._serialized_start=935
-  _globals['_TASKSTATUSBATCH']._serialized_end=997
-  _globals['_MANAGERMESSAGE']._serialized_start=1000
-  _globals['_MANAGERMESSAGE']._serialized_end=1424
-  _globals['_MESHSERVICE']._serialized_start=1427
-  _globals['_MESHSERVICE']._serialized_end=1623
-  _globals['_MESHBACKEND']._serialized_start=1625
-  _globals['_MESHBACKEND']._serialized_end=1746
-  _globals['_MESHUPDATE']._serialized_start=1749
-  _globals['_MESHUPDATE']._serialized_end=1923
-  _globals['_HEARTBEATACK']._serialized_start=1925
-  _globals['_HEARTBEATACK']._serialized_end=1939
-  _globals['_MANAGERLIST']._serialized_start=1941
-  _globals['_MANAGERLIST']._serialized_end=1972
-  _globals['_ISSUEDCERTIFICATE']._serialized_start=1974
-  _globals['_ISSUEDCERTIFICATE']._serialized_end=2042
-  _globals['_TRUSTUPDATE']._serialized_start=2044
-  _globals['_TRUSTUPDATE']._serialized_end=2088
-  _globals['_SESSIONSTARTED']._serialized_start=2090
-  _globals['_SESSIONSTARTED']._serialized_end=2167
-  _globals['_ASSIGNMENTS']._serialized_start=2169
-  _globals['_ASSIGNMENTS']._serialized_end=2258
-  _globals['_ISSUENODECERTIFICATEREQUEST']._serialized_start=2260
-  _globals['_ISSUENODECERTIFICATEREQUEST']._serialized_end=2327
-  _globals['_ISSUENODECERTIFICATERESPONSE']._serialized_start=2329
-  _globals['_ISSUENODECERTIFICATERESPONSE']._serialized_end=2410
-  _globals['_DISPATCHER']._serialized_start=2412
-  _globals['_DISPATCHER']._serialized_end=2489
-  _globals['_NODECA']._serialized_start=2491
-  _globals['_NODECA']._serialized_end=2602
+  _globals['_AGENTMESSAGE']._serialized_start=99
+  _globals['_AGENTMESSAGE']._serialized_end=475
+  _globals['_MESHREPORT']._serialized_start=477
+  _globals['_MESHREPORT']._serialized_end=523
+  _globals['_CERTIFICATEREQUEST']._serialized_start=525
+  _globals['_CERTIFICATEREQUEST']._serialized_end=562
+  _globals['_LOGLINE']._serialized_start=564
+  _globals['_LOGLINE']._serialized_end=622
+  _globals['_LOGCHUNK']._serialized_start=624
+  _globals['_LOGCHUNK']._serialized_end=734
+  _globals['_LOGREQUEST']._serialized_start=736
+  _globals['_LOGREQUEST']._serialized_end=831
+  _globals['_LOGCANCEL']._serialized_start=833
+  _globals['_LOGCANCEL']._serialized_end=864
+  _globals['_REGISTER']._serialized_start=866
+  _globals['_REGISTER']._serialized_end=958
+  _globals['_HEARTBEAT']._serialized_start=960
+  _globals['_HEARTBEAT']._serialized_end=971
+  _globals['_TASKSTATUSUPDATE']._serialized_start=973
+  _globals['_TASKSTATUSUPDATE']._serialized_end=1046
+  _globals['_TASKSTATUSBATCH']._serialized_start=1048
+  _globals['_TASKSTATUSBATCH']._serialized_end=1110
+  _globals['_MANAGERMESSAGE']._serialized_start=1113
+  _globals['_MANAGERMESSAGE']._serialized_end=1621
+  _globals['_MESHSERVICE']._serialized_start=1624
+  _globals['_MESHSERVICE']._serialized_end=1820
+  _globals['_MESHBACKEND']._serialized_start=1822
+  _globals['_MESHBACKEND']._serialized_end=1943
+  _globals['_MESHUPDATE']._serialized_start=1946
+  _globals['_MESHUPDATE']._serialized_end=2120
+  _globals['_HEARTBEATACK']._serialized_start=2122
+  _globals['_HEARTBEATACK']._serialized_end=2136
+  _globals['_MANAGERLIST']._serialized_start=2138
+  _globals['_MANAGERLIST']._serialized_end=2169
+  _globals['_ISSUEDCERTIFICATE']._serialized_start=2171
+  _globals['_ISSUEDCERTIFICATE']._serialized_end=2239
+  _globals['_TRUSTUPDATE']._serialized_start=2241
+  _globals['_TRUSTUPDATE']._serialized_end=2285
+  _globals['_SESSIONSTARTED']._serialized_start=2287
+  _globals['_SESSIONSTARTED']._serialized_end=2364
+  _globals['_ASSIGNMENTS']._serialized_start=2366
+  _globals['_ASSIGNMENTS']._serialized_end=2455
+  _globals['_ISSUENODECERTIFICATEREQUEST']._serialized_start=2457
+  _globals['_ISSUENODECERTIFICATEREQUEST']._serialized_end=2524
+  _globals['_ISSUENODECERTIFICATERESPONSE']._serialized_start=2526
+  _globals['_ISSUENODECERTIFICATERESPONSE']._serialized_end=2607
+  _globals['_DISPATCHER']._serialized_start=2609
+  _globals['_DISPATCHER']._serialized_end=2686
+  _globals['_NODECA']._serialized_start=2688
+  _globals['_NODECA']._serialized_end=2799
 # @@protoc_insertion_point(module_scope)

@@ -1,4 +1,5 @@
 from shoal.protos import objects_pb2 as _objects_pb2
+from shoal.protos import taskio_pb2 as _taskio_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -8,20 +9,24 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class AgentMessage(_message.Message):
-    __slots__ = ("register", "heartbeat", "statuses", "log_chunk", "cert_request", "mesh_report")
+    __slots__ = ("register", "heartbeat", "statuses", "log_chunk", "cert_request", "mesh_report", "exec", "commit")
     REGISTER_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     STATUSES_FIELD_NUMBER: _ClassVar[int]
     LOG_CHUNK_FIELD_NUMBER: _ClassVar[int]
     CERT_REQUEST_FIELD_NUMBER: _ClassVar[int]
     MESH_REPORT_FIELD_NUMBER: _ClassVar[int]
+    EXEC_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_FIELD_NUMBER: _ClassVar[int]
     register: Register
     heartbeat: Heartbeat
     statuses: TaskStatusBatch
     log_chunk: LogChunk
     cert_request: CertificateRequest
     mesh_report: MeshReport
-    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., statuses: _Optional[_Union[TaskStatusBatch, _Mapping]] = ..., log_chunk: _Optional[_Union[LogChunk, _Mapping]] = ..., cert_request: _Optional[_Union[CertificateRequest, _Mapping]] = ..., mesh_report: _Optional[_Union[MeshReport, _Mapping]] = ...) -> None: ...
+    exec: _taskio_pb2.ExecOutput
+    commit: _taskio_pb2.CommitTaskResponse
+    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., statuses: _Optional[_Union[TaskStatusBatch, _Mapping]] = ..., log_chunk: _Optional[_Union[LogChunk, _Mapping]] = ..., cert_request: _Optional[_Union[CertificateRequest, _Mapping]] = ..., mesh_report: _Optional[_Union[MeshReport, _Mapping]] = ..., exec: _Optional[_Union[_taskio_pb2.ExecOutput, _Mapping]] = ..., commit: _Optional[_Union[_taskio_pb2.CommitTaskResponse, _Mapping]] = ...) -> None: ...
 
 class MeshReport(_message.Message):
     __slots__ = ("mesh",)
@@ -108,7 +113,7 @@ class TaskStatusBatch(_message.Message):
     def __init__(self, updates: _Optional[_Iterable[_Union[TaskStatusUpdate, _Mapping]]] = ...) -> None: ...
 
 class ManagerMessage(_message.Message):
-    __slots__ = ("started", "assignments", "log_request", "log_cancel", "certificate", "trust", "heartbeat_ack", "managers", "mesh")
+    __slots__ = ("started", "assignments", "log_request", "log_cancel", "certificate", "trust", "heartbeat_ack", "managers", "mesh", "exec", "commit")
     STARTED_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
     LOG_REQUEST_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +123,8 @@ class ManagerMessage(_message.Message):
     HEARTBEAT_ACK_FIELD_NUMBER: _ClassVar[int]
     MANAGERS_FIELD_NUMBER: _ClassVar[int]
     MESH_FIELD_NUMBER: _ClassVar[int]
+    EXEC_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_FIELD_NUMBER: _ClassVar[int]
     started: SessionStarted
     assignments: Assignments
     log_request: LogRequest
@@ -127,7 +134,9 @@ class ManagerMessage(_message.Message):
     heartbeat_ack: HeartbeatAck
     managers: ManagerList
     mesh: MeshUpdate
-    def __init__(self, started: _Optional[_Union[SessionStarted, _Mapping]] = ..., assignments: _Optional[_Union[Assignments, _Mapping]] = ..., log_request: _Optional[_Union[LogRequest, _Mapping]] = ..., log_cancel: _Optional[_Union[LogCancel, _Mapping]] = ..., certificate: _Optional[_Union[IssuedCertificate, _Mapping]] = ..., trust: _Optional[_Union[TrustUpdate, _Mapping]] = ..., heartbeat_ack: _Optional[_Union[HeartbeatAck, _Mapping]] = ..., managers: _Optional[_Union[ManagerList, _Mapping]] = ..., mesh: _Optional[_Union[MeshUpdate, _Mapping]] = ...) -> None: ...
+    exec: _taskio_pb2.ExecInput
+    commit: _taskio_pb2.CommitTaskRequest
+    def __init__(self, started: _Optional[_Union[SessionStarted, _Mapping]] = ..., assignments: _Optional[_Union[Assignments, _Mapping]] = ..., log_request: _Optional[_Union[LogRequest, _Mapping]] = ..., log_cancel: _Optional[_Union[LogCancel, _Mapping]] = ..., certificate: _Optional[_Union[IssuedCertificate, _Mapping]] = ..., trust: _Optional[_Union[TrustUpdate, _Mapping]] = ..., heartbeat_ack: _Optional[_Union[HeartbeatAck, _Mapping]] = ..., managers: _Optional[_Union[ManagerList, _Mapping]] = ..., mesh: _Optional[_Union[MeshUpdate, _Mapping]] = ..., exec: _Optional[_Union[_taskio_pb2.ExecInput, _Mapping]] = ..., commit: _Optional[_Union[_taskio_pb2.CommitTaskRequest, _Mapping]] = ...) -> None: ...
 
 class MeshService(_message.Message):
     __slots__ = ("service_id", "name", "ports", "virtual_ip", "networks", "targets", "stack", "short_name")

@@ -395,8 +395,24 @@ class Mount(_message.Message):
     tmpfs_size: int
     def __init__(self, type: _Optional[str] = ..., source: _Optional[str] = ..., target: _Optional[str] = ..., readonly: _Optional[bool] = ..., tmpfs_size: _Optional[int] = ...) -> None: ...
 
+class FileReference(_message.Message):
+    __slots__ = ("id", "name", "target", "uid", "gid", "mode")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    GID_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    target: str
+    uid: str
+    gid: str
+    mode: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., target: _Optional[str] = ..., uid: _Optional[str] = ..., gid: _Optional[str] = ..., mode: _Optional[int] = ...) -> None: ...
+
 class ContainerSpec(_message.Message):
-    __slots__ = ("image", "command", "args", "env", "workdir", "stop_grace_period", "stop_signal", "healthcheck", "labels", "mounts")
+    __slots__ = ("image", "command", "args", "env", "workdir", "stop_grace_period", "stop_signal", "healthcheck", "labels", "mounts", "secrets", "configs", "user")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -414,6 +430,9 @@ class ContainerSpec(_message.Message):
     HEALTHCHECK_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     MOUNTS_FIELD_NUMBER: _ClassVar[int]
+    SECRETS_FIELD_NUMBER: _ClassVar[int]
+    CONFIGS_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
     image: str
     command: _containers.RepeatedScalarFieldContainer[str]
     args: _containers.RepeatedScalarFieldContainer[str]
@@ -424,7 +443,10 @@ class ContainerSpec(_message.Message):
     healthcheck: HealthCheck
     labels: _containers.ScalarMap[str, str]
     mounts: _containers.RepeatedCompositeFieldContainer[Mount]
-    def __init__(self, image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[str]] = ..., workdir: _Optional[str] = ..., stop_grace_period: _Optional[int] = ..., stop_signal: _Optional[str] = ..., healthcheck: _Optional[_Union[HealthCheck, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., mounts: _Optional[_Iterable[_Union[Mount, _Mapping]]] = ...) -> None: ...
+    secrets: _containers.RepeatedCompositeFieldContainer[FileReference]
+    configs: _containers.RepeatedCompositeFieldContainer[FileReference]
+    user: str
+    def __init__(self, image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[str]] = ..., workdir: _Optional[str] = ..., stop_grace_period: _Optional[int] = ..., stop_signal: _Optional[str] = ..., healthcheck: _Optional[_Union[HealthCheck, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., mounts: _Optional[_Iterable[_Union[Mount, _Mapping]]] = ..., secrets: _Optional[_Iterable[_Union[FileReference, _Mapping]]] = ..., configs: _Optional[_Iterable[_Union[FileReference, _Mapping]]] = ..., user: _Optional[str] = ...) -> None: ...
 
 class ResourceRequirements(_message.Message):
     __slots__ = ("limits", "reservations")
@@ -590,7 +612,14 @@ class TaskEndpoint(_message.Message):
     def __init__(self, protocol: _Optional[str] = ..., target_port: _Optional[int] = ..., host_port: _Optional[int] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("meta", "service_id", "service_name", "slot", "node_id", "spec", "spec_version", "desired_state", "status", "restart_at", "attempt", "ports", "registry_auth", "expose")
+    __slots__ = ("meta", "service_id", "service_name", "slot", "node_id", "spec", "spec_version", "desired_state", "status", "restart_at", "attempt", "ports", "registry_auth", "files", "expose")
+    class FilesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: bytes
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
     META_FIELD_NUMBER: _ClassVar[int]
     SERVICE_ID_FIELD_NUMBER: _ClassVar[int]
     SERVICE_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -604,6 +633,7 @@ class Task(_message.Message):
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
     REGISTRY_AUTH_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
     EXPOSE_FIELD_NUMBER: _ClassVar[int]
     meta: Meta
     service_id: str
@@ -618,8 +648,65 @@ class Task(_message.Message):
     attempt: int
     ports: _containers.RepeatedCompositeFieldContainer[PortConfig]
     registry_auth: str
+    files: _containers.ScalarMap[str, bytes]
     expose: _containers.RepeatedCompositeFieldContainer[PortConfig]
-    def __init__(self, meta: _Optional[_Union[Meta, _Mapping]] = ..., service_id: _Optional[str] = ..., service_name: _Optional[str] = ..., slot: _Optional[int] = ..., node_id: _Optional[str] = ..., spec: _Optional[_Union[TaskSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., desired_state: _Optional[_Union[TaskState, str]] = ..., status: _Optional[_Union[TaskStatus, _Mapping]] = ..., restart_at: _Optional[int] = ..., attempt: _Optional[int] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ..., registry_auth: _Optional[str] = ..., expose: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ...) -> None: ...
+    def __init__(self, meta: _Optional[_Union[Meta, _Mapping]] = ..., service_id: _Optional[str] = ..., service_name: _Optional[str] = ..., slot: _Optional[int] = ..., node_id: _Optional[str] = ..., spec: _Optional[_Union[TaskSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., desired_state: _Optional[_Union[TaskState, str]] = ..., status: _Optional[_Union[TaskStatus, _Mapping]] = ..., restart_at: _Optional[int] = ..., attempt: _Optional[int] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ..., registry_auth: _Optional[str] = ..., files: _Optional[_Mapping[str, bytes]] = ..., expose: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ...) -> None: ...
+
+class SecretSpec(_message.Message):
+    __slots__ = ("name", "labels", "data")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    labels: _containers.ScalarMap[str, str]
+    data: bytes
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class Secret(_message.Message):
+    __slots__ = ("meta", "spec", "sealed_data", "size")
+    META_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    SEALED_DATA_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    meta: Meta
+    spec: SecretSpec
+    sealed_data: bytes
+    size: int
+    def __init__(self, meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[SecretSpec, _Mapping]] = ..., sealed_data: _Optional[bytes] = ..., size: _Optional[int] = ...) -> None: ...
+
+class ConfigSpec(_message.Message):
+    __slots__ = ("name", "labels", "data")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    labels: _containers.ScalarMap[str, str]
+    data: bytes
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class Config(_message.Message):
+    __slots__ = ("meta", "spec", "size")
+    META_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    meta: Meta
+    spec: ConfigSpec
+    size: int
+    def __init__(self, meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ConfigSpec, _Mapping]] = ..., size: _Optional[int] = ...) -> None: ...
 
 class NetworkSpec(_message.Message):
     __slots__ = ("name", "labels", "driver")

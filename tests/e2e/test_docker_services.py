@@ -17,6 +17,7 @@ fail.
 from __future__ import annotations
 
 import functools
+import re
 import time
 import urllib.request
 from collections import Counter
@@ -34,6 +35,7 @@ from shoal.agent.runtime.docker import (
     LABEL_SLOT,
     LABEL_TASK_ID,
 )
+from shoal.cli.progress import REJECT_LIMIT
 from tests.support.cluster import Cluster, stays, wait_for
 from tests.support.docker_engine import containers_of
 from tests.support.etcd_server import free_port
@@ -279,6 +281,35 @@ def test_missing_image_is_rejected_with_the_engines_message_and_not_retried_in_a
         if task["current_state"] == "rejected":
             assert task["error"] == first["error"]
     assert not containers_of(engine, "nope", node_ids(cluster), running_only=False)
+
+
+def test_create_of_an_image_that_cannot_be_pulled_shows_why_and_ends_saying_the_service_exists(
+    cluster: Cluster, engine: Any
+) -> None:
+    with pytest.raises(docker.errors.APIError) as pulled:
+        engine.api.pull("shoal-test", tag="absent")
+    why = f"pulling image shoal-test:absent failed: {pulled.value.explanation}"
+    started = time.monotonic()
+    res = cluster.cli(
+        "service", "create", "--name", "absent", "--replicas", "2", "--restart-delay", "1s",
+        "shoal-test:absent", "sleep", "3600", timeout=120,
+    )  # fmt: skip
+    took = time.monotonic() - started
+    assert res.code == 1, f"{res.out}\n{res.err}"
+    # Piped, each slot's line is printed whole when it changes.
+    slot_lines = [line for line in res.out.splitlines() if re.match(r"^[12]/2: ", line)]
+    assert any(line.endswith(f"rejected: {why}") for line in slot_lines), res.out
+    first, *rest = res.err.splitlines()
+    rejected = re.match(r"^Error: (\d+) tasks of service absent were rejected: (.*)$", first)
+    assert rejected is not None and int(rejected[1]) >= REJECT_LIMIT and rejected[2] == why, first
+    assert rest == [
+        "The service absent exists and keeps trying: see why with `shoal service ps --no-trunc absent`, "
+        "or remove it with `shoal service rm absent`.",
+    ]
+    print(f"create of an image that cannot be pulled gave up after {took:.1f}s")
+    assert [s["name"] for s in cluster.services()] == ["absent"]
+    whole = cluster.cli("service", "ps", "--no-trunc", "absent")
+    assert why in whole.out, whole.out
 
 
 def test_memory_limit_reaches_the_container_and_an_unhealthy_task_is_replaced(

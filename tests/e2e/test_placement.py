@@ -116,6 +116,28 @@ def test_constraint_places_every_replica_on_a_matching_node(make_cluster: Any) -
     assert hosts(running) == {"node-3": 2}
 
 
+def test_a_node_joined_with_the_manager_token_is_a_manager_for_placement_only(make_cluster: Any) -> None:
+    cluster = make_cluster(agents=2)
+    token = cluster.cli("join-token", "-q", "manager")
+    assert token.code == 0 and token.out.strip() != cluster.token(), token.err
+    cluster.start_agent(token=token.out.strip(), hostname="boss")
+    cluster.wait_nodes_ready(3)
+    assert {n["hostname"]: n["role"] for n in cluster.nodes()} == {
+        "node-1": "worker",
+        "node-2": "worker",
+        "boss": "manager",
+    }
+    listing = cluster.cli("node", "ls").out.splitlines()
+    assert "ROLE" in listing[0] and any("boss" in line and "manager" in line for line in listing[1:])
+    db = start_replicas(cluster, "db", 2, sleep_seconds(3709), "--constraint", "node.role==manager")
+    assert hosts(db) == {"boss": 2}
+    web = start_replicas(cluster, "web", 4, sleep_seconds(3710), "--constraint", "node.role != manager")
+    assert hosts(web) == {"node-1": 2, "node-2": 2}
+    # Placement only: its certificate is a worker's, which the ControlAPI refuses.
+    refused = cluster.cli_as(cluster.agent_dir(cluster.agents[-1]) / "node", "service", "ls")
+    assert_refused(refused, "shoal-worker")
+
+
 def test_max_replicas_per_node_leaves_a_task_pending_until_a_node_joins(make_cluster: Any) -> None:
     cluster = make_cluster(agents=3, labels=ZONES)
     seconds = sleep_seconds(3703)
@@ -167,6 +189,11 @@ def test_memory_reservation_larger_than_any_node_stays_pending_and_create_says_w
     assert len(errors) == 1 and reason in errors[0], (
         f"the CLI must say why on one 'Error:' line; stderr was:\n{res.err}"
     )
+    # The service exists though (a second create would say the name is taken): it says so.
+    assert res.err.splitlines()[1:] == [
+        "The service huge exists and keeps trying: see why with `shoal service ps --no-trunc huge`, "
+        "or remove it with `shoal service rm huge`."
+    ]
 
     (task,) = cluster.tasks("huge")
     assert (task["current_state"], task["desired_state"]) == ("pending", "running")

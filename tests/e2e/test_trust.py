@@ -261,12 +261,23 @@ def test_agents_started_by_shoal_up_keep_the_token_out_of_the_process_list(
         )
         token = token_res.stdout.strip()
         assert token.startswith("SHOAL-1-")
+        # node-1 joined with the manager token: a manager-role node.
+        shoal = [sys.executable, "-m", "shoal"]
+        manager_res = subprocess.run(
+            [*shoal, "join-token", "-q", "manager"], capture_output=True, text=True, env=env, timeout=30
+        )
+        manager_token = manager_res.stdout.strip()
+        assert manager_token.startswith("SHOAL-1-") and manager_token != token
+        nodes = subprocess.run(
+            [*shoal, "node", "ls", "--format", "json"], capture_output=True, text=True, env=env, timeout=30
+        )
+        assert [(n["hostname"], n["role"]) for n in json.loads(nodes.stdout)] == [("node-1", "manager")]
         pids = json.loads((state / "up.json").read_text())["pids"]
         for pid in pids:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            assert token not in cmdline
+            assert token not in cmdline and manager_token not in cmdline
         # What `ps -eo args` shows any user: every process's command line.
-        assert pids_of(token) == set()
+        assert pids_of(token) == set() and pids_of(manager_token) == set()
     finally:
         subprocess.run(
             [sys.executable, "-m", "shoal", "down", "--state-dir", str(state)],

@@ -256,17 +256,33 @@ class Cluster:
         result: list[dict[str, Any]] = wait_for(ready, timeout, what=f"{count} ready nodes")
         return result
 
-    def cli(self, *args: str, timeout: float = 120, stdin: str | None = None) -> CLIResult:
-        return self.cli_as(self.tls_dir, *args, timeout=timeout, stdin=stdin)
+    def cli(
+        self, *args: str, timeout: float = 120, stdin: str | None = None, env: dict[str, str] | None = None
+    ) -> CLIResult:
+        """The CLI as this cluster's admin; `env` adds to its environment."""
+        return self.cli_as(self.tls_dir, *args, timeout=timeout, stdin=stdin, env=env)
 
     def _cli_command(self, tls_dir: Path, args: tuple[str, ...]) -> list[str]:
         hosts = ",".join(self.manager_addrs)
         return [sys.executable, "-m", "shoal", "--host", hosts, "--tls-dir", str(tls_dir), *args]
 
-    def cli_as(self, tls_dir: Path, *args: str, timeout: float = 120, stdin: str | None = None) -> CLIResult:
+    def cli_argv(self, *args: str) -> list[str]:
+        """The command line of the CLI as this cluster's admin (to run it
+        some other way: in a terminal, in the background)."""
+        return self._cli_command(self.tls_dir, args)
+
+    def cli_as(
+        self,
+        tls_dir: Path,
+        *args: str,
+        timeout: float = 120,
+        stdin: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> CLIResult:
         """The CLI with another TLS bundle (another admin, a node's own, a forged one)."""
         cmd = self._cli_command(tls_dir, args)
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=self.env, input=stdin)
+        full_env = {**self.env, **(env or {})}
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env, input=stdin)
         return CLIResult(res.returncode, res.stdout, res.stderr)
 
     def popen_cli(self, *args: str) -> subprocess.Popen[str]:

@@ -95,7 +95,11 @@ def test_the_protos_import_nothing_of_ours() -> None:
 
 
 def test_shared_modules_import_neither_side() -> None:
-    shared = [p for p in PKG.glob("*.py") if p.name != "__main__.py"] + list((PKG / "pki").rglob("*.py"))
+    shared = [p for p in PKG.glob("*.py") if p.name != "__main__.py"]
+    # The rules (bounds, constraints, spec checks) are enforced by the
+    # manager and checked ahead by clients: one home, on neither side.
+    for package in ("pki", "rules"):
+        shared += list((PKG / package).rglob("*.py"))
     for path in shared:
         bad = [m for m in _shoal_imports(path) if m.startswith(("shoal.manager", "shoal.agent", "shoal.cli"))]
         assert bad == [], f"{path.relative_to(PKG)} imports {bad}"
@@ -110,7 +114,7 @@ def test_orchestrator_modes_do_not_import_each_other() -> None:
 
 
 def test_cli_command_modules_do_not_import_each_other() -> None:
-    commands = {"services", "nodes", "cluster", "daemons", "local", "networks"}
+    commands = {"services", "nodes", "cluster", "daemons", "local", "files", "stacks", "networks"}
     for command in commands:
         path = PKG / "cli" / f"{command}.py"
         others = {f"shoal.cli.{c}" for c in commands - {command}}
@@ -136,3 +140,23 @@ def test_every_module_says_its_purpose_and_a_long_one_why_it_is_long() -> None:
             long_unexplained.append(f"{path.relative_to(PKG)} ({lines} lines)")
     assert silent == []
     assert long_unexplained == []
+
+
+def test_the_compose_loader_is_a_client_package_of_neither_side() -> None:
+    """shoal.stack reads files and checks them with the shared rules; it
+    talks to no manager and runs nothing (the CLI sends what it returns)."""
+    for path in (PKG / "stack").rglob("*.py"):
+        bad = [m for m in _shoal_imports(path) if m.startswith(("shoal.manager", "shoal.agent", "shoal.cli"))]
+        assert bad == [], f"{path.relative_to(PKG)} imports {bad}"
+
+
+def test_the_agent_keeps_task_files_out_of_the_runtime_backends() -> None:
+    """Secrets and configs are wrapped around any runtime (agent/taskfiles):
+    no backend imports that package, and it imports no backend."""
+    for paths in backends().values():
+        for path in paths:
+            assert not any(m.startswith("shoal.agent.taskfiles") for m in imports_of(path)), path.name
+    for path in (PKG / "agent" / "taskfiles").rglob("*.py"):
+        found = backends()
+        bad = {m for m in imports_of(path) for b in found if m.startswith(f"shoal.agent.runtime.{b}")}
+        assert not bad, f"{path.relative_to(PKG)} imports {sorted(bad)}"

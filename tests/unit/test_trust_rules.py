@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from shoal.manager import limits
 from shoal.manager.ca.nodeca import JoinRateLimit
 from shoal.manager.dispatcher.checks import NotYours, check_status, cut
 from shoal.manager.dispatcher.session import ASSIGNMENT_CHUNK_BYTES, assignment_messages
 from shoal.manager.keyring import _open, new_unlock_key, parse_unlock_key, wrap
 from shoal.protos import objects_pb2 as pb
+from shoal.rules import limits
 
 
 class Clock:

@@ -13,10 +13,11 @@ themselves. Errors a backend raises are ``TaskRejected`` (the task can never
 start here: bad command, missing image) or ``TaskFailed`` (it started and then
 broke); anything else is a bug and fails the task with its message.
 
-Optional abilities (health checks, logs) are separate small Protocols so that a
-backend states what it supports by what it implements. What both backends
-share beyond this seam (the stop protocol, its timeouts, the task logger)
-lives in ``common``; a scripted backend for tests is ``fake``.
+Optional abilities (health checks, logs, exec, commit) are separate small
+Protocols so that a backend states what it supports by what it implements.
+What both backends share beyond this seam (the stop protocol, its timeouts,
+the task logger) lives in ``common``; a scripted backend for tests is
+``fake``.
 """
 
 from __future__ import annotations
@@ -88,6 +89,15 @@ class RuntimeState:
 
 
 @dataclass(frozen=True)
+class FileMount:
+    """A secret or config file the agent wrote (on tmpfs) for a task, and
+    where a container sees it."""
+
+    source: str  # the file on the node
+    target: str  # absolute path in the container
+
+
+@dataclass(frozen=True)
 class TaskContext:
     """Everything a backend needs to run one task, resolved by the agent."""
 
@@ -95,6 +105,10 @@ class TaskContext:
     node_id: str
     # SHOAL_* variables plus the service's env, in order; later wins.
     env: dict[str, str] = field(default_factory=dict)
+    # The task's secrets and configs, written before prepare() (a backend
+    # with containers mounts them read-only; the process runtime reads them
+    # through $SHOAL_SECRETS_DIR and $SHOAL_CONFIGS_DIR in env).
+    files: tuple[FileMount, ...] = ()
     # Where the task's ports are reached on this node (agent/endpoints.py):
     # ingress targets on host ports the agent chose, host-mode ports on
     # their published port.
@@ -202,4 +216,127 @@ class Runtime(Protocol):
 
     async def close(self) -> None:
         """Release the backend's own resources; tasks keep running."""
+        ...
+
+
+# ---------------------------------------------------------------- exec and commit
+# (shoal exec, shoal commit: optional abilities, asked for by the agent's
+# shoal.agent.taskio on behalf of an admin.)
+
+
+class ExecFailed(TaskRuntimeError):
+    """A command could not be run inside the task; exit_code is what the
+    user's `shoal exec` exits with (126: cannot be invoked, 127: not found),
+    as Docker's."""
+
+    def __init__(self, message: str, exit_code: int = 126) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class ExecSpec:
+    """One command to run inside a running task."""
+
+    command: tuple[str, ...]
+    # Added to the task's environment (later wins).
+    env: dict[str, str] = field(default_factory=dict)
+    workdir: str = ""  # empty: the task's
+    tty: bool = False
+    stdin: bool = False  # else the command's stdin is empty (/dev/null)
+    rows: int = 0  # with tty: the window's size (0: leave the default)
+    cols: int = 0
+    # A value unique to this exec (the agent's exec ID): backends may mark
+    # the command with it to find its processes again (hang-up).
+    marker: str = ""
+
+
+STDOUT = 0
+STDERR = 1
+
+
+class ExecProcess(Protocol):
+    """A command running inside a task, as ``Execing.exec`` started it. Only
+    one coroutine reads, one writes; all methods but ``read`` and ``wait``
+    return promptly."""
+
+    async def read(self) -> tuple[int, bytes] | None:
+        """The next piece of output, (STDOUT or STDERR, at most
+        execflow.CHUNK bytes; with a tty everything is STDOUT), or None once
+        the output has ended."""
+        ...
+
+    async def write(self, data: bytes) -> None:
+        """Give data to the command's stdin; returns once it was taken (so
+        a command that does not read holds the writer back)."""
+        ...
+
+    async def close_stdin(self) -> None:
+        """End of input. With a tty there is no separate stdin: Ctrl-D is
+        typed instead, as a terminal's user would."""
+        ...
+
+    async def resize(self, rows: int, cols: int) -> None:
+        """With a tty: the window's new size (the command gets SIGWINCH)."""
+        ...
+
+    async def signal(self, sig: int) -> None:
+        """Send sig to the command and everything it started (SIGHUP when
+        its client went away, SIGKILL after a grace)."""
+        ...
+
+    async def wait(self) -> int:
+        """The command's exit code (128 + N when signal N ended it), once
+        it has ended."""
+        ...
+
+    async def close(self) -> None:
+        """Release what the backend holds for it (descriptors, sockets)."""
+        ...
+
+
+@runtime_checkable
+class Execing(Protocol):
+    """A controller that can run further commands inside its running task."""
+
+    async def exec(self, spec: ExecSpec) -> ExecProcess:
+        """Start spec's command in the task: its environment, working
+        directory and user, in a session of its own. Raises ExecFailed when
+        it cannot start."""
+        ...
+
+
+@dataclass(frozen=True)
+class CommitOptions:
+    """What `shoal commit` asks for (references already checked)."""
+
+    repository: str
+    tag: str
+    message: str = ""
+    changes: tuple[str, ...] = ()
+    author: str = ""
+    pause: bool = True
+    push: bool = False
+    # Docker's X-Registry-Auth (base64 JSON) for the push; empty: none.
+    registry_auth: str = ""
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    image_id: str
+    pushed: bool = False
+    push_error: str = ""  # the commit worked, the push did not
+
+
+class CommitFailed(TaskRuntimeError):
+    """The task's container could not be committed."""
+
+
+@runtime_checkable
+class Committing(Protocol):
+    """A controller whose task can be saved as an image."""
+
+    async def commit(self, options: CommitOptions) -> CommitResult:
+        """Commit the task's container as repository:tag (and push it when
+        asked); CommitFailed when the commit itself fails."""
         ...

@@ -14,9 +14,9 @@ from shoal import pki
 from shoal.ids import new_id
 from shoal.manager.auth import ADMIN_CN_PREFIX, ca_bundle
 from shoal.manager.ca.authority import CertificateAuthority
-from shoal.manager.errors import InvalidRequest
 from shoal.manager.store import NotFound, Store, View, now_ns, update_with_retry
 from shoal.protos import objects_pb2 as pb
+from shoal.rules.errors import InvalidRequest
 
 SECOND = 1_000_000_000
 DEFAULT_EXPIRY = timedelta(days=90)  # as a node certificate's default

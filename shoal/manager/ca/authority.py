@@ -35,8 +35,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from shoal.manager.errors import InvalidRequest
 from shoal.pki import ISSUE_BACKDATE, ROLES, load_private_key, new_private_key_pem, self_signed
+from shoal.rules.errors import InvalidRequest
 
 CA_COMMON_NAME = "shoal-ca"
 ROOT_VALIDITY = timedelta(days=20 * 365)  # Swarm's root lifetime

@@ -2,9 +2,12 @@
 
 Reached with a join certificate (see ``shoal.pki.join``), which carries no
 identity: the token in the request is the credential, compared in constant
-time with the cluster's current one. The node ID is chosen here and written
+time with the cluster's current ones. The node ID is chosen here and written
 into the certificate's CN; the Node object appears when the agent first
-registers.
+registers, except for a node that joined with the *manager* token: it is
+recorded here, with role ``manager``, before the certificate is returned
+(the role is for placement only: the certificate is a worker's, so the node
+gets no ControlAPI access).
 
 Each peer address may fail a few times at once and then once every few
 seconds (``JoinRateLimit``); beyond that even its correct requests wait.
@@ -29,6 +32,7 @@ from shoal.ids import new_id
 from shoal.manager.auth import ca_bundle
 from shoal.manager.ca.authority import check_token
 from shoal.manager.keyring import KeyRing, Locked
+from shoal.manager.store import Store
 from shoal.protos import dispatcher_pb2 as dpb
 from shoal.protos import dispatcher_pb2_grpc as dgrpc
 from shoal.protos import objects_pb2 as pb
@@ -94,11 +98,23 @@ class NodeCA(dgrpc.NodeCAServicer):
         cluster: Callable[[], pb.Cluster | None],
         keyring: KeyRing,
         rate_limit: JoinRateLimit | None = None,
+        store: Store | None = None,
     ) -> None:
         self._cluster = cluster
         self._keyring = keyring
+        self._store = store
         self._limit = rate_limit or JoinRateLimit()
         self._refusals = _RefusalLog()
+
+    async def _record_manager_node(self, node_id: str) -> None:
+        """The node's object, role manager, before it ever registers (its
+        first registration fills in the rest)."""
+        assert self._store is not None
+        node = pb.Node(role=pb.NODE_ROLE_MANAGER)
+        node.meta.id = node_id
+        node.status.state = pb.NODE_STATE_UNKNOWN
+        node.status.message = "joined; waiting for its first session"
+        await self._store.create(node)
 
     async def _refuse(self, context: Any, peer: str, code: grpc.StatusCode, message: str) -> None:
         self._limit.failed(peer)
@@ -125,13 +141,17 @@ class NodeCA(dgrpc.NodeCAServicer):
             pki.parse_join_token(request.token)
         except pki.InvalidJoinToken as err:
             await self._refuse(context, peer, grpc.StatusCode.INVALID_ARGUMENT, str(err))
-        if not check_token(request.token.strip(), cluster.join_tokens.worker):
+        token = request.token.strip()
+        # Both compared, in constant time, whichever matches.
+        as_manager = check_token(token, cluster.join_tokens.manager)
+        as_worker = check_token(token, cluster.join_tokens.worker)
+        if not (as_manager or as_worker):
             await self._refuse(
                 context,
                 peer,
                 grpc.StatusCode.PERMISSION_DENIED,
-                "invalid join token: it does not match this cluster's worker token "
-                "(get the current one with `shoal join-token worker`)",
+                "invalid join token: it does not match this cluster's worker or manager token "
+                "(get the current one with `shoal join-token worker` or `shoal join-token manager`)",
             )
         try:
             ca = self._keyring.ca()
@@ -147,5 +167,12 @@ class NodeCA(dgrpc.NodeCAServicer):
                 context, peer, grpc.StatusCode.INVALID_ARGUMENT, f"certificate request refused: {err}"
             )
             raise AssertionError("unreachable") from err
-        log.info("issued a worker certificate for new node %s", node_id)
+        if as_manager:
+            if self._store is None:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "this manager cannot record nodes")
+            else:
+                await self._record_manager_node(node_id)
+            log.info("issued a worker certificate for new node %s (role manager)", node_id)
+        else:
+            log.info("issued a worker certificate for new node %s", node_id)
         return dpb.IssueNodeCertificateResponse(node_id=node_id, cert_pem=cert, ca_pem=ca_bundle(cluster))

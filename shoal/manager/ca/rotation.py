@@ -26,11 +26,11 @@ import logging
 from shoal import pki
 from shoal.manager.ca.authority import new_root_ca
 from shoal.manager.component import Component
-from shoal.manager.errors import InvalidRequest
 from shoal.manager.keyring import KeyRing, wrap
 from shoal.manager.store import Event, Store, View, clone, now_ns, update_with_retry
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
+from shoal.rules.errors import InvalidRequest
 
 log = logging.getLogger(__name__)
 

@@ -6,15 +6,16 @@ from __future__ import annotations
 import logging
 
 from shoal import pki
-from shoal.manager import limits
 from shoal.manager.ca import rotation
 from shoal.manager.ca.admin_bundles import DEFAULT_EXPIRY, issue_admin_bundle, revoke_admin_bundle
 from shoal.manager.controlapi.common import ControlBase, Ctx, rpc
-from shoal.manager.errors import InvalidRequest
 from shoal.manager.keyring import new_unlock_key, parse_unlock_key, wrap
 from shoal.manager.store import StoreUnavailable, update_with_retry
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
+from shoal.rules import limits
+from shoal.rules.errors import InvalidRequest
+from shoal.version import shoal_version
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class ClusterAPI(ControlBase):
             stats=self.stats(),
             autolock=keys is not None and keys.autolock,
             locked=self.keyring.locked,
+            version=shoal_version(),
         )
 
     @rpc
@@ -87,19 +89,22 @@ class ClusterAPI(ControlBase):
 
     @rpc
     async def GetJoinToken(self, request: cpb.GetJoinTokenRequest, context: Ctx) -> cpb.JoinTokenResponse:
-        if request.role not in ("worker", ""):
-            raise InvalidRequest(
-                f'role "{request.role[:20]}": only worker tokens exist (managers share etcd instead)'
-            )
+        role = request.role or "worker"
+        if role not in ("worker", "manager"):
+            raise InvalidRequest(f'role "{request.role[:20]}": expected worker or manager')
         cluster = self.cluster()
-        if request.rotate:
+        # A cluster made before manager tokens existed gets one on first ask.
+        if request.rotate or not getattr(cluster.join_tokens, role):
 
             def rotate(c: pb.Cluster) -> None:
-                c.join_tokens.worker = pki.new_join_token(c.root_ca.cert_digest)
+                if request.rotate or not getattr(c.join_tokens, role):
+                    setattr(c.join_tokens, role, pki.new_join_token(c.root_ca.cert_digest))
 
             cluster = await update_with_retry(self.view, self.store, pb.Cluster, cluster.meta.id, rotate)
+            if request.rotate:
+                log.info("%s join token rotated", role)
         addrs = [m.addr for m in await self.managers()]
-        return cpb.JoinTokenResponse(token=cluster.join_tokens.worker, manager_addrs=addrs)
+        return cpb.JoinTokenResponse(token=getattr(cluster.join_tokens, role), manager_addrs=addrs)
 
     # -------------------------------------------------------------- admin bundles
 

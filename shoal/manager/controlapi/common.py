@@ -15,11 +15,9 @@ from typing import Any, TypeAlias, TypeVar
 import grpc
 
 from shoal import metadata, pki
-from shoal.manager import limits
 from shoal.manager.auth import Authorizer
-from shoal.manager.controlapi import validate
 from shoal.manager.controlapi.logs import LogGatherer
-from shoal.manager.errors import InvalidRequest
+from shoal.manager.execsource import Peers, TaskIOSource
 from shoal.manager.keyring import KeyRing, Locked
 from shoal.manager.store import (
     AlreadyExists,
@@ -32,6 +30,8 @@ from shoal.manager.store import (
 )
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
+from shoal.rules import limits, validate
+from shoal.rules.errors import InvalidRequest
 
 Ctx: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 R = TypeVar("R")
@@ -66,6 +66,8 @@ class ControlBase:
         logs: LogGatherer | None = None,
         stats: Callable[[], dict[str, float]] | None = None,
         on_unlock: Callable[[], None] | None = None,
+        taskio: TaskIOSource | None = None,
+        peers: Peers | None = None,
     ) -> None:
         self.view = view
         self.store = store
@@ -75,6 +77,9 @@ class ControlBase:
         self.logs = logs
         self.stats = stats or dict
         self.on_unlock = on_unlock or (lambda: None)
+        # exec and commit: the nodes' sessions, and the other managers.
+        self.taskio = taskio
+        self.peers = peers
 
     def resolve_service(self, ref: str) -> pb.Service:
         service: pb.Service = resolve(ref, self.view.services, lambda s: s.spec.name, "service")

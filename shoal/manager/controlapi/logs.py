@@ -5,7 +5,8 @@ agent through its session (``Dispatcher.request_logs``) when the session is
 held here, or forwards the request to the manager that holds it (managers dial
 each other with their own certificates). A node that is down is reported as a
 warning rather than waited for. With ``follow``, tasks of the service that
-start later are added as soon as they run.
+start later are added as soon as they run; one task (``shoal logs -f
+TASK``) is waited for until it starts, and followed until it ends.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from shoal.manager.controlapi.taskrefs import has_started
 from shoal.manager.logsource import LogSource, NodeNotConnected
 from shoal.manager.store import View
-from shoal.names import task_name
+from shoal.names import slot_name, task_name
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
 
@@ -81,6 +83,42 @@ class LogGatherer:
             for task in [*pumps, ender, *([watcher] if watcher else [])]:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+
+    async def gather_task(
+        self, task: pb.Task, request: cpb.TaskLogsRequest
+    ) -> AsyncIterator[cpb.TaskLogMessage]:
+        """The output of one task (``shoal logs TASK``). Following, a task
+        not started yet is waited for; the stream ends once the task has
+        ended and its node sent everything it wrote."""
+        if not has_started(task):
+            if request.follow:
+                started = await self._wait_start(task.meta.id)
+            else:
+                started = None
+            if started is None:
+                current = self.view.tasks.get(task.meta.id) or task
+                why = current.status.err or current.status.message or "it never started"
+                yield cpb.TaskLogMessage(warning=f"task {slot_name(current)} has no output: {why}")
+                return
+            task = started
+        async for msg in self.gather([task], request):
+            yield msg
+
+    async def _wait_start(self, task_id: str) -> pb.Task | None:
+        """The task once it has started; None when it ends first or goes."""
+        sub = self.view.subscribe(["tasks"])
+        try:
+            while True:
+                task = self.view.tasks.get(task_id)
+                if task is None:
+                    return None
+                if has_started(task):
+                    return task
+                if task.status.state > pb.TASK_STATE_RUNNING:
+                    return None
+                await sub.get_batch()
+        finally:
+            sub.close()
 
     async def _follow_new(self, service_id: str, launch: Callable[[list[pb.Task]], None]) -> None:
         sub = self.view.subscribe(["tasks"])

@@ -13,13 +13,12 @@ from __future__ import annotations
 import contextlib
 
 from shoal.ids import new_id
-from shoal.manager import limits
-from shoal.manager.controlapi import validate
 from shoal.manager.controlapi.common import ControlBase, Ctx, resolve, rpc
-from shoal.manager.errors import InvalidRequest
 from shoal.manager.store import AlreadyExists, NotFound, VersionConflict, View, clone, on_conflict
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
+from shoal.rules import limits, validate
+from shoal.rules.errors import InvalidRequest
 
 WRITE_ATTEMPTS = 5
 # Drivers a client may ask for: Docker's and Compose's word for a
@@ -85,7 +84,7 @@ class NetworkAPI(ControlBase):
         return cpb.ListNetworksResponse(networks=networks)
 
     @rpc
-    async def RemoveNetwork(self, request: cpb.ObjectRef, context: Ctx) -> cpb.RemoveNetworkResponse:
+    async def RemoveNetwork(self, request: cpb.ObjectRef, context: Ctx) -> cpb.RemoveObjectResponse:
         async for attempt in on_conflict(WRITE_ATTEMPTS):
             with attempt:
                 network = self.resolve_network(request.ref)
@@ -106,7 +105,7 @@ class NetworkAPI(ControlBase):
                     with contextlib.suppress(NotFound):
                         self.view.observe(await self.store.get(pb.Network, network.meta.id))
                     raise
-                return cpb.RemoveNetworkResponse(id=network.meta.id, name=network.spec.name)
+                return cpb.RemoveObjectResponse(id=network.meta.id, name=network.spec.name)
         raise AssertionError("unreachable")
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from shoal.manager import limits
 from shoal.manager.controlapi.common import ControlBase, Ctx, rpc
-from shoal.manager.errors import InvalidRequest
 from shoal.manager.store import clone, now_ns, update_with_retry
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
+from shoal.rules import limits
+from shoal.rules.errors import InvalidRequest
 
 AVAILABILITY = {
     "active": pb.NODE_AVAILABILITY_ACTIVE,

@@ -2,9 +2,12 @@
 roll back, remove, list.
 
 Every spec is defaulted (``shoal.specs``) and validated (``validate``) here;
-names and published ports are claimed in the same transaction as the
-service (``unique``), and a create carries its own ID so that a retried
-create is the same create.
+its secret and config references are resolved to the objects of those
+names. Names and published ports are claimed, and the secrets and configs
+it uses are marked used, in the same transaction as the service
+(``unique``, ``references``); a create carries its own ID so that a retried
+create is the same create. With ``validate_only`` a create or update checks
+all of that and stores nothing.
 """
 
 from __future__ import annotations
@@ -13,14 +16,14 @@ import base64
 import contextlib
 import json
 import secrets
+from typing import Any
 
 from shoal import specs
 from shoal.ids import ID_LENGTH, is_id, new_id
-from shoal.manager import limits, seal
-from shoal.manager.controlapi import unique, validate
+from shoal.manager import seal
+from shoal.manager.controlapi import references, unique
 from shoal.manager.controlapi.common import ControlBase, Ctx, rpc
 from shoal.manager.controlapi.networks import check_networks
-from shoal.manager.errors import InvalidRequest
 from shoal.manager.store import (
     AlreadyExists,
     NotFound,
@@ -32,6 +35,8 @@ from shoal.manager.store import (
 )
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
+from shoal.rules import limits, validate
+from shoal.rules.errors import InvalidRequest
 
 # Attempts of a write whose index claims raced another writer.
 WRITE_ATTEMPTS = 5
@@ -46,9 +51,15 @@ class ServiceAPI(ControlBase):
         specs.apply_defaults(spec)
         validate.validate_service_spec(spec, self.max_replicas())
         check_networks(self.view, spec)
+        self._resolve_files(spec, request.planned_secrets, request.planned_configs, request.validate_only)
         if request.id and not is_id(request.id):
             raise InvalidRequest(f'id "{request.id[:40]}": expected {ID_LENGTH} characters of 0-9a-z')
         service_id = request.id or new_id()
+        if request.validate_only:
+            await unique.plan(self.view, self.store, service_id, None, spec)
+            checked = pb.Service(spec=spec, spec_version=1)
+            checked.meta.id = service_id
+            return checked
         async for attempt in on_conflict(WRITE_ATTEMPTS):
             with attempt:
                 existing = self.view.services.get(service_id)
@@ -57,9 +68,10 @@ class ServiceAPI(ControlBase):
                 done = self._same_create(existing, spec)
                 if done is not None:
                     return done
-                writes = await unique.plan(self.view, self.store, service_id, None, spec)
                 service = pb.Service(spec=spec, spec_version=1)
                 service.meta.id = service_id
+                writes = await unique.plan(self.view, self.store, service_id, None, spec)
+                writes += await references.service_writes(self.store, service_id, None, service)
                 writes.append(unique.new_vip(self.view, self.store, service))
                 if request.registry_auth:
                     service.registry_auth_sealed = await self._seal_auth(request.registry_auth, service_id)
@@ -100,6 +112,35 @@ class ServiceAPI(ControlBase):
             ) from None
         return seal.seal(self.keyring.seal_key(), auth.encode(), service_id.encode())
 
+    def _resolve_files(
+        self, spec: pb.ServiceSpec, planned_secrets: Any, planned_configs: Any, validate_only: bool
+    ) -> None:
+        """Point each secret and config reference at the object of its name
+        (NotFound when there is none; with validate_only, a name the caller
+        is about to create is let through), and bound what one task carries."""
+        container = spec.task.container
+        total = 0
+        kinds: list[tuple[references.FileKind, Any, Any, set[str]]] = [
+            ("secret", container.secrets, self.view.secrets, set(planned_secrets)),
+            ("config", container.configs, self.view.configs, set(planned_configs)),
+        ]
+        for kind, refs, table, planned in kinds:
+            names = references.by_name(table.values())
+            for ref in refs:
+                obj = names.get(ref.name)
+                if obj is None:
+                    if validate_only and ref.name in planned:
+                        ref.id = ""
+                        continue
+                    raise NotFound(f"{kind} {ref.name} not found (create it with `shoal {kind} create`)")
+                ref.id = obj.meta.id
+                total += obj.size
+        if total > limits.MAX_TASK_FILE_BYTES:
+            raise InvalidRequest(
+                f"secrets and configs: at most {limits.MAX_TASK_FILE_BYTES // limits.MIB} MiB in all per "
+                f"service (each task carries them to its node), got {total // limits.KIB} KiB"
+            )
+
     @rpc
     async def GetService(self, request: cpb.ObjectRef, context: Ctx) -> pb.Service:
         return self.resolve_service(request.ref)
@@ -126,6 +167,7 @@ class ServiceAPI(ControlBase):
             specs.apply_defaults(spec)
             validate.validate_service_spec(spec, self.max_replicas())
             check_networks(self.view, spec)
+        self._resolve_files(spec, request.planned_secrets, request.planned_configs, request.validate_only)
         if spec.name != current.spec.name:
             raise InvalidRequest(f'name: a service cannot be renamed (it is "{current.spec.name}")')
         unique.assign_published(self.view, spec, current.spec)
@@ -159,6 +201,9 @@ class ServiceAPI(ControlBase):
             service.update_status.completed_at = 0
         service.spec.CopyFrom(spec)
         writes = await unique.plan(self.view, self.store, current.meta.id, current.spec, spec)
+        if request.validate_only:
+            return service
+        writes += await references.service_writes(self.store, current.meta.id, current, service)
         if not writes:
             return await self.store.update(service)
         batch = self.store.batch().update(service)
@@ -189,6 +234,7 @@ class ServiceAPI(ControlBase):
                 service = self.resolve_service(request.ref)
                 writes = await unique.plan(self.view, self.store, service.meta.id, service.spec, None)
                 writes += await unique.vip_release(self.store, service)
+                writes += await references.service_writes(self.store, service.meta.id, service, None)
                 batch = self.store.batch().delete(service)
                 for w in writes:
                     w.add_to(batch)

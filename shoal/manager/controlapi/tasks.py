@@ -6,12 +6,13 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from shoal.manager import limits
 from shoal.manager.controlapi.common import ControlBase, Ctx, resolve, rpc, stream_rpc
-from shoal.manager.errors import InvalidRequest
+from shoal.manager.controlapi.taskrefs import resolve_task
 from shoal.manager.store import NotFound
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
+from shoal.rules import limits
+from shoal.rules.errors import InvalidRequest
 
 
 class TaskAPI(ControlBase):
@@ -44,6 +45,8 @@ class TaskAPI(ControlBase):
             node = self.view.nodes.get(t.node_id) if t.node_id else None
             if node is not None:
                 out.node_hostnames[t.node_id] = node.description.hostname
+                if node.status.state == pb.NODE_STATE_DOWN:
+                    out.node_down[t.node_id] = node.status.message
                 out.node_addrs[t.node_id] = node.status.addr
         return out
 
@@ -57,6 +60,10 @@ class TaskAPI(ControlBase):
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "logs are not served here")
             return
         service_id = ""
+        if request.task_only and not request.task_ids:
+            async for msg in self.logs.gather_task(resolve_task(self.view, request.ref), request):
+                yield msg
+            return
         if request.task_ids:  # forwarded by another manager
             tasks = [t for tid in request.task_ids if (t := self.view.tasks.get(tid)) is not None]
         else:

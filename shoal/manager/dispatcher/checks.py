@@ -18,10 +18,10 @@ import ipaddress
 import re
 from collections.abc import Iterable
 
-from shoal.manager import limits
-from shoal.manager.errors import InvalidRequest
 from shoal.protos import dispatcher_pb2 as dpb
 from shoal.protos import objects_pb2 as pb
+from shoal.rules import limits
+from shoal.rules.errors import InvalidRequest
 
 # The states an agent moves a task through (DESIGN.md: the agent moves
 # everything from accepted onward); new/pending/assigned belong to the

@@ -18,13 +18,17 @@ only for its own tasks, in the states agents own, within bounds):
   the cluster's roots change, every session is told which roots to trust and
   whether to renew (``TrustUpdate``).
 
+Task logs, exec streams and commits ride the same session (``logrelay``,
+``execrelay``); each answer is accepted only from the session asked.
+
 Labels: an agent's ``--label`` values become the node's labels when it first
 registers; afterwards only ``node update`` changes them, whatever the agent
 sends.
 
 Assignments are routed with the view's tasks-by-node index: one event touches
 one session, never a scan of all tasks. Large sets go in several messages of
-at most ``ASSIGNMENT_CHUNK_BYTES``.
+at most ``ASSIGNMENT_CHUNK_BYTES``. The copy of a task sent to its node
+carries what is never stored with it (``sealed``).
 
 The routing mesh's endpoint sets (``endpoints.EndpointTable``: which running
 tasks each published port may reach) go to every session: the whole set when
@@ -44,9 +48,8 @@ from typing import Any
 import grpc
 
 from shoal import defaults, pki
-from shoal.manager import limits, seal
 from shoal.manager.auth import Authorizer, ca_bundle
-from shoal.manager.dispatcher import endpoints
+from shoal.manager.dispatcher import endpoints, sealed
 from shoal.manager.dispatcher.certificates import CertificateDesk, trust_update
 from shoal.manager.dispatcher.checks import (
     NotYours,
@@ -55,24 +58,25 @@ from shoal.manager.dispatcher.checks import (
     check_registration,
     check_status,
 )
+from shoal.manager.dispatcher.execrelay import CommitRelay, ExecRelay, TaskIOPort
 from shoal.manager.dispatcher.liveness import Liveness
 from shoal.manager.dispatcher.logrelay import LogRelay
 from shoal.manager.dispatcher.meshreports import MeshReportWriter
 from shoal.manager.dispatcher.registration import register
 from shoal.manager.dispatcher.session import HEARTBEAT_ACK, NodeSession, assignment_messages
 from shoal.manager.dispatcher.statuses import StatusWriter
-from shoal.manager.errors import InvalidRequest
 from shoal.manager.keyring import KeyRing, Locked
 from shoal.manager.logsource import NodeNotConnected
 from shoal.manager.store import (
     Event,
     Store,
     View,
-    clone,
 )
 from shoal.protos import dispatcher_pb2 as dpb
 from shoal.protos import dispatcher_pb2_grpc as dgrpc
 from shoal.protos import objects_pb2 as pb
+from shoal.rules import limits
+from shoal.rules.errors import InvalidRequest
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +101,10 @@ class Dispatcher(dgrpc.DispatcherServicer):
         self.statuses = StatusWriter(view, store)
         self.liveness = Liveness(view, store, manager_id, self.heartbeat_period, self.grace, self._expired)
         self.logs = LogRelay()
+        self.execs = ExecRelay()
+        self.commits = CommitRelay()
+        # What the ControlAPI asks of this dispatcher for exec and commit.
+        self.taskio = TaskIOPort(self.sessions, self.execs, self.commits)
         self.certificates = CertificateDesk(view, store, keyring)
         self.endpoints = endpoints.EndpointFeed(view, lambda: self.sessions.values())
         self.mesh_reports = MeshReportWriter(view, store)
@@ -248,6 +256,8 @@ class Dispatcher(dgrpc.DispatcherServicer):
             if self.sessions.get(node_id) is session:
                 del self.sessions[node_id]
             self.logs.session_ended(session)
+            self.execs.session_ended(session)
+            self.commits.session_ended(session)
             log.info("node %s session ended", node_id)
 
     async def _read(
@@ -279,6 +289,10 @@ class Dispatcher(dgrpc.DispatcherServicer):
                     except InvalidRequest as err:
                         session.fail(grpc.StatusCode.INVALID_ARGUMENT, str(err))
                         break
+                elif kind == "exec":
+                    self.execs.deliver(session, msg.exec)
+                elif kind == "commit":
+                    self.commits.deliver(session, msg.commit)
         except (grpc.RpcError, asyncio.CancelledError):
             pass
         finally:
@@ -323,20 +337,9 @@ class Dispatcher(dgrpc.DispatcherServicer):
             session.send(reply)
 
     def _with_credentials(self, task: pb.Task) -> pb.Task:
-        """The task as sent to its node: with the service's registry
-        credentials unsealed, if it has any (they are never stored so)."""
-        service = self.view.services.get(task.service_id)
-        if service is None or not service.registry_auth_sealed:
-            return task
-        try:
-            key = self.keyring.seal_key()
-            auth = seal.unseal(key, service.registry_auth_sealed, service.meta.id.encode())
-        except Exception:
-            log.warning("cannot unseal the registry credentials of service %s", service.spec.name)
-            return task
-        sent = clone(task)
-        sent.registry_auth = auth.decode()
-        return sent
+        """The task as sent to its node: with what is never stored with it
+        (registry credentials, secret and config values; ``sealed``)."""
+        return sealed.as_sent(self.view, self.keyring, task)
 
     def announce_managers(self, addrs: list[str]) -> None:
         """Tell every connected node the managers it may fail over to."""

@@ -45,7 +45,9 @@ async def _register_once(
     node = clone(current) if current is not None else pb.Node()
     node.meta.id = node_id
     node.description.CopyFrom(reg.description)
-    if current is None:
+    # A node that joined with the manager token was recorded at join
+    # (role manager) with no description: this is still its first join.
+    if current is None or not current.description.hostname:
         # First join: the agent's labels become the node's.
         node.spec.labels.update(reg.description.labels)
     else:

@@ -1,17 +1,17 @@
 """One node's session as a dispatcher holds it, and messages of bounded size.
 
-A ``NodeSession`` is the queue of messages going to one agent, the
+A ``NodeSession`` is the outbox of messages going to one agent, the
 assignment changes gathered for it between flushes, the certificate the node
 holds, and why the session ended if the node misbehaved.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import grpc
 
+from shoal.outbox import Outbox
 from shoal.protos import dispatcher_pb2 as dpb
 from shoal.protos import objects_pb2 as pb
 
@@ -46,7 +46,9 @@ def assignment_messages(tasks: list[pb.Task], removed: list[str], full: bool) ->
 class NodeSession:
     def __init__(self, node_id: str, cert_pem: bytes) -> None:
         self.node_id = node_id
-        self.queue: asyncio.Queue[dpb.ManagerMessage | None] = asyncio.Queue()
+        # What goes to the agent: assignments, acknowledgements and the
+        # like before task input (exec stdin), see shoal.outbox.
+        self.queue: Outbox[dpb.ManagerMessage] = Outbox()
         self.upserts: dict[str, pb.Task] = {}
         self.removed: set[str] = set()
         # The certificate the node holds: presented, or issued since.
@@ -57,6 +59,9 @@ class NodeSession:
 
     def send(self, msg: dpb.ManagerMessage) -> None:
         self.queue.put_nowait(msg)
+
+    def send_bulk(self, msg: dpb.ManagerMessage) -> None:
+        self.queue.put_bulk(msg)
 
     def end(self) -> None:
         self.queue.put_nowait(None)

@@ -12,10 +12,10 @@ import contextlib
 import functools
 
 from shoal.ids import new_id
-from shoal.manager.constraints import Constraint, parse_constraints
 from shoal.manager.orchestrator.restart import decide_restart
 from shoal.manager.store import Batch, BatchResult, Store, VersionConflict, View, clone, now_ns, on_conflict
 from shoal.protos import objects_pb2 as pb
+from shoal.rules.constraints import Constraint, parse_constraints
 
 RUNNING = pb.TASK_STATE_RUNNING
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from shoal.manager.constraints import Constraint, parse_constraints
 from shoal.manager.nodes import takes_new_tasks
 from shoal.protos import objects_pb2 as pb
+from shoal.rules.constraints import Constraint, parse_constraints
 
 
 @dataclass

@@ -25,8 +25,8 @@ import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from shoal.manager.constraints import node_label
 from shoal.manager.scheduler.filters import NodeInfo, Pipeline
+from shoal.rules.constraints import node_label
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Typed objects in etcd: one key each, optimistic concurrency, batches.
 
 Layout: ``/shoal/v1/<kind>/<id>`` (the prefix is configurable) holds a serialized protobuf (Cluster, Node,
-Service, Task). An object's ``meta.version`` is the etcd mod_revision it was
+Service, Task, Secret, Config). An object's ``meta.version`` is the etcd mod_revision it was
 read at; every write compares it, so a stale write is a ``VersionConflict``,
 never a silent overwrite. A leader's store carries a *fence* (the election
 key's create revision): every transaction compares it too, so a manager that
@@ -34,10 +34,10 @@ from shoal.protos import objects_pb2 as pb
 
 DEFAULT_PREFIX = b"/shoal/v1/"
 
-Kind = Literal["clusters", "keys", "nodes", "services", "tasks"]
+Kind = Literal["clusters", "keys", "nodes", "services", "tasks", "secrets", "configs", "networks"]
 # What is stored: one protobuf message per key.
-Stored = pb.Cluster | pb.ClusterKeys | pb.Node | pb.Service | pb.Task | pb.Network
-S = TypeVar("S", pb.Cluster, pb.ClusterKeys, pb.Node, pb.Service, pb.Task, pb.Network)
+Stored = pb.Cluster | pb.ClusterKeys | pb.Node | pb.Service | pb.Task | pb.Secret | pb.Config | pb.Network
+S = TypeVar("S", pb.Cluster, pb.ClusterKeys, pb.Node, pb.Service, pb.Task, pb.Secret, pb.Config, pb.Network)
 
 KINDS: dict[str, type[Stored]] = {
     "clusters": pb.Cluster,
@@ -46,6 +46,9 @@ KINDS: dict[str, type[Stored]] = {
     "nodes": pb.Node,
     "services": pb.Service,
     "tasks": pb.Task,
+    # Files for tasks; a secret's value is sealed (shoal.manager.seal).
+    "secrets": pb.Secret,
+    "configs": pb.Config,
     # Discovery scopes (`network create`).
     "networks": pb.Network,
 }

@@ -131,6 +131,14 @@ class View:
         return self.objects["tasks"]
 
     @property
+    def secrets(self) -> dict[str, pb.Secret]:
+        return self.objects["secrets"]
+
+    @property
+    def configs(self) -> dict[str, pb.Config]:
+        return self.objects["configs"]
+
+    @property
     def networks(self) -> dict[str, pb.Network]:
         return self.objects["networks"]
 

@@ -19,6 +19,8 @@ The rooms, each with one job:
     options      spec -> ContainerOptions, image references, labels (pure)
     engine       the SDK behind a thread pool; error translation; stop, pull
     logs         the container's log: a thread per stream, merged by time
+    execs        shoal exec: the engine's exec, and its hang-up
+    commits      shoal commit: the engine's commit, then a push
     health       State.Health -> HealthReport (pure)
     controller   DockerTaskController: the TaskController of one task
     runtime      DockerRuntime: the Runtime (client, list, discard)

@@ -25,6 +25,10 @@ from contextlib import aclosing
 from typing import Any
 
 from shoal.agent.runtime.base import (
+    CommitOptions,
+    CommitResult,
+    ExecFailed,
+    ExecSpec,
     ExitStatus,
     HealthReport,
     LogLine,
@@ -33,7 +37,9 @@ from shoal.agent.runtime.base import (
     TaskFailed,
 )
 from shoal.agent.runtime.common import task_log
+from shoal.agent.runtime.docker.commits import commit_container
 from shoal.agent.runtime.docker.engine import Engine, exit_status, is_running
+from shoal.agent.runtime.docker.execs import DockerExec, start_exec
 from shoal.agent.runtime.docker.health import health_report
 from shoal.agent.runtime.docker.logs import container_logs
 from shoal.agent.runtime.docker.network import Bridge
@@ -179,6 +185,17 @@ class DockerTaskController:
         async with aclosing(container_logs(self._engine.api, container_id, follow, tail)) as lines:
             async for line in lines:
                 yield line
+
+    async def exec(self, spec: ExecSpec) -> DockerExec:
+        """Run a further command in the container (see ``execs``)."""
+        container_id = await self._find()
+        if container_id is None:
+            raise ExecFailed(f"task {self._task_id} has no container")
+        return await start_exec(self._engine, container_id, spec)
+
+    async def commit(self, options: CommitOptions) -> CommitResult:
+        """The container as a new image (see ``commits``)."""
+        return await commit_container(self._engine, await self._require(), options)
 
     async def _find(self) -> str | None:
         if self._id is None:

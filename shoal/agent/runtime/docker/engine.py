@@ -262,6 +262,7 @@ class Engine:
             stop_signal=opts.stop_signal,
             stop_timeout=opts.stop_timeout,
             healthcheck=opts.healthcheck,
+            user=opts.user,
             ports=[tuple(key.split("/")) for key in opts.port_bindings] or None,
             host_config=host_config,
         )

@@ -7,11 +7,14 @@ image's Entrypoint and ``args`` is the Cmd; env is the agent's
 ``TaskContext.env`` (SHOAL_* and the service's env) on top of the image's;
 limits become the cgroup limits (``NanoCpus``, ``Memory``; reservations become
 ``MemoryReservation``); the health check is Docker's own (the engine runs it);
-mounts are bind, volume or tmpfs; a host-mode port is published on
-``advertise_addr`` at its published port, and an ingress port's target on
-the host port the agent allocated for it (the task's endpoint, where the
-routing mesh forwards). The labels say which task a container runs and which
-node owns it: they are how every later call finds it.
+mounts are bind, volume or tmpfs, and the task's secrets and configs are
+read-only bind mounts of the files the agent wrote; the container runs as
+the spec's ``user``; a host-mode port is published on ``advertise_addr`` at
+its published port, and an ingress or exposed port's target on the host port
+the agent allocated for it (the task's endpoint, where the routing mesh
+forwards); with the agent's own network, the container joins it and uses its
+resolver. The labels say which task a container runs and which node owns it:
+they are how every later call finds it.
 
 What the engine would not explain clearly is rejected here, with the field
 at fault (``TaskRejected``); everything else the engine checks itself, in its
@@ -30,7 +33,7 @@ from typing import Any
 
 import docker.types
 
-from shoal.agent.runtime.base import TaskContext, TaskRejected
+from shoal.agent.runtime.base import FileMount, TaskContext, TaskRejected
 from shoal.protos import objects_pb2 as pb
 
 # Labels on every container this backend creates; the node label scopes
@@ -104,6 +107,7 @@ class ContainerOptions:
     nano_cpus: int | None = None
     mem_limit: int | None = None
     mem_reservation: int | None = None
+    user: str | None = None
     # The agent's own network (service discovery), and its resolver.
     network: str | None = None
     dns: list[str] = field(default_factory=list)
@@ -157,11 +161,12 @@ def container_options(
             math.ceil(spec.stop_grace_period / _SECOND_NS) if spec.HasField("stop_grace_period") else None
         ),
         healthcheck=_healthcheck(spec.healthcheck),
-        mounts=[_mount(i, m) for i, m in enumerate(spec.mounts)],
+        mounts=[_mount(i, m) for i, m in enumerate(spec.mounts)] + [_file_mount(f) for f in ctx.files],
         port_bindings=_port_bindings([*task.ports, *task.expose], advertise_addr or "0.0.0.0", ctx.endpoints),
         nano_cpus=limits.nano_cpus or None,
         mem_limit=limits.memory_bytes or None,
         mem_reservation=reservations.memory_bytes or None,
+        user=spec.user or None,
         network=network or None,
         dns=[dns] if dns else [],
     )
@@ -201,6 +206,12 @@ def _mount(index: int, m: pb.Mount) -> dict[str, Any]:
         read_only=m.readonly,
         tmpfs_size=m.tmpfs_size or None,
     )
+    return mount
+
+
+def _file_mount(f: FileMount) -> dict[str, Any]:
+    """A secret or config: the file the agent wrote on tmpfs, read-only."""
+    mount: dict[str, Any] = docker.types.Mount(target=f.target, source=f.source, type="bind", read_only=True)
     return mount
 
 

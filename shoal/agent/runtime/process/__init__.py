@@ -24,6 +24,7 @@ The rooms, each with one job:
     launch       spec -> LaunchPlan, launch.sh, spawning the wrapper
     stopping     stop_signal -> SignalPlan; the stop protocol on the group
     logs         stdout.log and stderr.log read back (tail, follow)
+    execs        shoal exec: a further command beside the task
     health       health checks run by the agent, by Docker's rules
     controller   ProcessTaskController: the TaskController of one task
     runtime      ProcessRuntime: the Runtime (controllers, list, discard)

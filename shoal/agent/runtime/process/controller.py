@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from shoal.agent.runtime.base import (
+    ExecSpec,
     ExitStatus,
     Health,
     HealthReport,
@@ -26,6 +27,7 @@ from shoal.agent.runtime.base import (
     TaskFailed,
 )
 from shoal.agent.runtime.common import signal_plan
+from shoal.agent.runtime.process.execs import ProcessExec, start_exec
 from shoal.agent.runtime.process.handle import reap, running, wait_exit
 from shoal.agent.runtime.process.health import HealthConfig, HealthMonitor
 from shoal.agent.runtime.process.launch import launch, plan_launch, process_env
@@ -115,6 +117,10 @@ class ProcessTaskController:
         """The task's stdout.log and stderr.log (see ``logs.read_logs`` for
         the order and the times). Logs are not rotated."""
         return read_logs(self.task_dir, follow, tail)
+
+    async def exec(self, spec: ExecSpec) -> ProcessExec:
+        """Run a further command beside the task (see ``execs``)."""
+        return await start_exec(self.ctx, self.task_dir, spec)
 
     def _watch_health(self) -> None:
         """Start the health check loop if the task has a check, runs, and has

@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import grp
 import os
+import pwd
 import re
 import shlex
 import signal
@@ -118,6 +120,7 @@ def plan_launch(ctx: TaskContext, task_dir: Path) -> LaunchPlan:
         # Refused rather than ignored: a task that expects its volume
         # must not run without it.
         raise TaskRejected("mounts: the process runtime cannot mount anything (use --runtime docker)")
+    check_user(container.user)
     env = process_env(ctx.env, os.environ)
     for name, value in env.items():
         if not _ENV_NAME.fullmatch(name):
@@ -144,6 +147,28 @@ def plan_launch(ctx: TaskContext, task_dir: Path) -> LaunchPlan:
     check_executable(argv[0], workdir, env.get("PATH", SH_DEFAULT_PATH))
     memory = ctx.task.spec.resources.limits.memory_bytes
     return LaunchPlan(argv=argv, workdir=workdir, env=env, memory_kib=-(-memory // 1024) if memory > 0 else 0)
+
+
+def check_user(user: str) -> None:
+    """Tasks run as the agent's own user: a spec naming another is refused
+    (not ignored). USER[:GROUP], names or IDs, as Docker reads them."""
+    if not user:
+        return
+    name, _, group = user.partition(":")
+    uid, gid = os.geteuid(), os.getegid()
+    try:
+        me = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        me = str(uid)
+    try:
+        my_group = grp.getgrgid(gid).gr_name
+    except KeyError:
+        my_group = str(gid)
+    if name not in (me, str(uid)) or (group and group not in (my_group, str(gid))):
+        raise TaskRejected(
+            f'user "{user}": the process runtime runs tasks as the agent\'s user ({me}, uid {uid}); '
+            "another user needs --runtime docker"
+        )
 
 
 def launch_script(plan: LaunchPlan) -> str:

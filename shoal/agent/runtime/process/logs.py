@@ -3,9 +3,11 @@
 The wrapper points the task's stdout and stderr at two files in the task's
 directory (appended to, never rotated). ``read_logs`` serves them as
 ``LogLine``s: one file after the other, then, when following, whatever either
-file gains, polled. The files hold no per-line times, so a line's time is an
-estimate (see ``read_logs``); ``tail_offset`` and ``read_lines`` are the file
-arithmetic beneath, with no asyncio in them.
+file gains, polled, until the task has ended and all it wrote was read (as
+the engine ends a followed container's log when it stops). The files hold
+no per-line times, so a line's time is an estimate (see ``read_logs``);
+``tail_offset`` and ``read_lines`` are the file arithmetic beneath, with no
+asyncio in them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from shoal.agent.runtime.base import LogLine
+from shoal.agent.runtime.base import LogLine, TaskFailed
+from shoal.agent.runtime.process.handle import running
+from shoal.agent.runtime.process.taskdir import TaskDir
 
 # read_logs(follow=True) re-reads the files this often (polling is simpler
 # than inotify and cheap at this rate).
@@ -115,9 +119,30 @@ async def read_logs(task_dir: Path, follow: bool, tail: int | None) -> AsyncIter
             await asyncio.sleep(0)  # let the loop breathe between chunks
         offsets[stream] = offset
     while follow:
-        await asyncio.sleep(LOG_POLL_INTERVAL)
+        # Looked at before reading: once the task has ended, what this read
+        # finds is all there is, and then the output has ended too.
+        ended = task_ended(task_dir)
+        got = False
         for stream in STREAMS:
-            lines, offsets[stream] = read_lines(task_dir / f"{stream}.log", offsets[stream], partial=False)
+            lines, offsets[stream] = read_lines(task_dir / f"{stream}.log", offsets[stream], partial=ended)
             now = time.time_ns()
             for line in lines:
                 yield LogLine(stream, line, now)
+            got = got or bool(lines)
+        if ended and not got:
+            return
+        if not got:
+            await asyncio.sleep(LOG_POLL_INTERVAL)
+
+
+def task_ended(task_dir: Path) -> bool:
+    """Whether the task has run and ended (its wrapper recorded how, or is
+    gone), or its directory is gone: then its output is complete. A task
+    not yet started has not ended."""
+    if (task_dir / "exit_code").exists() or not task_dir.is_dir():
+        return True
+    try:
+        handle = TaskDir(task_dir).handle()
+    except TaskFailed:
+        return True
+    return handle is not None and not running(handle)

@@ -1,6 +1,6 @@
 """Upper (and lower) bounds on everything a caller can send, in one place.
 
-The ControlAPI (``controlapi/validate.py``) and the Dispatcher check every
+The ControlAPI (with ``shoal.rules.validate``) and the Dispatcher check every
 request against these before anything is stored; each refusal names the
 field and the rule. The reason for each bound is beside it. Most are far
 above what anyone declares on purpose: they exist so that no request, typed
@@ -15,7 +15,7 @@ from typing import Any
 
 from shoal.defaults import CLUSTER
 from shoal.durations import format_duration
-from shoal.manager.errors import InvalidRequest
+from shoal.rules.errors import InvalidRequest
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -69,6 +69,21 @@ MAX_RESTART_ATTEMPTS = 1_000_000
 MIN_MEMORY_LIMIT = 4 * MIB
 MAX_MEMORY = 1 << 60  # an exbibyte
 MAX_NANO_CPUS = 1_000_000 * SECOND  # a million CPUs
+
+# ---------------------------------------------------------------- secrets and configs
+
+# One secret's or config's value (Docker's bound for secrets). etcd holds it
+# (sealed, for a secret) and every task that uses it carries it to its node.
+MAX_FILE_DATA = 500 * KIB
+# Each kind in the whole cluster: etcd's default quota is 2 GiB, and every
+# manager keeps them all in memory.
+MAX_FILE_TOTAL = 256 * MIB
+# Secrets, and configs, one service may use, and their total size: what one
+# task carries to its node in its assignment, and its node keeps on tmpfs.
+MAX_FILE_REFS = 64
+MAX_TASK_FILE_BYTES = 4 * MIB
+MAX_FILE_NAME = 64  # Docker's bound for secret and config names
+MAX_USER = 256  # USER[:GROUP] of a container
 
 # ---------------------------------------------------------------- cluster
 

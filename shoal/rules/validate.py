@@ -3,7 +3,7 @@
 The ControlAPI runs these on every create and update: the client is never
 trusted. Each error is a ``ValueError`` whose message names the field, says
 what is wrong and what is allowed, e.g. ``replicas: must be >= 0, got -1``.
-Every field has an upper bound too (``shoal.manager.limits``), so no spec
+Every field has an upper bound too (``shoal.rules.limits``), so no spec
 can make the manager build an unbounded number of tasks or store an
 unbounded value.
 """
@@ -14,10 +14,10 @@ import math
 import re
 from collections.abc import Iterable
 
-from shoal.manager import limits
-from shoal.manager.constraints import parse_constraint
-from shoal.manager.errors import InvalidRequest
 from shoal.protos import objects_pb2 as pb
+from shoal.rules import limits
+from shoal.rules.constraints import parse_constraint
+from shoal.rules.errors import InvalidRequest
 from shoal.signals import parse_signal
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
@@ -37,6 +37,10 @@ _IMAGE_RE = re.compile(
     re.ASCII,
 )
 _MOUNT_TYPES = ("bind", "volume", "tmpfs")
+# Secret and config names, as Docker allows them.
+_FILE_NAME_RE = re.compile(r"^[a-zA-Z0-9](?:[a-zA-Z0-9_.-]*[a-zA-Z0-9])?$")
+# A container user: USER[:GROUP], each a name or a number.
+_USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(?::[A-Za-z0-9_][A-Za-z0-9_.-]*)?$")
 
 
 def validate_name(name: str) -> None:
@@ -47,6 +51,55 @@ def validate_name(name: str) -> None:
             f'name "{name[: MAX_NAME + 1]}": invalid; use letters, digits, "_", "." and "-", '
             f"starting with a letter or digit, at most {MAX_NAME} characters"
         )
+
+
+def validate_file_name(kind: str, name: str) -> None:
+    """A secret's or config's name (kind: "secret" or "config")."""
+    if not name:
+        raise InvalidRequest(f"{kind} name: must not be empty")
+    if len(name) > limits.MAX_FILE_NAME or not _FILE_NAME_RE.match(name):
+        raise InvalidRequest(
+            f'{kind} name "{name[: limits.MAX_FILE_NAME + 1]}": invalid; use letters, digits, "_", "." '
+            f'and "-", starting and ending with a letter or digit, at most {limits.MAX_FILE_NAME} characters'
+        )
+
+
+def validate_file_data(kind: str, data: bytes) -> None:
+    if len(data) > limits.MAX_FILE_DATA:
+        raise InvalidRequest(
+            f"{kind} data: at most {limits.MAX_FILE_DATA // 1024} KiB, got {len(data)} bytes "
+            f"({len(data) / 1024:.0f} KiB)"
+        )
+
+
+def file_target(ref: pb.FileReference) -> str:
+    """Where a reference puts its file: its target, else its name."""
+    return ref.target or ref.name
+
+
+def _validate_file_refs(kind: str, refs: Iterable[pb.FileReference]) -> None:
+    items = list(refs)
+    if len(items) > limits.MAX_FILE_REFS:
+        raise InvalidRequest(f"{kind}: at most {limits.MAX_FILE_REFS} per service, got {len(items)}")
+    targets: set[str] = set()
+    for ref in items:
+        validate_file_name(kind, ref.name)
+        target = file_target(ref)
+        where = f'{kind} "{ref.name}"'
+        limits.check_text(f"{where} target", target, limits.MAX_PATH)
+        parts = target.strip("/").split("/")
+        if target.strip("/") == "" or any(p in ("", ".", "..") for p in parts):
+            raise InvalidRequest(
+                f'{where}: target "{target}" must be a file name or a path without empty, "." or ".." parts'
+            )
+        for which, value in (("uid", ref.uid), ("gid", ref.gid)):
+            if value and (not value.isdigit() or len(value) > 10 or int(value) > 2**32 - 2):
+                raise InvalidRequest(f'{where}: {which} must be a number, got "{value[:20]}"')
+        if ref.HasField("mode") and ref.mode > 0o777:
+            raise InvalidRequest(f"{where}: mode must be between 0 and 0777 (octal), got {ref.mode:o}")
+        if target in targets:
+            raise InvalidRequest(f'{kind}: two {kind}s have the target "{target}"')
+        targets.add(target)
 
 
 def validate_image(image: str) -> None:
@@ -125,6 +178,11 @@ def _validate_container(container: pb.ContainerSpec) -> None:
                 f'stop_signal "{container.stop_signal}": unknown signal (e.g. SIGTERM, TERM, 15)'
             ) from None
     limits.check_labels("container label", container.labels)
+    limits.check_text("user", container.user, limits.MAX_USER)
+    if container.user and not _USER_RE.match(container.user):
+        raise InvalidRequest(f'user "{container.user}": expected USER or USER:GROUP (names or numeric IDs)')
+    _validate_file_refs("secret", container.secrets)
+    _validate_file_refs("config", container.configs)
     _validate_healthcheck(container.healthcheck)
     if len(container.mounts) > limits.MAX_MOUNTS:
         raise InvalidRequest(f"mount: at most {limits.MAX_MOUNTS} mounts, got {len(container.mounts)}")

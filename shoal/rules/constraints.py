@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from shoal.manager.errors import InvalidRequest
 from shoal.protos import objects_pb2 as pb
+from shoal.rules.errors import InvalidRequest
 
 FIELDS = (
     "node.id",

@@ -11,6 +11,7 @@ bring back) names it.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 
 from shoal.ids import new_id
 from shoal.manager.controlapi.common import ControlBase, Ctx, resolve, rpc
@@ -109,12 +110,13 @@ class NetworkAPI(ControlBase):
         raise AssertionError("unreachable")
 
 
-def check_networks(view: View, spec: pb.ServiceSpec) -> None:
-    """InvalidRequest unless every network the spec names exists, once."""
+def check_networks(view: View, spec: pb.ServiceSpec, planned: Iterable[str] = ()) -> None:
+    """InvalidRequest unless every network the spec names exists (or is
+    planned: a stack's, checked before it is made), once."""
     names = list(spec.networks)
     if len(names) > limits.MAX_NETWORKS:
         raise InvalidRequest(f"networks: at most {limits.MAX_NETWORKS}, got {len(names)}")
-    known = {n.spec.name for n in view.networks.values()}
+    known = {n.spec.name for n in view.networks.values()} | set(planned)
     for name in names:
         if name not in known:
             raise InvalidRequest(

@@ -50,7 +50,7 @@ class ServiceAPI(ControlBase):
             spec.name = _generated_name()
         specs.apply_defaults(spec)
         validate.validate_service_spec(spec, self.max_replicas())
-        check_networks(self.view, spec)
+        check_networks(self.view, spec, request.planned_networks if request.validate_only else ())
         self._resolve_files(spec, request.planned_secrets, request.planned_configs, request.validate_only)
         if request.id and not is_id(request.id):
             raise InvalidRequest(f'id "{request.id[:40]}": expected {ID_LENGTH} characters of 0-9a-z')
@@ -166,7 +166,7 @@ class ServiceAPI(ControlBase):
                 raise InvalidRequest("mode: cannot change the mode of an existing service")
             specs.apply_defaults(spec)
             validate.validate_service_spec(spec, self.max_replicas())
-            check_networks(self.view, spec)
+            check_networks(self.view, spec, request.planned_networks if request.validate_only else ())
         self._resolve_files(spec, request.planned_secrets, request.planned_configs, request.validate_only)
         if spec.name != current.spec.name:
             raise InvalidRequest(f'name: a service cannot be renamed (it is "{current.spec.name}")')

@@ -9,6 +9,11 @@ given) and answers each request with one line::
 A TCP client sends one line (any text) and reads the answer; a PROXY
 protocol header (v1 text or v2 binary) before it is read and reported.
 Standalone on purpose: a process task gets no PYTHONPATH.
+
+``python3 mesh_server.py ask NAME PORT`` is a client task instead: it asks
+the node's resolver (``$SHOAL_DNS``, ADDR:PORT) for NAME, sends a request to
+the first address and PORT, and writes the answer to ``answer.txt`` in its
+working directory (trying again every half second until it works).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import ipaddress
 import os
 import socket
 import struct
+import sys
 import threading
 
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -83,7 +89,42 @@ def serve_udp(addr: str, port: int, slot: str) -> None:
         srv.sendto(f"slot={slot} peer={peer[0]}:{peer[1]} proxy=-\n".encode(), peer)
 
 
+def resolve(name: str, server: str) -> str:
+    """NAME's first A record, asked of server (ADDR:PORT) over UDP."""
+    addr, _, port = server.rpartition(":")
+    query = struct.pack("!HHHHHH", 0x5EED, 0x0100, 1, 0, 0, 0)
+    query += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\x00"
+    query += struct.pack("!HH", 1, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(2)
+        s.sendto(query, (addr, int(port)))
+        data, _ = s.recvfrom(4096)
+    count = struct.unpack("!H", data[6:8])[0]
+    if not count:
+        raise OSError(f"{name}: no address")
+    return str(ipaddress.IPv4Address(data[-4:]))
+
+
+def ask(name: str, port: int) -> None:
+    while True:
+        try:
+            addr = resolve(name, os.environ["SHOAL_DNS"])
+            with socket.create_connection((addr, port), timeout=3) as s:
+                s.sendall(b"hello\n")
+                answer = s.makefile().readline()
+            if answer:
+                with open("answer.txt", "w") as f:
+                    f.write(f"{name}={addr} {answer}")
+                threading.Event().wait()
+        except OSError:
+            pass
+        threading.Event().wait(0.5)
+
+
 def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "ask":
+        ask(sys.argv[2], int(sys.argv[3]))
+        return
     addr = os.environ.get("SHOAL_TASK_ADDR", "127.0.0.1")
     slot = os.environ.get("SHOAL_TASK_SLOT", "?")
     threads = []

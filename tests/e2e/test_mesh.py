@@ -206,7 +206,7 @@ def test_a_process_task_reaches_another_service_by_name_through_shoal_dns(make_c
     cluster = mesh_cluster(make_cluster)
     cluster.create_service("api", 2, "--expose", "80", "app:1", *SERVER_COMMAND)
     cluster.create_service("client", 1, "app:1", *SERVER_COMMAND, "ask", "api", "80")
-    (task,) = cluster.running("client")
+    (task,) = wait_for(lambda: cluster.running("client"), what="the client to run")
     answer = cluster.task_dir(task["id"]) / "work" / "answer.txt"
     text = wait_for(lambda: answer.exists() and answer.read_text(), what="the client to reach api by name")
     vip = cluster.cli("service", "inspect", "api").json()[0]["endpoint"]["virtual_ip"]

@@ -213,3 +213,13 @@ def test_a_process_task_reaches_another_service_by_name_through_shoal_dns(make_c
     # It asked SHOAL_DNS for "api", got the service's virtual address, and
     # one of api's tasks answered there.
     assert text.startswith(f"api={vip} slot="), text
+    # Networks: unique names, checked references, no removal while in use.
+    assert cluster.cli("network", "create", "front").code == 0
+    assert_refused(cluster.cli("network", "create", "front"), "front", "already in use")
+    bad = cluster.cli("service", "create", "--name", "x", "--network", "nope", "app:1", "true")
+    assert_refused(bad, "network nope not found")
+    assert cluster.cli("service", "update", "-d", "--network-add", "front", "api").code == 0
+    assert_refused(cluster.cli("network", "rm", "front"), "in use", "api")
+    assert cluster.cli("service", "update", "-d", "--network-rm", "front", "api").code == 0
+    assert cluster.cli("network", "rm", "front").code == 0
+    assert cluster.cli("network", "ls", "-q").out.strip() == ""

@@ -46,7 +46,7 @@ def test_names_resolve_within_shared_networks_and_stacks() -> None:
         service("d", "plain", "10.208.0.4"),
         service("e", "also-plain", "10.208.0.5"),
     )
-    disc.update(table.take_services())
+    disc.update(*table.take_services())
     assert disc.resolve("shop_api", "w") == ["10.208.0.2"]
     assert disc.resolve("api", "w") == ["10.208.0.2"], "the short name inside the stack"
     assert disc.resolve("api", "d") is None, "not outside it"
@@ -61,8 +61,10 @@ def test_task_addresses_are_the_nodes_own_and_routes_follow_the_backends() -> No
         service("w", "web", "10.208.0.1"),
         backends=(backend("t1", "w", "10.0.0.1", 20001), backend("t2", "w", "10.0.0.2", 20002)),
     )
-    vips, tasks = disc.update(table.take_services())
-    assert vips == {("10.208.0.1", "tcp", 80): (("10.0.0.1", 20001), ("10.0.0.2", 20002))}
+    vips, tasks = disc.update(*table.take_services())
+    assert {k: v.targets for k, v in vips.items() if v} == {
+        ("10.208.0.1", "tcp", 80): (("10.0.0.1", 20001), ("10.0.0.2", 20002))
+    }
     addrs = disc.resolve("tasks.web", None)
     assert addrs is not None and len(set(addrs)) == 2
     assert {tasks[(a, "tcp", 80)] for a in addrs} == {("10.0.0.1", 20001), ("10.0.0.2", 20002)}
@@ -70,13 +72,13 @@ def test_task_addresses_are_the_nodes_own_and_routes_follow_the_backends() -> No
     kept = disc.task_addrs["t2"]
     table.apply(dpb.MeshUpdate(removed_backends=["t1"]))
     table.take_changes()
-    vips, tasks = disc.update(table.take_services())
-    assert vips == {("10.208.0.1", "tcp", 80): (("10.0.0.2", 20002),)}
+    vips, tasks = disc.update(*table.take_services())
+    assert {k: v.targets for k, v in vips.items() if v} == {("10.208.0.1", "tcp", 80): (("10.0.0.2", 20002),)}
     assert list(tasks.values()) == [None] and disc.resolve("tasks.web", None) == [kept]
     # The service goes: every route goes with it.
     table.apply(dpb.MeshUpdate(removed_services=["w"]))
     table.take_changes()
-    vips, tasks = disc.update(table.take_services())
+    vips, tasks = disc.update(*table.take_services())
     assert vips == {("10.208.0.1", "tcp", 80): None} and tasks == {(kept, "tcp", 80): None}
     assert disc.resolve("web", None) is None and disc.task_addrs == {}
 

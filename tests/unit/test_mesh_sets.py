@@ -134,3 +134,31 @@ def test_the_agent_table_says_which_ports_changed() -> None:
     assert list(changes) == [("tcp", 8080)] and changes[("tcp", 8080)].service_id == "s2"  # type: ignore[union-attr]
     agent.apply(dpb.MeshUpdate(full=True))
     assert agent.take_changes() == {("tcp", 8080): None}, "a full set without it: no longer published"
+
+
+def test_a_backend_that_comes_or_goes_changes_only_its_own_entry() -> None:
+    agent = MeshTable()
+    svc = endpoints.mesh_service(service())
+    assert svc is not None
+    many = []
+    for i in range(2000):
+        b = dpb.MeshBackend(task_id=f"t{i}", service_id="s1", addr="10.0.0.1", slot=i + 1)
+        b.endpoints.add(protocol="tcp", target_port=80, host_port=20000 + i)
+        many.append(b)
+    agent.apply(dpb.MeshUpdate(full=True, services=[svc], backends=many))
+    (ps,) = agent.take_changes().values()
+    assert ps is not None and len(ps.joined) == 2000
+    ps.reported()
+    extra = dpb.MeshBackend(task_id="new", service_id="s1", addr="10.0.0.2", slot=9999)
+    extra.endpoints.add(protocol="tcp", target_port=80, host_port=30000)
+    agent.apply(dpb.MeshUpdate(backends=[extra], removed_backends=["t7"]))
+    (same,) = agent.take_changes().values()
+    assert same is ps, "the port's set is kept and changed in place"
+    assert [b.task_id for b in ps.joined] == ["new"] and [b.task_id for b in ps.left] == ["t7"]
+    assert len(ps.backends) == 2000
+    # The service itself changes (a second port): the first keeps its set.
+    svc.ports.add(protocol="udp", target_port=80, published_port=53, publish_mode="ingress")
+    ps.reported()
+    agent.apply(dpb.MeshUpdate(services=[svc]))
+    changes = agent.take_changes()
+    assert set(changes) == {("udp", 53)}, "only the new port changed"

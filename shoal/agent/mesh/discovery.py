@@ -18,7 +18,9 @@ From the endpoint sets (``MeshTable``) this keeps what the node's resolver
 A name is answered only to a task whose service shares a network with the
 named service (services on no network share the cluster's default); an
 asker the node cannot place (a process on the host) may resolve every name.
-``update`` recomputes only the services the table says changed.
+``update`` recomputes whole only the services that changed themselves, and
+for the others only the tasks that came, changed or went: the cost follows
+the changes, not the size of the sets.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import ipaddress
 import random
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from shoal.agent.mesh.table import MeshTable
 from shoal.defaults import MESH
@@ -40,6 +43,34 @@ def scopes(service: dpb.MeshService) -> set[str]:
     return set(service.networks) or {DEFAULT_NETWORK}
 
 
+@dataclass(eq=False)
+class VipSet:
+    """The backends of one port of a virtual address (changed in place)."""
+
+    entries: dict[str, Target] = field(default_factory=dict)  # task ID -> endpoint
+    _sorted: tuple[Target, ...] | None = None
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        if self._sorted is None:
+            self._sorted = tuple(sorted(self.entries.values()))
+        return self._sorted
+
+    def put(self, task_id: str, target: Target | None) -> bool:
+        if self.entries.get(task_id) == target:
+            return False
+        if target is None:
+            del self.entries[task_id]
+        else:
+            self.entries[task_id] = target
+        self._sorted = None
+        return True
+
+
+VipChanges = dict[Key, VipSet | None]
+TaskChanges = dict[Key, Target | None]
+
+
 class Discovery:
     def __init__(self, table: MeshTable, task_addr_net: str = MESH.task_addr_net) -> None:
         self.table = table
@@ -47,74 +78,108 @@ class Discovery:
         self._rng = random.SystemRandom()
         self.task_addrs: dict[str, str] = {}  # task ID -> this node's address for it
         self._used: set[str] = set()
-        self.vips: dict[Key, tuple[Target, ...]] = {}
+        self.vips: dict[Key, VipSet] = {}
         self.task_routes: dict[Key, Target] = {}
-        self._keys: dict[
-            str, tuple[set[Key], set[Key], set[str]]
-        ] = {}  # service -> vip keys, task keys, tasks
+        self._vip_keys: dict[str, list[Key]] = {}  # service ID -> its VIP ports
+        self._task_keys: dict[str, list[Key]] = {}  # task ID -> its task routes
+        self._members: dict[str, set[str]] = {}  # service ID -> tasks with routes
         self.by_name: dict[str, str] = {}  # service name -> ID
         self._names: dict[str, str] = {}  # service ID -> name
 
     # -------------------------------------------------------------- updates
 
     def update(
-        self, service_ids: Iterable[str]
-    ) -> tuple[dict[Key, tuple[Target, ...] | None], dict[Key, Target | None]]:
-        """Recompute these services; the VIP routes and task routes that
-        changed (None: gone)."""
-        vip_changes: dict[Key, tuple[Target, ...] | None] = {}
-        task_changes: dict[Key, Target | None] = {}
-        for service_id in service_ids:
-            self._update_one(service_id, vip_changes, task_changes)
-        return vip_changes, task_changes
+        self, whole: Iterable[str], members: dict[str, set[str]] | None = None
+    ) -> tuple[VipChanges, TaskChanges]:
+        """Recompute these services whole, and these tasks of others; the
+        VIP ports and task routes that changed (None: gone)."""
+        vips: VipChanges = {}
+        tasks: TaskChanges = {}
+        for service_id in whole:
+            self._service(service_id, vips, tasks)
+        for service_id, task_ids in (members or {}).items():
+            service = self.table.services.get(service_id)
+            if service is None:
+                continue
+            for task_id in task_ids:
+                self._task(service, task_id, vips, tasks)
+        return vips, tasks
 
-    def _update_one(
-        self,
-        service_id: str,
-        vip_changes: dict[Key, tuple[Target, ...] | None],
-        task_changes: dict[Key, Target | None],
-    ) -> None:
-        old_vips, old_tasks, old_members = self._keys.pop(service_id, (set(), set(), set()))
+    def _service(self, service_id: str, vips: VipChanges, tasks: TaskChanges) -> None:
+        """A service changed (or went): all its routes made again."""
+        for task_id in list(self._members.get(service_id, ())):
+            self._drop_task(service_id, task_id, vips, tasks, keep_address=True)
+        for key in self._vip_keys.pop(service_id, []):
+            if self.vips.pop(key, None) is not None:
+                vips[key] = None
         old_name = self._names.pop(service_id, None)
         if old_name is not None and self.by_name.get(old_name) == service_id:
             del self.by_name[old_name]
         service = self.table.services.get(service_id)
-        vips: dict[Key, tuple[Target, ...]] = {}
-        tasks: dict[Key, Target] = {}
-        members: set[str] = set()
-        if service is not None:
-            self.by_name[service.name] = service_id
-            self._names[service_id] = service.name
-            backends = self.table.members(service_id)
-            for reached_by in service.targets:
-                protocol, number = reached_by.protocol or "tcp", reached_by.target_port
-                reached = [(b, _host_port(b, protocol, number)) for b in backends]
-                if service.virtual_ip:
-                    vips[(service.virtual_ip, protocol, number)] = tuple(
-                        sorted((b.addr, port) for b, port in reached if port)
-                    )
-                for b, port in reached:
-                    if port:
-                        tasks[(self._addr_of(b.task_id), protocol, number)] = (b.addr, port)
-            members = {b.task_id for b in backends}
-        for task_id in old_members - members:
-            self._release(task_id)
-        for key in old_vips - set(vips):
-            self.vips.pop(key, None)
-            vip_changes[key] = None
-        for key, value in vips.items():
-            if self.vips.get(key) != value:
-                self.vips[key] = value
-                vip_changes[key] = value
-        for key in old_tasks - set(tasks):
+        if service is None:
+            for task_id in list(self._members.pop(service_id, ())):
+                self._release(task_id)
+            return
+        self.by_name[service.name] = service_id
+        self._names[service_id] = service.name
+        if service.virtual_ip:
+            keys = [(service.virtual_ip, t.protocol or "tcp", t.target_port) for t in service.targets]
+            self._vip_keys[service_id] = keys
+            for key in keys:
+                self.vips[key] = VipSet()
+                vips[key] = self.vips[key]
+        current = {b.task_id for b in self.table.members(service_id)}
+        for task_id in list(self._members.get(service_id, ())):
+            if task_id not in current:
+                self._members[service_id].discard(task_id)
+                self._release(task_id)
+        for task_id in current:
+            self._task(service, task_id, vips, tasks)
+
+    def _task(self, service: dpb.MeshService, task_id: str, vips: VipChanges, tasks: TaskChanges) -> None:
+        """One task of the service came, changed or went: its routes."""
+        service_id = service.service_id
+        backend = self.table.backends.get(task_id)
+        if backend is None or backend.service_id != service_id:
+            self._drop_task(service_id, task_id, vips, tasks, keep_address=False)
+            return
+        old_keys = set(self._task_keys.get(task_id, ()))
+        addr = self._addr_of(task_id)
+        self._members.setdefault(service_id, set()).add(task_id)
+        new_keys = []
+        for reached_by in service.targets:
+            protocol, number = reached_by.protocol or "tcp", reached_by.target_port
+            port = _host_port(backend, protocol, number)
+            target = (backend.addr, port) if port else None
+            vip = self.vips.get((service.virtual_ip, protocol, number)) if service.virtual_ip else None
+            if vip is not None and vip.put(task_id, target):
+                vips[(service.virtual_ip, protocol, number)] = vip
+            if target is not None:
+                key = (addr, protocol, number)
+                new_keys.append(key)
+                if self.task_routes.get(key) != target:
+                    self.task_routes[key] = target
+                    tasks[key] = target
+        for key in old_keys - set(new_keys):
             self.task_routes.pop(key, None)
-            task_changes[key] = None
-        for key, target in tasks.items():
-            if self.task_routes.get(key) != target:
-                self.task_routes[key] = target
-                task_changes[key] = target
-        if service is not None:
-            self._keys[service_id] = (set(vips), set(tasks), members)
+            tasks[key] = None
+        self._task_keys[task_id] = new_keys
+
+    def _drop_task(
+        self, service_id: str, task_id: str, vips: VipChanges, tasks: TaskChanges, keep_address: bool
+    ) -> None:
+        for key in self._vip_keys.get(service_id, []):
+            vip = self.vips.get(key)
+            if vip is not None and vip.put(task_id, None):
+                vips[key] = vip
+        for key in self._task_keys.pop(task_id, []):
+            if self.task_routes.pop(key, None) is not None:
+                tasks[key] = None
+        if not keep_address:
+            members = self._members.get(service_id)
+            if members is not None:
+                members.discard(task_id)
+            self._release(task_id)
 
     def _addr_of(self, task_id: str) -> str:
         addr = self.task_addrs.get(task_id)

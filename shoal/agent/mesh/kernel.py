@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable, Mapping
 
 from shoal.agent.mesh import nft
-from shoal.agent.mesh.discovery import Key, Target
+from shoal.agent.mesh.discovery import Key, Target, VipSet
 from shoal.agent.mesh.paths import PortState, UserspacePath
 from shoal.agent.mesh.relay import can_bind
 from shoal.agent.mesh.table import PortKey, PortSet
@@ -113,13 +113,14 @@ class KernelPath:
         return out
 
     async def apply_discovery(
-        self, vips: Mapping[Key, tuple[Target, ...] | None], tasks: Mapping[Key, Target | None]
+        self, vips: Mapping[Key, VipSet | None], tasks: Mapping[Key, Target | None]
     ) -> str:
         """Route virtual addresses and task addresses as discovery says
         (None, or no backend: no route); nft's words when it refused."""
         script: list[str] = []
         vip_now, task_now = set(self.vip_keys), set(self.task_keys)
-        for key, targets in vips.items():
+        for key, vip in vips.items():
+            targets = vip.targets if vip is not None else ()
             if targets:
                 script.append(nft.set_vip(self.table, key, targets, key in vip_now))
                 vip_now.add(key)

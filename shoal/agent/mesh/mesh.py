@@ -83,8 +83,29 @@ class Mesh:
             except Exception:  # a bug must not end the mesh: the next change retries
                 log.exception("mesh: applying %d port changes failed", len(changes))
 
+    async def _apply(self, changes: dict[PortKey, PortSet | None]) -> None:
+        for key, ps in changes.items():
+            self._log(key, self.sets.get(key), ps)
+            if ps is None:
+                self.sets.pop(key, None)
+            else:
+                self.sets[key] = ps
+        states = await self.path.apply(changes)
+        for key, ps in changes.items():
+            if ps is None:
+                self.states.pop(key, None)
+                continue
+            ps.reported()
+            if key in states:
+                before = self.states.get(key)
+                self.states[key] = states[key]
+                if states[key].error and (before is None or before.error != states[key].error):
+                    log.warning("mesh: port %d/%s: %s", key[1], key[0], states[key].error)
+        self.version += 1
+
     async def _apply_discovery(self) -> None:
-        vips, tasks = self.discovery.update(self.table.take_services())
+        whole, members = self.table.take_services()
+        vips, tasks = self.discovery.update(whole, members)
         if not vips and not tasks:
             return
         problem = await self.path.apply_discovery(vips, tasks)
@@ -99,50 +120,30 @@ class Mesh:
         at a source address (placed by `who`)."""
         return lambda name, source: self.discovery.resolve(name, who(source))
 
-    async def _apply(self, changes: dict[PortKey, PortSet | None]) -> None:
-        for key, ps in changes.items():
-            self._log(key, self.sets.get(key), ps)
-            if ps is None:
-                self.sets.pop(key, None)
-            else:
-                self.sets[key] = ps
-        states = await self.path.apply(changes)
-        for key, ps in changes.items():
-            if ps is None:
-                self.states.pop(key, None)
-            elif key in states:
-                before = self.states.get(key)
-                self.states[key] = states[key]
-                if states[key].error and (before is None or before.error != states[key].error):
-                    log.warning("mesh: port %d/%s: %s", key[1], key[0], states[key].error)
-        self.version += 1
-
     def _log(self, key: PortKey, old: PortSet | None, new: PortSet | None) -> None:
         where = f"port {key[1]}/{key[0]}"
         if new is None:
             if old is not None:
                 log.info("mesh: %s of service %s is no longer published here", where, old.service_name)
             return
-        if old is None:
-            log.info(
-                "mesh: serving %s for service %s (%d backends)", where, new.service_name, len(new.backends)
-            )
-        before = set(old.backends) if old is not None else set()
-        after = set(new.backends)
-        joined, left = sorted(after - before), sorted(before - after)
+        count = len(new.entries)
+        if old is not new:
+            log.info("mesh: serving %s for service %s (%d backends)", where, new.service_name, count)
+            return
+        joined, left = new.joined, new.left
         if len(joined) + len(left) > LOG_EACH_UP_TO:
             log.info(
                 "mesh: %s: %d backends joined the rotation, %d left (%d in rotation)",
                 where,
                 len(joined),
                 len(left),
-                len(after),
+                count,
             )
             return
         for b in joined:
-            log.info("mesh: %s: %s joined the rotation (%d in rotation)", where, _name(b), len(after))
+            log.info("mesh: %s: %s joined the rotation (%d in rotation)", where, _name(b), count)
         for b in left:
-            log.info("mesh: %s: %s left the rotation (%d in rotation)", where, _name(b), len(after))
+            log.info("mesh: %s: %s left the rotation (%d in rotation)", where, _name(b), count)
 
     def report(self) -> pb.NodeMesh:
         """The summary the manager keeps in the Node (``node inspect``)."""
@@ -157,7 +158,7 @@ class Mesh:
                 port=key[1],
                 service_id=ps.service_id,
                 path=state.path if state.path in ("kernel", "userspace") else "",
-                backends=len(ps.backends),
+                backends=len(ps.entries),
                 local_backends=state.local,
                 error=state.error,
             )

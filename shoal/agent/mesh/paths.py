@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from shoal.agent.mesh.discovery import Key, Target
+from shoal.agent.mesh.discovery import Key, Target, VipSet
 from shoal.agent.mesh.relay import TcpRelay, UdpRelay
 from shoal.agent.mesh.table import Backend, PortKey, PortSet
 
@@ -43,7 +43,7 @@ class DataPath(Protocol):
         ...
 
     async def apply_discovery(
-        self, vips: Mapping[Key, tuple[Target, ...] | None], tasks: Mapping[Key, Target | None]
+        self, vips: Mapping[Key, VipSet | None], tasks: Mapping[Key, Target | None]
     ) -> str:
         """Route service and task addresses (discovery); a problem, or ""."""
         ...
@@ -60,7 +60,7 @@ class NullPath:
         return {key: PortState("none") for key, ps in changes.items() if ps is not None}
 
     async def apply_discovery(
-        self, vips: Mapping[Key, tuple[Target, ...] | None], tasks: Mapping[Key, Target | None]
+        self, vips: Mapping[Key, VipSet | None], tasks: Mapping[Key, Target | None]
     ) -> str:
         return ""
 
@@ -111,9 +111,9 @@ class UserspacePath:
         return ""
 
     async def apply_discovery(
-        self, vips: Mapping[Key, tuple[Target, ...] | None], tasks: Mapping[Key, Target | None]
+        self, vips: Mapping[Key, VipSet | None], tasks: Mapping[Key, Target | None]
     ) -> str:
-        if any(vips.values()) or any(tasks.values()):
+        if any(v is not None and v.entries for v in vips.values()) or any(tasks.values()):
             return (
                 "service addresses are routed by the kernel path only (nft): "
                 "names resolve, but their addresses do not answer"

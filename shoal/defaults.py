@@ -81,6 +81,13 @@ class MeshDefaults:
     task_addr_net: str = "10.212.0.0/14"
     # Each docker agent's bridge network takes a /24 of this range.
     bridge_net: str = "10.200.0.0/16"
+    # A node reports its mesh when its shape changes (ports, data paths,
+    # errors: at most once per heartbeat period), but a change of backend
+    # counts alone only once in this many periods (30 s by default): while a
+    # 10,000-task service starts, every node's counts change all the time,
+    # and a thousand nodes reporting each period would be a thousand Node
+    # writes per period.
+    report_counts_periods: int = 6
 
 
 MESH = MeshDefaults()

@@ -44,6 +44,7 @@ from shoal.agent.logs import LogStreamer
 from shoal.agent.mesh import Mesh
 from shoal.agent.taskio import Link, TaskIO
 from shoal.agent.worker import Worker
+from shoal.defaults import MESH
 from shoal.fsutil import write_atomically
 from shoal.outbox import Outbox
 from shoal.protos import dispatcher_pb2 as dpb
@@ -375,14 +376,19 @@ class Session:
             await asyncio.sleep(self.heartbeat_period)
 
     async def _mesh_reports(self, queue: Outbox[dpb.AgentMessage]) -> None:
-        """The mesh's summary, whenever it changed (first: as it is now)."""
-        if self.mesh is None:
+        """The mesh's summary (first: as it is now): when its shape changed,
+        within a heartbeat period; when only its counts did, once in
+        MESH.report_counts_periods."""
+        mesh = self.mesh
+        if mesh is None:
             return
-        sent = -1
+        version, shape, at = -1, -1, 0.0
         while True:
-            if self.mesh.version != sent:
-                sent = self.mesh.version
-                await queue.put(dpb.AgentMessage(mesh_report=dpb.MeshReport(mesh=self.mesh.report())))
+            now = time.monotonic()
+            counts_due = now - at >= MESH.report_counts_periods * self.heartbeat_period
+            if mesh.shape != shape or (mesh.version != version and counts_due):
+                version, shape, at = mesh.version, mesh.shape, now
+                await queue.put(dpb.AgentMessage(mesh_report=dpb.MeshReport(mesh=mesh.report())))
             await asyncio.sleep(self.heartbeat_period)
 
     async def _send_statuses(self, queue: Outbox[dpb.AgentMessage]) -> None:

@@ -57,8 +57,11 @@ class Mesh:
         self.discovery_error = ""
         self.sets: dict[PortKey, PortSet] = {}
         self.states: dict[PortKey, PortState] = {}
-        # Bumped whenever the summary changes (the session reports then).
+        # Bumped whenever the summary changes; `shape` only when more than
+        # backend counts did (ports, paths, errors): the session reports a
+        # new shape at once, new counts now and then (MESH.report_counts_every).
         self.version = 0
+        self.shape = 0
         self._changed = asyncio.Event()
 
     def receive(self, update: dpb.MeshUpdate) -> None:
@@ -94,11 +97,14 @@ class Mesh:
         for key, ps in changes.items():
             if ps is None:
                 self.states.pop(key, None)
+                self.shape += 1
                 continue
             ps.reported()
             if key in states:
                 before = self.states.get(key)
                 self.states[key] = states[key]
+                if before is None or (before.path, before.error) != (states[key].path, states[key].error):
+                    self.shape += 1
                 if states[key].error and (before is None or before.error != states[key].error):
                     log.warning("mesh: port %d/%s: %s", key[1], key[0], states[key].error)
         self.version += 1
@@ -114,6 +120,7 @@ class Mesh:
                 log.warning("mesh: %s", problem)
             self.discovery_error = problem
             self.version += 1
+            self.shape += 1
 
     def resolver(self, who: Callable[[str], str | None]) -> Callable[[str, str], list[str] | None]:
         """What the node's DNS server asks: a name's addresses for the task

@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from shoal.agent.mesh.table import MeshTable
+from shoal.agent.mesh.table import Member, MeshTable
 from shoal.defaults import MESH
 from shoal.protos import dispatcher_pb2 as dpb
 
@@ -74,8 +75,11 @@ TaskChanges = dict[Key, Target | None]
 class Discovery:
     def __init__(self, table: MeshTable, task_addr_net: str = MESH.task_addr_net) -> None:
         self.table = table
-        self._net = ipaddress.ip_network(task_addr_net)
-        self._rng = random.SystemRandom()
+        net = ipaddress.ip_network(task_addr_net)
+        self._base, self._size = int(net.network_address), net.num_addresses
+        # Seeded from the system once: an address only has to differ from
+        # this node's others, not to be unguessable.
+        self._rng = random.Random(random.SystemRandom().getrandbits(64))
         self.task_addrs: dict[str, str] = {}  # task ID -> this node's address for it
         self._used: set[str] = set()
         self.vips: dict[Key, VipSet] = {}
@@ -185,7 +189,8 @@ class Discovery:
         addr = self.task_addrs.get(task_id)
         if addr is None:
             while True:
-                addr = str(self._net[self._rng.randrange(1, self._net.num_addresses - 1)])
+                number = self._base + self._rng.randrange(1, self._size - 1)
+                addr = socket.inet_ntoa(number.to_bytes(4, "big"))
                 if addr not in self._used:
                     break
             self.task_addrs[task_id] = addr
@@ -224,7 +229,7 @@ class Discovery:
         ]
 
 
-def _host_port(backend: dpb.MeshBackend, protocol: str, target: int) -> int:
+def _host_port(backend: Member, protocol: str, target: int) -> int:
     return next(
         (e.host_port for e in backend.endpoints if e.protocol == protocol and e.target_port == target), 0
     )

@@ -18,11 +18,42 @@ to look at whole, and per service the tasks that changed.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from shoal.protos import dispatcher_pb2 as dpb
 
 PortKey = tuple[str, int]  # (protocol, published port)
+
+
+class Endpoint(NamedTuple):
+    protocol: str
+    target_port: int
+    host_port: int
+
+
+class Member(NamedTuple):
+    """A backend as the node keeps it: the manager's MeshBackend, without
+    the message (a node of a large cluster holds tens of thousands)."""
+
+    task_id: str
+    service_id: str
+    addr: str
+    slot: int
+    endpoints: tuple[Endpoint, ...]
+
+    @classmethod
+    def of(cls, b: dpb.MeshBackend) -> Member:
+        # Service IDs, node addresses and protocols repeat across thousands
+        # of backends: one string each.
+        return cls(
+            b.task_id,
+            sys.intern(b.service_id),
+            sys.intern(b.addr),
+            b.slot,
+            tuple(Endpoint(sys.intern(e.protocol), e.target_port, e.host_port) for e in b.endpoints),
+        )
 
 
 @dataclass(frozen=True, order=True)
@@ -89,7 +120,7 @@ class PortSet:
         self.left.clear()
 
 
-def _entry(service: dpb.MeshService, ps: PortSet, backend: dpb.MeshBackend) -> Backend | None:
+def _entry(service: dpb.MeshService, ps: PortSet, backend: Member) -> Backend | None:
     host_port = next(
         (e.host_port for e in backend.endpoints if e.protocol == ps.protocol and e.target_port == ps.target),
         0,
@@ -102,7 +133,7 @@ def _entry(service: dpb.MeshService, ps: PortSet, backend: dpb.MeshBackend) -> B
 class MeshTable:
     def __init__(self) -> None:
         self.services: dict[str, dpb.MeshService] = {}
-        self.backends: dict[str, dpb.MeshBackend] = {}
+        self.backends: dict[str, Member] = {}
         self._by_service: dict[str, set[str]] = {}
         self._ports: dict[PortKey, PortSet] = {}
         self._keys: dict[str, list[PortKey]] = {}  # service ID -> its ports
@@ -138,7 +169,8 @@ class MeshTable:
                 self._whole.add(service_id)
             for task_id in self._by_service.pop(service_id, set()):
                 self.backends.pop(task_id, None)
-        for backend in update.backends:
+        for sent in update.backends:
+            backend = Member.of(sent)
             self._drop(backend.task_id)
             self.backends[backend.task_id] = backend
             self._by_service.setdefault(backend.service_id, set()).add(backend.task_id)
@@ -244,7 +276,7 @@ class MeshTable:
         members, self._named_members = self._named_members, {}
         return whole, {s: t for s, t in members.items() if s not in whole}
 
-    def members(self, service_id: str) -> list[dpb.MeshBackend]:
+    def members(self, service_id: str) -> list[Member]:
         """The service's backends, in a stable order."""
         return sorted(
             (self.backends[t] for t in self._by_service.get(service_id, ())), key=lambda b: b.task_id

@@ -3,6 +3,7 @@ session), the local Docker Engine (per module), clusters (per test)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,3 +83,40 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     rep = outcome.get_result()  # type: ignore[attr-defined]
     setattr(item, "rep_" + rep.when, rep)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """CI runs a failed test once more (scripts/test, pytest-rerunfailures):
+    show how each first attempt failed, so an intermittent failure is read
+    and mended, not only counted."""
+    reruns = terminalreporter.stats.get("rerun", [])
+    if reruns:
+        terminalreporter.section("first attempts of tests that were run again")
+        for rep in reruns:
+            terminalreporter.line(f"--- {rep.nodeid}")
+            terminalreporter.line(rep.longreprtext)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """A test that failed on a cluster shared by its module leaves behind
+    what it made, so that its second attempt (CI reruns a failed test once)
+    does not trip over its first: remove the services, secrets and configs
+    made during the failed attempt."""
+    from tests.support.cluster import Cluster
+
+    started = time.time()
+    outcome = yield
+    if outcome.excinfo is None:
+        return
+    fixtures = getattr(item, "_fixtureinfo", None)
+    funcargs = getattr(item, "funcargs", {})
+    for name, value in funcargs.items():
+        defs = fixtures.name2fixturedefs.get(name) if fixtures is not None else None
+        if isinstance(value, Cluster) and defs and defs[-1].scope != "function":
+            try:
+                removed = value.remove_made_since(started)
+            except Exception as err:  # clean-up must not hide the failure
+                removed = [f"(clean-up failed: {err})"]
+            if removed:
+                print(f"after the failed attempt, removed from the shared cluster: {', '.join(removed)}")

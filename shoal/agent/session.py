@@ -42,9 +42,9 @@ from shoal import defaults, pki
 from shoal.agent.identity import NodeIdentity, renewal_request, renewed, with_roots
 from shoal.agent.logs import LogStreamer
 from shoal.agent.mesh import Mesh
+from shoal.agent.mesh.reports import report_mesh
 from shoal.agent.taskio import Link, TaskIO
 from shoal.agent.worker import Worker
-from shoal.defaults import MESH
 from shoal.fsutil import write_atomically
 from shoal.outbox import Outbox
 from shoal.protos import dispatcher_pb2 as dpb
@@ -182,6 +182,9 @@ class Session:
         if not established:
             raise _NoSession(addr)
 
+    def _period(self) -> float:
+        return self.heartbeat_period
+
     def _silence_limit(self) -> float:
         return max(MIN_SILENCE, SILENT_PERIODS * self.heartbeat_period)
 
@@ -228,7 +231,15 @@ class Session:
                                 asyncio.create_task(self._heartbeats(send_queue)),
                                 asyncio.create_task(self._send_statuses(send_queue)),
                                 asyncio.create_task(self._renewals(send_queue)),
-                                asyncio.create_task(self._mesh_reports(send_queue)),
+                                *(
+                                    [
+                                        asyncio.create_task(
+                                            report_mesh(self.mesh, send_queue.put, self._period)
+                                        )
+                                    ]
+                                    if self.mesh is not None
+                                    else []
+                                ),
                             ]
                         )
                         established[0] = True
@@ -373,22 +384,6 @@ class Session:
         beat = dpb.AgentMessage(heartbeat=dpb.Heartbeat())
         while True:
             await queue.put(beat)
-            await asyncio.sleep(self.heartbeat_period)
-
-    async def _mesh_reports(self, queue: Outbox[dpb.AgentMessage]) -> None:
-        """The mesh's summary (first: as it is now): when its shape changed,
-        within a heartbeat period; when only its counts did, once in
-        MESH.report_counts_periods."""
-        mesh = self.mesh
-        if mesh is None:
-            return
-        version, shape, at = -1, -1, 0.0
-        while True:
-            now = time.monotonic()
-            counts_due = now - at >= MESH.report_counts_periods * self.heartbeat_period
-            if mesh.shape != shape or (mesh.version != version and counts_due):
-                version, shape, at = mesh.version, mesh.shape, now
-                await queue.put(dpb.AgentMessage(mesh_report=dpb.MeshReport(mesh=mesh.report())))
             await asyncio.sleep(self.heartbeat_period)
 
     async def _send_statuses(self, queue: Outbox[dpb.AgentMessage]) -> None:

@@ -13,7 +13,8 @@ import click
 
 from shoal import pki
 from shoal.cli.client import Client, CLIError, for_each_ref
-from shoal.cli.render import rfc3339, table
+from shoal.cli.listing import table
+from shoal.cli.render import rfc3339
 from shoal.durations import format_duration, parse_duration
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb

@@ -76,6 +76,12 @@ def _setup_logging(level: str) -> None:
     help="File holding the unlock key of an autolocked cluster",
 )
 @click.option(
+    "--docker-api",
+    default="",
+    metavar="HOST:PORT",
+    help="Also serve the swarm part of the Docker Engine API here (mutual TLS, admin certificates)",
+)
+@click.option(
     "--etcd-prefix",
     default="/shoal/v1/",
     hidden=True,
@@ -119,6 +125,7 @@ def manager(
     etcd_cert: Path | None,
     etcd_key: Path | None,
     unlock_key_file: Path | None,
+    docker_api: str,
     etcd_prefix: str,
     handshake_timeout: str,
     idle_timeout: str,
@@ -133,6 +140,11 @@ def manager(
     try:
         period = parse_duration(heartbeat_period)
         split_hostport(listen)
+        if docker_api:
+            try:
+                split_hostport(docker_api)
+            except ValueError as err:
+                raise ValueError(f"--docker-api: {err}") from None
         server_limits = pki.ServerLimits(
             handshake_timeout=parse_duration(handshake_timeout) / 1e9,
             idle_timeout=parse_duration(idle_timeout) / 1e9,
@@ -160,6 +172,7 @@ def manager(
         unlock_key_file=unlock_key_file,
         limits=server_limits,
         compaction_interval=compaction,
+        docker_api=docker_api,
     )
     try:
         run_manager(settings)

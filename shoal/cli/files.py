@@ -10,14 +10,18 @@ from __future__ import annotations
 import base64
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
+from shoal.cli import listing
 from shoal.cli.client import Client, CLIError, for_each_ref
-from shoal.cli.render import rfc3339, table
+from shoal.cli.filters import FILE_KEYS, file_matches
+from shoal.cli.render import rfc3339
+from shoal.cli.rows import CONFIGS, SECRETS, file_row
 from shoal.cli.service_flags import key_values
 from shoal.ids import new_id
 from shoal.protos import control_pb2 as cpb
@@ -100,25 +104,23 @@ def file_group(kind: str) -> click.Group:
             created = client.call("CreateConfig", request, retry=True)
         click.echo(created.meta.id)
 
-    @group.command(name="ls")
-    @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
-    @click.option("--quiet", "-q", is_flag=True, help="Print only the IDs")
+    which = SECRETS if kind == "secret" else CONFIGS
+
+    @group.command(name="ls", help=f"List {kind}s (by name).")
+    @listing.options(which, f"{kind} IDs", f"Only {kind}s that match: id, name (a prefix), label=KEY[=VALUE]")
     @click.pass_obj
-    def ls(client_factory: Factory, fmt: str, quiet: bool) -> None:
-        """List them."""
-        objects = list_objects(client_factory(), kind)
-        if quiet:
-            for obj in objects:
-                click.echo(obj.meta.id)
-            return
-        if fmt == "json":
-            click.echo(json.dumps([object_json(o) for o in objects], indent=2))
-            return
-        rows = [
-            [o.meta.id[:12], o.spec.name, rfc3339(o.meta.created_at), rfc3339(o.meta.updated_at)]
-            for o in objects
-        ]
-        click.echo(table(rows, ["ID", "NAME", "CREATED", "UPDATED"]))
+    def ls(client_factory: Factory, fmt: str, quiet: bool, no_trunc: bool, filters: tuple[str, ...]) -> None:
+        asked = listing.ask(which, FILE_KEYS, fmt, filters, quiet, no_trunc)
+        found = [o for o in list_objects(client_factory(), kind) if file_matches(asked.filters, o)]
+        now = time.time_ns()
+        listing.show(
+            which,
+            asked,
+            sorted(found, key=lambda o: listing.natural_key(o.spec.name)),
+            lambda o: o.meta.id,
+            lambda o: file_row(o, now, asked.trunc),
+            object_json,
+        )
 
     @group.command(name="inspect")
     @click.argument("refs", nargs=-1, required=True, metavar=f"{kind.upper()}...")

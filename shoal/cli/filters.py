@@ -5,13 +5,13 @@ different keys must all match, as in docker; ``label`` filters are the
 exception, as in docker: every label given must match. A label filter is
 ``KEY`` (the label is set) or ``KEY=VALUE``.
 
-    service ls       id, name, label, mode
-    service ps       id, name, node, desired-state
-    node ps          id, name, node, desired-state
-    node ls          id, name, label, node.label, role, membership
+    service ls, stack services       id, name, label, mode
+    service ps, node ps, stack ps    id, name, node, desired-state
+    node ls                          id, name, label, node.label, role, membership
+    secret ls, config ls             id, name, label
 
-``id`` is an ID prefix; ``name`` a name prefix for services and nodes (as
-docker's), and a task's name (``web.2``) for tasks; ``node`` a node's ID,
+``id`` is an ID prefix; ``name`` a name prefix for services, nodes, secrets
+and configs (as docker's), and a task's name (``web.2``) for tasks; ``node`` a node's ID,
 ID prefix or hostname; ``label`` on nodes the labels the agent was started
 with, ``node.label`` those ``node update`` manages. Parsing refuses an
 unknown key or value naming what is allowed; matching is pure (no calls).
@@ -39,6 +39,7 @@ TASK_KEYS: dict[str, tuple[str, ...] | None] = {
     "node": None,
     "desired-state": ("running", "shutdown", "accepted"),
 }
+FILE_KEYS: dict[str, tuple[str, ...] | None] = {"id": None, "name": None, "label": None}
 NODE_KEYS: dict[str, tuple[str, ...] | None] = {
     "id": None,
     "name": None,
@@ -90,14 +91,25 @@ def labels_match(wanted: Iterable[str], labels: Mapping[str, str]) -> bool:
     return True
 
 
+def _named_matches(f: Filters, obj_id: str, name: str, labels: Mapping[str, str]) -> bool:
+    """The id, name and label filters every named object takes."""
+    return (
+        f.any_of("id", (obj_id.startswith(v) for v in f.get("id")))
+        and f.any_of("name", (name.startswith(v) for v in f.get("name")))
+        and labels_match(f.get("label"), labels)
+    )
+
+
 def service_matches(f: Filters, svc: pb.Service) -> bool:
     spec = svc.spec
-    return (
-        f.any_of("id", (svc.meta.id.startswith(v) for v in f.get("id")))
-        and f.any_of("name", (spec.name.startswith(v) for v in f.get("name")))
-        and f.any_of("mode", (mode_word(spec.mode) == v for v in f.get("mode")))
-        and labels_match(f.get("label"), spec.labels)
+    return _named_matches(f, svc.meta.id, spec.name, spec.labels) and f.any_of(
+        "mode", (mode_word(spec.mode) == v for v in f.get("mode"))
     )
+
+
+def file_matches(f: Filters, obj: pb.Secret | pb.Config | pb.Network) -> bool:
+    """A secret's, a config's or a network's match."""
+    return _named_matches(f, obj.meta.id, obj.spec.name, obj.spec.labels)
 
 
 _DESIRED = {

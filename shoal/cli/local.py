@@ -10,7 +10,8 @@ that held a cluster before is resumed (and says so) unless ``--fresh``.
 Ctrl-C (or ``shoal down`` after ``--detach``) stops what it started, by PID,
 and the tasks its agents ran; ``shoal down --purge`` also deletes the state.
 ``shoal up --restart-agent N`` starts agent N of a running cluster again, as
-the same node.
+the same node. Stopping, deleting and restarting, and the state dir they
+act on, live in ``local_state``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 import click
 
 from shoal import defaults, launcher
-from shoal.cli import hints
+from shoal.cli import hints, local_state
 from shoal.cli.client import Client, CLIError, Target
 from shoal.cli.contexts import (
     LOCAL,
@@ -40,16 +41,12 @@ from shoal.cli.contexts import (
     wanted_context,
     write_context_file,
 )
-from shoal.cli.runtimes import pick_runtime, stop_agent_tasks
-from shoal.cli.uprecord import UpRecord, record_proc, stop
+from shoal.cli.runtimes import pick_runtime
+from shoal.cli.uprecord import UpRecord, record_proc
 from shoal.durations import format_duration
 from shoal.etcd_certs import make_etcd_certs
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
-
-# What a state dir holds (all that --fresh and down --purge delete; nothing
-# else in it is touched, whatever directory it is).
-STATE_PARTS = ("etcd", "etcd-tls", "manager", "logs", "up.json")
 
 
 def _wait_port(
@@ -67,54 +64,12 @@ def _wait_port(
     raise CLIError(f"{what} did not start within {timeout:.0f}s; see {log}")
 
 
-def _state_dir(option: Path | None, context: Context | None) -> Path:
-    if option is not None:
-        return option.absolute()
-    if context is not None and context.local:
-        return Path(context.state_dir)
-    return default_state_dir().absolute()
-
-
 def _context_name(state: Path) -> str:
     """local for the default state dir, local-<dir name> for another."""
     if state == default_state_dir().absolute():
         return LOCAL
     stem = re.sub(r"[^a-zA-Z0-9_.-]+", "-", state.name).strip("-.") or "cluster"
     return f"{LOCAL}-{stem}"[:63]
-
-
-def _state_flag(state: Path) -> str:
-    """The --state-dir a command needs to name this state dir ("" for the default)."""
-    return "" if state == default_state_dir().absolute() else f" --state-dir {state}"
-
-
-def _up_command(state: Path) -> str:
-    return "shoal up" + _state_flag(state)
-
-
-def _agent_dirs(state: Path) -> list[Path]:
-    return sorted(
-        (d for d in state.glob("agent-*") if d.is_dir() and d.name[6:].isdigit()),
-        key=lambda d: int(d.name[6:]),
-    )
-
-
-def _delete_state(state: Path) -> None:
-    for part in STATE_PARTS:
-        path = state / part
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-    for d in _agent_dirs(state):
-        shutil.rmtree(d)
-    if state.is_dir() and not any(state.iterdir()):
-        state.rmdir()
-
-
-def _running_record(state: Path) -> UpRecord | None:
-    record = UpRecord.load(state)
-    return record if record is not None and record.running() else None
 
 
 class Naming:
@@ -162,13 +117,7 @@ class Naming:
     type=click.Choice(["auto", "process", "docker"]),
     help="How agents run tasks: docker when an engine answers (auto), or host processes",
 )
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    metavar="DIR",
-    help="Where the cluster keeps its state and logs (default: ~/.shoal/up, or $SHOAL_CONFIG_DIR/up)",
-)
+@local_state.state_dir_option("Where the cluster keeps its state and logs")
 @click.option(
     "--context",
     "context_opt",
@@ -208,20 +157,20 @@ def up(
     """Run a whole cluster on this machine: etcd, a manager and N agents."""
     store = ContextStore()
     asked = context_opt or wanted_context(connector.context)
-    state = _state_dir(state_dir, store.get(asked) if asked and state_dir is None else None)
+    state = local_state.state_dir(state_dir, store.get(asked) if asked and state_dir is None else None)
     if restart_agent is not None:
-        _restart_agent(state, restart_agent)
+        local_state.restart_agent(state, restart_agent)
         return
     legacy_file = context_file_from_env() if not asked else None
     naming = None if legacy_file is not None else Naming(store, state, asked)
-    running = _running_record(state)
+    running = local_state.running_record(state)
     if running is not None:
-        stop_it = "shoal down" + _state_flag(state)
+        stop_it = "shoal down" + local_state.state_flag(state)
         raise CLIError(f"a cluster from {state} is already running; stop it with `{stop_it}`")
     if fresh:
         if etcd_url:
             raise CLIError("--fresh: cannot empty an etcd that shoal up did not start (--etcd)")
-        _delete_state(state)
+        local_state.delete_state(state)
     resuming = (state / "manager").is_dir()
     state.mkdir(parents=True, exist_ok=True)
     runtime = pick_runtime(runtime)
@@ -257,8 +206,10 @@ def up(
             _wait_port("127.0.0.1", etcd.client_port, p, "etcd", logs / "etcd.log")
         mport = launcher.free_port(preferred=2377)
         maddr = f"127.0.0.1:{mport}"
+        # The Docker API on the engine's TLS port when it is free.
+        docker_addr = f"127.0.0.1:{launcher.free_port(preferred=2376)}"
         manager_cmd = launcher.ManagerCommand(
-            etcd_url, maddr, state / "manager", heartbeat_period, etcd_flags
+            etcd_url, maddr, state / "manager", heartbeat_period, etcd_flags, ("--docker-api", docker_addr)
         )
         p = spawn("manager", manager_cmd.args(), logs / "manager.log")
         _wait_port("127.0.0.1", mport, p, "the manager", logs / "manager.log")
@@ -296,6 +247,8 @@ def up(
             f"shoal is up: etcd {etcd_url}, manager {maddr}, {agents} agent{plural} ({runtime} runtime)"
         )
         click.echo(f"{said}; logs in {logs}")
+        click.echo("The docker CLI drives it too (docker service, docker node):")
+        click.echo(f"  export DOCKER_HOST=tcp://{docker_addr} DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH={tls}")
         if resuming:
             services = len(client.call("ListServices", cpb.ListServicesRequest(), retry=True).services)
             click.echo(
@@ -307,20 +260,17 @@ def up(
         for line in hints.try_hints(runtime, prefix=prefix):
             click.echo(line)
         if detach:
-            click.echo(
-                "Stop it with: shoal down"
-                + ("" if state == default_state_dir().absolute() else f" --state-dir {state}")
-            )
+            click.echo("Stop it with: shoal down" + local_state.state_flag(state))
             return
         click.echo("Press Ctrl-C to stop everything.")
         _stay_up(procs)
         click.echo("stopping...")
-        _shutdown(state, record)
+        local_state.shutdown(state, record)
     except BaseException:
         # Once a detached cluster is recorded it outlives this command (even
         # if printing the hints fails, e.g. `shoal up -d | head -1`).
         if not (detach and (state / "up.json").exists()):
-            _shutdown(state, record)
+            local_state.shutdown(state, record)
         raise
 
 
@@ -350,55 +300,8 @@ def _wait_nodes(client: Client, count: int, timeout: float = 30) -> None:
     click.echo(f"warning: not all {count} agents registered within {timeout:.0f}s", err=True)
 
 
-def _restart_agent(state: Path, index: int) -> None:
-    record = _running_record(state)
-    if record is None:
-        raise CLIError(
-            f"no cluster started by `shoal up` runs in {state}; start it with {_up_command(state)}"
-        )
-    agent = record.agent(index)
-    if agent is None or not agent.args:
-        count = sum(1 for p in record.procs if p.role.startswith("agent-"))
-        raise CLIError(f"--restart-agent {index}: the cluster in {state} has agents 1 to {count}")
-    if agent.alive():
-        stop([agent])  # its tasks keep running; the agent adopts them again
-    # Its state dir holds its identity: no token, same node ID.
-    p = launcher.spawn(agent.args, Path(agent.log), detach=True)
-    record.procs[record.procs.index(agent)] = record_proc(agent.role, p.pid, agent.args, Path(agent.log))
-    record.save(state)
-    hostname = f"node-{index}"
-    client = Client(Target([record.manager], state / "manager" / "admin")).connect()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if p.poll() is not None:
-            raise CLIError(f"agent {index} exited at start; see {agent.log}")
-        nodes = client.call("ListNodes", cpb.ListNodesRequest()).nodes
-        if any(n.description.hostname == hostname and n.status.state == pb.NODE_STATE_READY for n in nodes):
-            click.echo(f"agent {index} ({hostname}) is running again (pid {p.pid}), as the same node")
-            return
-        time.sleep(0.2)
-    click.echo(
-        f"warning: agent {index} started (pid {p.pid}) but {hostname} is not ready after 30s", err=True
-    )
-
-
-def _shutdown(state: Path, record: UpRecord) -> None:
-    # Agents first (they leave tasks running), then their tasks, then the
-    # manager and etcd (started first, so listed first).
-    stop(list(reversed(record.procs)))
-    dirs = [Path(d) for d in record.agent_dirs] or _agent_dirs(state)
-    stop_agent_tasks([d for d in dirs if d.exists()])
-    (state / "up.json").unlink(missing_ok=True)
-
-
 @click.command()
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    metavar="DIR",
-    help="The state dir of the cluster to stop (default: ~/.shoal/up, or $SHOAL_CONFIG_DIR/up)",
-)
+@local_state.state_dir_option("The state dir of the cluster to stop")
 @click.option(
     "--context", "context_opt", default=None, metavar="NAME", help="Stop the local cluster of this context"
 )
@@ -406,28 +309,4 @@ def _shutdown(state: Path, record: UpRecord) -> None:
 @click.pass_obj
 def down(connector: Connector, state_dir: Path | None, context_opt: str | None, purge: bool) -> None:
     """Stop a cluster started with `shoal up -d`."""
-    store = ContextStore()
-    asked = context_opt or wanted_context(connector.context)
-    ctx = None
-    if asked and state_dir is None:
-        ctx = store.get(asked)
-        if ctx is None or not ctx.local:
-            raise CLIError(f'context "{asked}" is not a cluster started by shoal up (shoal context ls)')
-    state = _state_dir(state_dir, ctx)
-    record = UpRecord.load(state)
-    if record is None and not purge:
-        raise CLIError(f"no cluster started by `shoal up` in {state}")
-    if record is not None:
-        _shutdown(state, record)
-    if not purge:
-        click.echo("shoal is down")
-        return
-    if not state.exists():
-        raise CLIError(f"nothing to purge: {state} does not exist")
-    _delete_state(state)
-    owner = store.owner_of(state)
-    if owner is not None:
-        store.remove(owner.name)
-    click.echo(
-        f"shoal is down; deleted its state in {state}" + (f' and context "{owner.name}"' if owner else "")
-    )
+    local_state.take_down(ContextStore(), context_opt or wanted_context(connector.context), state_dir, purge)

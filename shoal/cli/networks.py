@@ -8,8 +8,11 @@ from typing import Any
 
 import click
 
+from shoal.cli import listing
 from shoal.cli.client import Client, for_each_ref
-from shoal.cli.render import network_json, table
+from shoal.cli.filters import FILE_KEYS, file_matches
+from shoal.cli.listing import Listing
+from shoal.cli.render import network_json
 from shoal.cli.service_flags import key_values
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
@@ -38,23 +41,39 @@ def create(client_factory: Callable[[], Client], name: str, label: tuple[str, ..
     click.echo(created.meta.id)
 
 
+NETWORKS = Listing(
+    {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE", "Labels": "LABELS"},
+    "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}",
+)
+
+
+def network_row(network: pb.Network, trunc: bool) -> dict[str, Any]:
+    return {
+        "ID": network.meta.id[:12] if trunc else network.meta.id,
+        "Name": network.spec.name,
+        "Driver": network.spec.driver,
+        "Scope": "swarm",  # as docker says of a cluster-wide network
+        "Labels": ",".join(f"{k}={v}" for k, v in sorted(network.spec.labels.items())),
+    }
+
+
 @network.command(name="ls")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", help="table or json")
-@click.option("--quiet", "-q", is_flag=True, help="Print only the network IDs")
+@listing.options(NETWORKS, "network IDs", "Only networks that match: id, name (a prefix), label=KEY[=VALUE]")
 @click.pass_obj
-def ls(client_factory: Callable[[], Client], fmt: str, quiet: bool) -> None:
+def ls(
+    client_factory: Callable[[], Client], fmt: str, quiet: bool, no_trunc: bool, filters: tuple[str, ...]
+) -> None:
     """List networks."""
-    networks = client_factory().call("ListNetworks", cpb.ListNetworksRequest()).networks
-    if quiet:
-        for n in networks:
-            click.echo(n.meta.id)
-        return
-    shown: list[dict[str, Any]] = [network_json(n) for n in networks]
-    if fmt == "json":
-        click.echo(json.dumps(shown, indent=2))
-        return
-    click.echo(
-        table([[n["id"][:12], n["name"], n["driver"]] for n in shown], ["NETWORK ID", "NAME", "DRIVER"])
+    asked = listing.ask(NETWORKS, FILE_KEYS, fmt, filters, quiet, no_trunc)
+    found = client_factory().call("ListNetworks", cpb.ListNetworksRequest(), retry=True).networks
+    chosen = [n for n in found if file_matches(asked.filters, n)]
+    listing.show(
+        NETWORKS,
+        asked,
+        sorted(chosen, key=lambda n: listing.natural_key(n.spec.name)),
+        lambda n: n.meta.id,
+        lambda n: network_row(n, asked.trunc),
+        network_json,
     )
 
 

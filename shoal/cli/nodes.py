@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
 
 import click
 
 from shoal.cli import listing, ps
-from shoal.cli.client import Client, CLIError, for_each_ref
-from shoal.cli.filters import NODE_KEYS, node_matches, parse_filters
+from shoal.cli.client import Client, for_each_ref
+from shoal.cli.filters import NODE_KEYS, node_matches
 from shoal.cli.pretty import node_pretty
 from shoal.cli.render import node_json
 from shoal.cli.rows import NODES, node_row
+from shoal.cli.service_flags import key_values
 from shoal.protos import control_pb2 as cpb
 
 
@@ -23,36 +23,27 @@ def node() -> None:
 
 
 @node.command(name="ls")
-@listing.format_option(NODES)
-@click.option("--quiet", "-q", is_flag=True, help="Print only the node IDs")
-@listing.no_trunc_option
-@click.option(
-    "--filter",
-    "-f",
-    "filters",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Only nodes that match: id, name (a hostname prefix), label=KEY[=VALUE] (the agent's), "
-    "node.label=KEY[=VALUE], role=manager|worker, membership=accepted|pending (repeat)",
+@listing.options(
+    NODES,
+    "node IDs",
+    "Only nodes that match: id, name (a hostname prefix), label=KEY[=VALUE] (the agent's), "
+    "node.label=KEY[=VALUE], role=manager|worker, membership=accepted|pending",
 )
 @click.pass_obj
 def ls(
     client_factory: Callable[[], Client], fmt: str, quiet: bool, no_trunc: bool, filters: tuple[str, ...]
 ) -> None:
     """List nodes."""
-    output = listing.check_format(NODES, fmt)
-    chosen = parse_filters(filters, NODE_KEYS)
-    nodes = [
-        n
-        for n in client_factory().call("ListNodes", cpb.ListNodesRequest(), retry=True).nodes
-        if node_matches(chosen, n)
-    ]
-    if quiet:
-        for n in nodes:
-            click.echo(n.meta.id)
-        return
-    rows = [node_row(n, trunc=not no_trunc) for n in nodes]
-    listing.emit(NODES, output, rows, lambda: [node_json(n) for n in nodes])
+    asked = listing.ask(NODES, NODE_KEYS, fmt, filters, quiet, no_trunc)
+    nodes = client_factory().call("ListNodes", cpb.ListNodesRequest(), retry=True).nodes
+    listing.show(
+        NODES,
+        asked,
+        [n for n in nodes if node_matches(asked.filters, n)],
+        lambda n: n.meta.id,
+        lambda n: node_row(n, asked.trunc),
+        node_json,
+    )
 
 
 @node.command()
@@ -69,22 +60,13 @@ def inspect(client_factory: Callable[[], Client], refs: tuple[str, ...], pretty:
     click.echo(json.dumps([node_json(n) for n in found], indent=2))
 
 
-@node.command(name="ps")
-@ps.ps_options
-@click.argument("refs", nargs=-1, required=True, metavar="NODE...")
-@click.pass_obj
-def ps_(
-    client_factory: Callable[[], Client],
-    refs: tuple[str, ...],
-    fmt: str,
-    quiet: bool,
-    no_trunc: bool,
-    filters: tuple[str, ...],
-) -> None:
-    """List the tasks on nodes (current and history)."""
-    asked = ps.check(fmt, filters, quiet, no_trunc)
-    found = ps.fetch(client_factory(), [cpb.ListTasksRequest(node=r) for r in refs])
-    ps.print_task_list(found, asked)
+node.add_command(
+    ps.ps_command(
+        "NODE...",
+        "List the tasks on nodes (current and history).",
+        lambda ref: cpb.ListTasksRequest(node=ref),
+    )
+)
 
 
 @node.command()
@@ -105,12 +87,7 @@ def update(
     label_rm: tuple[str, ...],
 ) -> None:
     """Change a node's availability or labels."""
-    labels: dict[str, Any] = {}
-    for item in label_add:
-        key, _, value = item.partition("=")
-        if not key:
-            raise CLIError(f'--label-add "{item}": expected KEY=VALUE')
-        labels[key] = value
+    labels = key_values("--label-add", label_add)
     req = cpb.UpdateNodeRequest(ref=ref, availability=availability or "", label_add=labels, label_rm=label_rm)
     click.echo(client_factory().call("UpdateNode", req).meta.id)
 

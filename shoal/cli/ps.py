@@ -1,4 +1,5 @@
-"""``service ps`` and ``node ps``: the tasks of some services or nodes.
+"""``service ps``, ``node ps`` and ``stack ps``: the tasks of some services
+or nodes.
 
 Tasks are fetched once per service (or node) named, filtered here (filters.py),
 sorted as docker sorts them (by service and slot, newest first within a slot),
@@ -11,13 +12,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from shoal.cli import listing
 from shoal.cli.client import Client
-from shoal.cli.filters import TASK_KEYS, Filters, parse_filters, task_matches
+from shoal.cli.filters import TASK_KEYS, task_matches
 from shoal.cli.render import sort_tasks_for_ps, task_display_name, task_json
 from shoal.cli.rows import TASKS, task_row
 from shoal.protos import control_pb2 as cpb
@@ -48,55 +49,57 @@ def fetch(client: Client, requests: list[cpb.ListTasksRequest]) -> TaskList:
     return found
 
 
-@dataclass(frozen=True)
-class Asked:
-    """What the user asked of a ps, checked before any call."""
-
-    output: listing.Output
-    filters: Filters
-    quiet: bool
-    trunc: bool
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def check(fmt: str, filters: tuple[str, ...], quiet: bool, no_trunc: bool) -> Asked:
-    return Asked(listing.check_format(TASKS, fmt), parse_filters(filters, TASK_KEYS), quiet, not no_trunc)
+def check(fmt: str, filters: tuple[str, ...], quiet: bool, no_trunc: bool) -> listing.Asked:
+    return listing.ask(TASKS, TASK_KEYS, fmt, filters, quiet, no_trunc)
 
 
-def print_task_list(found: TaskList, asked: Asked) -> None:
+def print_task_list(found: TaskList, asked: listing.Asked) -> None:
     """The tasks of found, filtered, sorted and printed as asked."""
-    output, chosen, trunc = asked.output, asked.filters, asked.trunc
-    tasks = sort_tasks_for_ps([t for t in found.tasks if task_matches(chosen, t, found.hostnames)])
-    if asked.quiet:
-        for t in tasks:
-            click.echo(t.meta.id)
-        return
+    tasks = sort_tasks_for_ps([t for t in found.tasks if task_matches(asked.filters, t, found.hostnames)])
+    names = [task_display_name(t) for t in tasks]
+    # In a table a slot's older tasks are indented under its newest.
+    shown = {
+        t.meta.id: HISTORY_INDENT + name if asked.output.is_table and i and names[i - 1] == name else name
+        for i, (t, name) in enumerate(zip(tasks, names, strict=True))
+    }
     now = time.time_ns()
-    rows = []
-    last = ""
-    for t in tasks:
-        name = task_display_name(t)
-        shown = HISTORY_INDENT + name if output.is_table and name == last else name
-        last = name
-        rows.append(task_row(t, shown, found.hostnames, found.down, now, trunc, found.addrs))
-    listing.emit(TASKS, output, rows, lambda: [task_json(t, found.hostnames, found.addrs) for t in tasks])
+    listing.show(
+        TASKS,
+        asked,
+        tasks,
+        lambda t: t.meta.id,
+        lambda t: task_row(t, shown[t.meta.id], found.hostnames, found.down, now, asked.trunc, found.addrs),
+        lambda t: task_json(t, found.hostnames, found.addrs),
+    )
 
 
-def ps_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The options service ps and node ps share."""
-    options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
-        listing.format_option(TASKS),
-        click.option("--quiet", "-q", is_flag=True, help="Print only the task IDs"),
-        listing.no_trunc_option,
-        click.option(
-            "--filter",
-            "-f",
-            "filters",
-            multiple=True,
-            metavar="KEY=VALUE",
-            help="Only tasks that match: id, name, node, desired-state=running|shutdown|accepted "
-            "(repeat: any value of a key, every key)",
-        ),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+def ps_options(fn: F) -> F:
+    """The options service ps, node ps and stack ps share."""
+    return listing.options(
+        TASKS, "task IDs", "Only tasks that match: id, name, node, desired-state=running|shutdown|accepted"
+    )(fn)
+
+
+def ps_command(metavar: str, help: str, request: Callable[[str], cpb.ListTasksRequest]) -> click.Command:
+    """A ps command: the tasks of the objects named (request: the ListTasks
+    request of one of them)."""
+
+    @click.command(name="ps", help=help)
+    @ps_options
+    @click.argument("refs", nargs=-1, required=True, metavar=metavar)
+    @click.pass_obj
+    def command(
+        client_factory: Callable[[], Client],
+        refs: tuple[str, ...],
+        fmt: str,
+        quiet: bool,
+        no_trunc: bool,
+        filters: tuple[str, ...],
+    ) -> None:
+        asked = check(fmt, filters, quiet, no_trunc)
+        print_task_list(fetch(client_factory(), [request(r) for r in refs]), asked)
+
+    return command

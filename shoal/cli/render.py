@@ -1,4 +1,5 @@
-"""Objects as the CLI shows them: the JSON shapes of CLI.md, and tables.
+"""Objects as the CLI shows them: the JSON shapes of CLI.md, and the words
+and times of its tables.
 
 Field names are snake_case, times RFC 3339 UTC, states and enums lower case
 (``TASK_STATE_RUNNING`` -> ``running``, ``RESTART_CONDITION_ON_FAILURE`` ->
@@ -15,6 +16,8 @@ from google.protobuf.message import Message
 
 from shoal.protos import objects_pb2 as pb
 
+# The modes whose tasks run to completion instead of being kept running.
+JOBS = (pb.SERVICE_MODE_REPLICATED_JOB, pb.SERVICE_MODE_GLOBAL_JOB)
 _TIME_FIELDS = {"created_at", "updated_at", "timestamp", "started_at", "completed_at", "restart_at"}
 
 
@@ -150,7 +153,7 @@ def service_ls_json(summary: Any) -> dict[str, Any]:
         "image": svc.spec.task.container.image,
         "ports": ports_text(svc.spec.ports),
     }
-    if svc.spec.mode in (pb.SERVICE_MODE_REPLICATED_JOB, pb.SERVICE_MODE_GLOBAL_JOB):
+    if svc.spec.mode in JOBS:
         out["completed"] = summary.completed
     return out
 
@@ -285,19 +288,3 @@ def ago(ns: int, now_ns: int) -> str:
     if days < 365 * 2:
         return f"{days // 30} months ago"
     return f"{days // 365} years ago"
-
-
-def table(rows: list[list[str]], headers: list[str]) -> str:
-    """Rows under headers, aligned as docker aligns its tables."""
-    from shoal.cli.listing import tabulate
-
-    return tabulate("\n".join("\t".join(cells) for cells in [headers, *rows]))
-
-
-def print_tasks(resp: Any, fmt: str, quiet: bool) -> None:
-    """A ListTasks answer as ``service ps`` prints it (table or json)."""
-    from shoal.cli import ps
-
-    found = ps.TaskList()
-    found.add(resp)
-    ps.print_task_list(found, ps.check(fmt, (), quiet, no_trunc=False))

@@ -1,5 +1,6 @@
-"""The rows of ``service ls``, ``service ps``/``node ps`` and ``node ls``,
-with the docker CLI's field names, for tables and ``--format`` templates.
+"""The rows of the listings (``service ls``/``ps``, ``node ls``/``ps``,
+``stack ls``/``services``/``ps``, ``secret ls``, ``config ls``), with the
+docker CLI's field names and default tables, for ``--format`` templates.
 
 Each row is a dict of display strings; ``trunc`` (the default, turned off by
 ``--no-trunc``) shortens IDs to 12 characters and errors to ERROR_WIDTH with
@@ -10,17 +11,27 @@ last its agent reported, and nobody can say more about it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from shoal.cli.listing import Listing
-from shoal.cli.render import ago, ellipsis, endpoints_text, enum_word, mode_word, ports_text, state_word
+from shoal.cli import listing
+from shoal.cli.listing import Asked, Listing
+from shoal.cli.render import (
+    JOBS,
+    ago,
+    ellipsis,
+    endpoints_text,
+    enum_word,
+    mode_word,
+    ports_text,
+    service_ls_json,
+    state_word,
+)
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
 
 ID_WIDTH = 12
 ERROR_WIDTH = 60
-JOBS = (pb.SERVICE_MODE_REPLICATED_JOB, pb.SERVICE_MODE_GLOBAL_JOB)
 
 SERVICES = Listing(
     {"ID": "ID", "Name": "NAME", "Mode": "MODE", "Replicas": "REPLICAS", "Image": "IMAGE", "Ports": "PORTS"},
@@ -54,6 +65,29 @@ NODES = Listing(
         "Role": "ROLE",
     },
     "table {{.ID}}\t{{.Hostname}}\t{{.Status}}\t{{.Availability}}\t{{.Role}}\t{{.Address}}\t{{.Runtime}}",
+)
+
+
+STACKS = Listing(
+    # Orchestrator is always "Swarm", as docker says of a swarm-mode stack:
+    # scripts written for docker compare against it.
+    {"Name": "NAME", "Services": "SERVICES", "Orchestrator": "ORCHESTRATOR"},
+    "table {{.Name}}\t{{.Services}}",
+)
+SECRETS = Listing(
+    {
+        "ID": "ID",
+        "Name": "NAME",
+        "Driver": "DRIVER",
+        "CreatedAt": "CREATED",
+        "UpdatedAt": "UPDATED",
+        "Labels": "LABELS",
+    },
+    "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.CreatedAt}}\t{{.UpdatedAt}}",
+)
+CONFIGS = Listing(
+    {k: v for k, v in SECRETS.headers.items() if k != "Driver"},
+    "table {{.ID}}\t{{.Name}}\t{{.CreatedAt}}\t{{.UpdatedAt}}",
 )
 
 
@@ -143,3 +177,33 @@ def node_row(node: pb.Node, trunc: bool = True) -> dict[str, Any]:
         "Runtime": node.description.runtime,
         "Role": "manager" if node.role == pb.NODE_ROLE_MANAGER else "worker",
     }
+
+
+def stack_row(name: str, services: int) -> dict[str, Any]:
+    return {"Name": name, "Services": str(services), "Orchestrator": "Swarm"}
+
+
+def file_row(obj: pb.Secret | pb.Config, now_ns: int, trunc: bool = True) -> dict[str, Any]:
+    """A secret's or a config's row (secrets have a Driver: always none here)."""
+    row: dict[str, Any] = {
+        "ID": short_id(obj.meta.id, trunc),
+        "Name": obj.spec.name,
+        "CreatedAt": ago(obj.meta.created_at, now_ns),
+        "UpdatedAt": ago(obj.meta.updated_at or obj.meta.created_at, now_ns),
+        "Labels": ",".join(f"{k}={v}" for k, v in sorted(obj.spec.labels.items())),
+    }
+    if isinstance(obj, pb.Secret):
+        row["Driver"] = ""
+    return row
+
+
+def show_services(asked: Asked, summaries: Sequence[cpb.ServiceSummary]) -> None:
+    """Services as ``service ls`` (and ``stack services``) print them."""
+    listing.show(
+        SERVICES,
+        asked,
+        summaries,
+        lambda s: s.service.meta.id,
+        lambda s: service_row(s, asked.trunc),
+        service_ls_json,
+    )

@@ -1,28 +1,23 @@
-"""``shoal service ...``: create, update, rollback, scale, ls, ps, inspect,
-rm, logs. The flags and how they become a ServiceSpec live in
-``service_flags``.
+"""``shoal service ...``: the commands that change services (create, update,
+rollback, scale, rm) and wait for them to converge (``progress.follow``).
+The flags and how they become a ServiceSpec live in ``service_flags``; the
+commands that only look (ls, ps, inspect, logs) in ``service_views``.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import shlex
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from shoal.cli import listing, network_flags, ps
+from shoal.cli import network_flags, service_views
 from shoal.cli.client import Client, CLIError, for_each_ref
 from shoal.cli.file_flags import change_refs
-from shoal.cli.filters import SERVICE_KEYS, parse_filters, service_matches
-from shoal.cli.pretty import service_pretty
 from shoal.cli.progress import follow
-from shoal.cli.render import service_json, service_ls_json
-from shoal.cli.rows import SERVICES, service_row
 from shoal.cli.service_flags import (
     apply_flags,
     base_spec,
@@ -32,7 +27,6 @@ from shoal.cli.service_flags import (
     registry_auth_for,
     spec_options,
 )
-from shoal.durations import parse_duration
 from shoal.ids import new_id
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
@@ -299,76 +293,6 @@ def scale(client_factory: Callable[[], Client], pairs: tuple[str, ...], detach: 
         sys.exit(1)
 
 
-@service.command(name="ls")
-@listing.format_option(SERVICES)
-@click.option("--quiet", "-q", is_flag=True, help="Print only the service IDs")
-@listing.no_trunc_option
-@click.option(
-    "--filter",
-    "-f",
-    "filters",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Only services that match: id, name (a prefix), label=KEY[=VALUE], "
-    "mode=replicated|global|replicated-job|global-job (repeat)",
-)
-@click.pass_obj
-def ls(
-    client_factory: Callable[[], Client], fmt: str, quiet: bool, no_trunc: bool, filters: tuple[str, ...]
-) -> None:
-    """List services."""
-    output = listing.check_format(SERVICES, fmt)
-    chosen = parse_filters(filters, SERVICE_KEYS)
-    resp = client_factory().call("ListServices", cpb.ListServicesRequest(), retry=True)
-    shown = [s for s in resp.services if service_matches(chosen, s.service)]
-    if quiet:
-        for s in shown:
-            click.echo(s.service.meta.id)
-        return
-    rows = [service_row(s, trunc=not no_trunc) for s in shown]
-    listing.emit(SERVICES, output, rows, lambda: [service_ls_json(s) for s in shown])
-
-
-@service.command(name="ps")
-@ps.ps_options
-@click.argument("refs", nargs=-1, required=True, metavar="SERVICE...")
-@click.pass_obj
-def ps_(
-    client_factory: Callable[[], Client],
-    refs: tuple[str, ...],
-    fmt: str,
-    quiet: bool,
-    no_trunc: bool,
-    filters: tuple[str, ...],
-) -> None:
-    """List the tasks of services (current and history)."""
-    asked = ps.check(fmt, filters, quiet, no_trunc)
-    found = ps.fetch(client_factory(), [cpb.ListTasksRequest(service=r) for r in refs])
-    ps.print_task_list(found, asked)
-
-
-@service.command()
-@click.option("--pretty", is_flag=True, help="Readable text (durations and sizes in human units), not JSON")
-@click.argument("refs", nargs=-1, required=True, metavar="SERVICE...")
-@click.pass_obj
-def inspect(client_factory: Callable[[], Client], refs: tuple[str, ...], pretty: bool) -> None:
-    """Show services as JSON (or, with --pretty, as text)."""
-    client = client_factory()
-    found = [client.call("GetService", cpb.ObjectRef(ref=r), retry=True) for r in refs]
-    if pretty:
-        click.echo("\n\n".join(service_pretty(svc) for svc in found))
-        return
-    running = [
-        client.call(
-            "ListTasks", cpb.ListTasksRequest(service=svc.meta.id, desired_state="running"), retry=True
-        )
-        for svc in found
-    ]
-    click.echo(
-        json.dumps([service_json(svc, tasks) for svc, tasks in zip(found, running, strict=True)], indent=2)
-    )
-
-
 @service.command(name="rm")
 @click.argument("refs", nargs=-1, required=True, metavar="SERVICE...")
 @click.pass_obj
@@ -378,76 +302,7 @@ def rm(client_factory: Callable[[], Client], refs: tuple[str, ...]) -> None:
     for_each_ref(refs, lambda ref: client.call("RemoveService", cpb.ObjectRef(ref=ref)))
 
 
-@service.command()
-@click.option("--follow", "-f", is_flag=True, help="Keep streaming new output (and new tasks)")
-@click.option(
-    "--tail", "-n", default="all", metavar="N|all", help="Lines to show from the end of each task's output"
-)
-@click.option("--timestamps", "-t", is_flag=True, help="Show when each line was written")
-@click.option(
-    "--since",
-    default=None,
-    metavar="DURATION|TIME",
-    help="Only lines newer than this duration (e.g. 10m) or RFC 3339 time",
-)
-@click.option("--no-task-ids", is_flag=True, help="Leave the task ID out of the prefix")
-@click.option("--raw", is_flag=True, help="No prefix at all")
-@click.argument("ref", metavar="SERVICE|TASK")
-@click.pass_obj
-def logs(
-    client_factory: Callable[[], Client],
-    ref: str,
-    follow: bool,
-    tail: str,
-    timestamps: bool,
-    since: str | None,
-    no_task_ids: bool,
-    raw: bool,
-) -> None:
-    """Show the output of a service's tasks (or of one task)."""
-    import datetime
-
-    if tail == "all":
-        tail_n = -1
-    else:
-        try:
-            tail_n = int(tail)
-        except ValueError:
-            raise CLIError(f'--tail "{tail}": expected a number of lines or "all"') from None
-        if tail_n < 0:
-            raise CLIError(f"--tail: must be >= 0, got {tail_n}")
-    since_ns = 0
-    if since:
-        try:
-            since_ns = time.time_ns() - parse_duration(since)
-        except ValueError:
-            try:
-                when = datetime.datetime.fromisoformat(since.replace("Z", "+00:00"))
-            except ValueError:
-                raise CLIError(f'--since "{since}": expected a duration (10m) or an RFC 3339 time') from None
-            since_ns = int(when.timestamp() * 1e9)
-    client = client_factory()
-    if client.stub is None:
-        client.connect()
-    request = cpb.TaskLogsRequest(ref=ref, follow=follow, tail=tail_n, since=since_ns)
-    import grpc
-
-    try:
-        for msg in client.stub.TaskLogs(request):
-            if msg.warning:
-                click.echo(f"warning: {msg.warning}", err=True)
-                continue
-            line = msg.data.decode(errors="replace")
-            if not raw:
-                name = msg.task_name if not no_task_ids else msg.task_name.rsplit(".", 1)[0]
-                prefix = f"{name}@{msg.node}    | "
-                if timestamps:
-                    stamp = datetime.datetime.fromtimestamp(msg.timestamp / 1e9, tz=datetime.UTC)
-                    prefix = stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ ") + prefix
-                line = prefix + line
-            click.echo(line, err=msg.stream == "stderr")
-    except grpc.RpcError as err:
-        raise CLIError(err.details() or err.code().name) from None
-    except KeyboardInterrupt:
-        # Following ends with Ctrl-C: that is how it is done, not a failure.
-        return
+service.add_command(service_views.ls)
+service.add_command(service_views.ps_)
+service.add_command(service_views.inspect)
+service.add_command(service_views.logs)

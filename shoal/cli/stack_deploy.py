@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import sys
@@ -220,21 +219,21 @@ def apply(client: Client, plan: Plan) -> list[pb.Service]:
 
 
 def wait(client: Client, services: list[pb.Service], quiet: bool) -> list[str]:
-    """Follow each service until it converges; '<name>: <why>' of each one
-    that did not."""
+    """Follow each service until it converges; the names of those that did
+    not, each with its reason printed (``NAME: why``) on stderr."""
     failed: list[str] = []
     for svc in services:
         out = io.StringIO() if quiet else sys.stdout
         if not quiet:
             click.echo(f"{svc.spec.name}:")
-        errors = io.StringIO()
-        with contextlib.redirect_stderr(errors):
-            code = follow(client, svc.meta.id, out=out)
+        # The first line says why; the next would tell how to look at one
+        # service, where the stack's own summary follows.
+        errors: list[str] = []
+        code = follow(client, svc.meta.id, out=out, name=svc.spec.name, errors=errors.append)
         if code == 130:
             sys.exit(130)
         if code:
-            lines = [line.removeprefix("Error: ") for line in errors.getvalue().splitlines() if line.strip()]
-            reason = lines[0] if lines else "did not converge"
+            reason = errors[0].removeprefix("Error: ") if errors else "did not converge"
             click.echo(f"{svc.spec.name}: {reason}", err=True)
             failed.append(svc.spec.name)
     return failed

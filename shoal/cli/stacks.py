@@ -1,21 +1,23 @@
 """``shoal stack ...``: deploy (``stack_deploy``), ls, services, ps, rm.
 
 A stack is what carries the label ``com.docker.stack.namespace=STACK``:
-its services (named ``STACK_NAME``), secrets and configs. The listings
-take the shapes of ``service ls`` and ``service ps``.
+its services (named ``STACK_NAME``), secrets and configs. ``stack services``
+and ``stack ps`` are ``service ls`` and ``service ps`` of the stack's
+services: the same columns, ``--format`` fields, filters and JSON.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from collections import Counter
 from collections.abc import Callable
 
 import click
 
+from shoal.cli import listing, ps
 from shoal.cli.client import Client, CLIError
-from shoal.cli.render import print_tasks, service_ls_json, table
+from shoal.cli.filters import SERVICE_KEYS, service_matches
+from shoal.cli.rows import SERVICES, STACKS, show_services, stack_row
 from shoal.cli.stack_deploy import deploy as deploy_stack
 from shoal.cli.stack_deploy import in_stack, stack_now
 from shoal.protos import control_pb2 as cpb
@@ -48,67 +50,68 @@ def deploy(
 
 
 @stack.command(name="ls")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@listing.format_option(STACKS)
 @click.pass_obj
 def ls(client_factory: Factory, fmt: str) -> None:
     """List stacks (with their number of services)."""
+    output = listing.check_format(STACKS, fmt)
     services = client_factory().call("ListServices", cpb.ListServicesRequest(), retry=True).services
     counts = Counter(
         s.service.spec.labels[NAMESPACE_LABEL] for s in services if NAMESPACE_LABEL in s.service.spec.labels
     )
-    stacks = [{"name": name, "services": counts[name]} for name in sorted(counts)]
-    if fmt == "json":
-        click.echo(json.dumps(stacks, indent=2))
-        return
-    click.echo(table([[s["name"], str(s["services"])] for s in stacks], ["NAME", "SERVICES"]))
+    names = sorted(counts, key=listing.natural_key)
+    listing.emit(
+        STACKS,
+        output,
+        [stack_row(name, counts[name]) for name in names],
+        lambda: [{"name": name, "services": counts[name]} for name in names],
+    )
 
 
 def _summaries(client: Client, name: str) -> list[cpb.ServiceSummary]:
     services = client.call("ListServices", cpb.ListServicesRequest(), retry=True).services
     found = [s for s in services if in_stack(s.service.spec.labels, name)]
-    if not found:
-        raise CLIError(f"nothing found in stack: {name}")
-    return found
+    return sorted(found, key=lambda s: listing.natural_key(s.service.spec.name))
 
 
 @stack.command()
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
-@click.option("--quiet", "-q", is_flag=True, help="Print only the IDs")
+@listing.options(
+    SERVICES,
+    "service IDs",
+    "Only services that match: id, name (a prefix of STACK_NAME), label=KEY[=VALUE], "
+    "mode=replicated|global|replicated-job|global-job",
+)
 @click.argument("name", metavar="STACK")
 @click.pass_obj
-def services(client_factory: Factory, fmt: str, quiet: bool, name: str) -> None:
-    """List the services of a stack."""
+def services(
+    client_factory: Factory, fmt: str, quiet: bool, no_trunc: bool, filters: tuple[str, ...], name: str
+) -> None:
+    """List the services of a stack (as service ls does)."""
+    asked = listing.ask(SERVICES, SERVICE_KEYS, fmt, filters, quiet, no_trunc)
     found = _summaries(client_factory(), name)
-    if quiet:
-        for s in found:
-            click.echo(s.service.meta.id)
-        return
-    shown = [service_ls_json(s) for s in found]
-    if fmt == "json":
-        click.echo(json.dumps(shown, indent=2))
-        return
-    rows = [
-        [s["id"][:12], s["name"], s["mode"], f"{s['replicas_running']}/{s['replicas_desired']}", s["image"],
-         ", ".join(s["ports"])]
-        for s in shown
-    ]  # fmt: skip
-    click.echo(table(rows, ["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"]))
+    if not found:
+        # As docker says it: on stderr, and not a failure (JSON: an empty array).
+        click.echo(f"Nothing found in stack: {name}", err=True)
+        if asked.quiet or asked.output.kind != "json":
+            return
+    show_services(asked, [s for s in found if service_matches(asked.filters, s.service)])
 
 
-@stack.command()
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
-@click.option("--quiet", "-q", is_flag=True, help="Print only the task IDs")
+@stack.command(name="ps")
+@ps.ps_options
 @click.argument("name", metavar="STACK")
 @click.pass_obj
-def ps(client_factory: Factory, fmt: str, quiet: bool, name: str) -> None:
-    """List the tasks of a stack (current and history)."""
+def ps_(
+    client_factory: Factory, fmt: str, quiet: bool, no_trunc: bool, filters: tuple[str, ...], name: str
+) -> None:
+    """List the tasks of a stack (current and history, as service ps does)."""
+    asked = ps.check(fmt, filters, quiet, no_trunc)
     client = client_factory()
-    merged = cpb.ListTasksResponse()
-    for s in _summaries(client, name):
-        resp = client.call("ListTasks", cpb.ListTasksRequest(service=s.service.meta.id), retry=True)
-        merged.tasks.extend(resp.tasks)
-        merged.node_hostnames.update(resp.node_hostnames)
-    print_tasks(merged, fmt, quiet)
+    requests = [cpb.ListTasksRequest(service=s.service.meta.id) for s in _summaries(client, name)]
+    found = ps.fetch(client, requests)
+    if not found.tasks:
+        raise CLIError(f"nothing found in stack: {name}")
+    ps.print_task_list(found, asked)
 
 
 @stack.command(name="rm")

@@ -37,16 +37,17 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 
 from shoal import defaults, pki
 from shoal.ids import new_id
 from shoal.manager import seal
-from shoal.manager.auth import Authorizer
+from shoal.manager.auth import Authorizer, ca_bundle
 from shoal.manager.autoremove import AutoRemover
 from shoal.manager.ca.authority import new_root_ca
-from shoal.manager.ca.manager_certs import ManagerCertificates
+from shoal.manager.ca.manager_certs import ManagerCertificates, ServerTLS
 from shoal.manager.ca.nodeca import NodeCA
 from shoal.manager.ca.rotation import RotationFinisher
 from shoal.manager.compactor import DEFAULT_INTERVAL as DEFAULT_COMPACTION_INTERVAL
@@ -84,6 +85,9 @@ from shoal.protos import control_pb2_grpc as cgrpc
 from shoal.protos import dispatcher_pb2_grpc as dgrpc
 from shoal.protos import objects_pb2 as pb
 
+if TYPE_CHECKING:
+    from shoal.manager.dockerapi import DockerAPI
+
 log = logging.getLogger(__name__)
 
 SECOND = 1_000_000_000
@@ -112,6 +116,8 @@ class ManagerSettings:
     limits: pki.ServerLimits = field(default_factory=pki.ServerLimits)
     # How often the leader compacts etcd's history (shoal.manager.compactor).
     compaction_interval: float = DEFAULT_COMPACTION_INTERVAL
+    # HOST:PORT to serve the Docker Engine API's swarm part on; "" = off.
+    docker_api: str = ""
 
     @property
     def advertise_addr(self) -> str:
@@ -261,7 +267,8 @@ class Manager:
         """The DNS names and IP addresses this manager's certificate carries."""
         host, _ = split_hostport(self.settings.advertise_addr)
         ips, names = [], []
-        for h in {host, split_hostport(self.settings.listen)[0], *self.settings.extra_sans}:
+        docker_host = split_hostport(self.settings.docker_api)[0] if self.settings.docker_api else ""
+        for h in {host, split_hostport(self.settings.listen)[0], docker_host, *self.settings.extra_sans}:
             try:
                 ips.append(str(ipaddress.ip_address(h)))
             except ValueError:
@@ -353,7 +360,10 @@ class Manager:
         server.add_secure_port(settings.listen, tls.credentials())
         await server.start()
         self.server = server
+        docker_api = None
         try:
+            if settings.docker_api:
+                docker_api = await self._serve_docker_api(control, tls)
             if keyring.locked:
                 log.warning(
                     "manager %s is locked (the cluster has autolock on): it serves nothing until "
@@ -382,10 +392,32 @@ class Manager:
             # Hand leadership over first: the next leader takes office while
             # this manager's calls drain.
             await self.presence.resign()
+            if docker_api is not None:
+                await docker_api.stop()
             await server.stop(1)
             await self.view.stop()
             self.etcd.close()
             log.info("manager %s stopped", self.manager_id)
+
+    async def _serve_docker_api(self, control: Control, tls: ServerTLS) -> DockerAPI:
+        """The Docker API listener, with the gRPC listener's certificate and
+        the cluster's roots (both followed as they change)."""
+        # Imported here: a manager without --docker-api never loads aiohttp.
+        from shoal.manager.dockerapi import DockerAPI
+
+        def material() -> tuple[bytes, bytes, bytes]:
+            chain, key, _ = tls.current()
+            return chain, key, ca_bundle(self.cluster())
+
+        api = DockerAPI(
+            control, material, self.manager_id, self.settings.advertise_addr, self.settings.limits
+        )
+        host, port = split_hostport(self.settings.docker_api)
+        try:
+            await api.start(host, port)
+        except OSError as err:
+            raise ManagerError(f"--docker-api {self.settings.docker_api}: {err.strerror or err}") from None
+        return api
 
     async def _refresh_managers(self) -> None:
         """Keep the failover list handed to agents current on every manager."""

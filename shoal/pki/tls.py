@@ -120,18 +120,21 @@ def _tls_client(
         ctx.verify_mode = ssl.CERT_NONE
     else:
         ctx.load_verify_locations(cadata=ca_pem.decode())
-    if cert_pem is None or key_pem is None:
-        yield ctx
-        return
-    # ssl loads client keys only from files: a private folder, gone at once.
-    with tempfile.TemporaryDirectory(prefix="shoal-join-") as tmp:
+    if cert_pem is not None and key_pem is not None:
+        load_cert_chain(ctx, cert_pem, key_pem)
+    yield ctx
+
+
+def load_cert_chain(ctx: ssl.SSLContext, chain_pem: bytes, key_pem: bytes) -> None:
+    """Give ctx a certificate chain and its key held in memory."""
+    # ssl loads keys only from files: a private folder, gone at once.
+    with tempfile.TemporaryDirectory(prefix="shoal-tls-") as tmp:
         os.chmod(tmp, 0o700)
         cert_path, key_path = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
         key_path.touch(mode=0o600)
         key_path.write_bytes(key_pem)
-        cert_path.write_bytes(cert_pem)
+        cert_path.write_bytes(chain_pem)
         ctx.load_cert_chain(cert_path, key_path)
-        yield ctx
 
 
 def fetch_remote_chain(host: str, port: int, timeout: float = 5.0) -> list[bytes]:

@@ -131,8 +131,8 @@ def test_node_ls_and_node_ps_filter_like_docker(cluster: Cluster) -> None:
     zone_a = out(cluster, "node", "ls", "-f", "node.label=zone=a", "--format", "{{.Hostname}}").split()
     assert sorted(zone_a) == ["node-1", "node-2"]
     table = out(cluster, "node", "ls", "-f", "name=node-3").splitlines()
-    assert table[0].split() == ["ID", "HOSTNAME", "STATUS", "AVAILABILITY", "ADDRESS", "RUNTIME"]
-    assert len(table) == 2 and table[1].split()[1:4] == ["node-3", "Ready", "Active"]
+    assert table[0].split() == ["ID", "HOSTNAME", "STATUS", "AVAILABILITY", "ROLE", "ADDRESS", "RUNTIME"]
+    assert len(table) == 2 and table[1].split()[1:5] == ["node-3", "Ready", "Active", "worker"]
     listed = out(cluster, "node", "ps", "node-1", "node-3", "--format", "{{.Name}}@{{.Node}}").split()
     assert {entry.split("@")[1] for entry in listed} == {"node-1", "node-3"}
     assert len([e for e in listed if e.startswith("api.")]) == 2

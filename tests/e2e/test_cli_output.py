@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from shoal.version import shoal_version
-from tests.support.cluster import Cluster, sleep_seconds, start_cluster, wait_pids
+from tests.support.cluster import Cluster, sleep_seconds, start_cluster, wait_for, wait_pids
 from tests.support.etcd_server import EtcdServer
 
 
@@ -69,6 +69,11 @@ def test_logs_follow_ends_with_ctrl_c_and_exit_status_0(cluster: Cluster) -> Non
         assert cluster.cli("service", "rm", "talker").code == 0
 
 
+def started(cluster: Cluster, service: str) -> bool:
+    shown = cluster.cli("service", "ps", service, "--format", "{{.CurrentState}}")
+    return shown.code == 0 and shown.out.startswith("Starting")
+
+
 def test_a_service_removed_while_create_waits_for_it_is_named(cluster: Cluster) -> None:
     # Its task never passes a health check (failures do not count for an
     # hour), so create waits for it for as long as the service exists.
@@ -78,7 +83,9 @@ def test_a_service_removed_while_create_waits_for_it_is_named(cluster: Cluster) 
         "--health-start-period", "1h", "app:1", "sleep", seconds,
     )  # fmt: skip
     try:
-        wait_pids(f"sleep {seconds}", 1)
+        # Not wait_pids: the waiting CLI's own command line holds the marker.
+        wait_for(lambda: started(cluster, "doomed"), what="doomed's task to start")
+        wait_pids(f"sleep {seconds}", 2)  # the CLI and the task
         assert cluster.cli("service", "rm", "doomed").code == 0
         _, err = waiting.communicate(timeout=60)
     finally:

@@ -423,3 +423,78 @@ def test_a_docker_stack_gets_its_secret_in_run_secrets_and_stack_rm_leaves_no_co
     assert "dock_" not in ok(cluster.cli("secret", "ls")).out + ok(cluster.cli("config", "ls")).out
     files = cluster.root / "agent-1" / "runtime" / "files"
     wait_for(lambda: not any(files.iterdir()), what="the tasks' secrets folders to go")
+
+
+def test_stack_secret_and_config_listings_take_dockers_formats_filters_and_no_trunc(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    marker = sleep_seconds(3903)
+    stack_file = f"""\
+        services:
+          web:
+            image: app:1
+            command: sleep {marker}
+            secrets: [token]
+            deploy: {{replicas: 2}}
+          worker:
+            image: app:1
+            command: sleep {marker}
+            configs: [conf]
+            deploy: {{mode: global, labels: {{tier: back}}}}
+        secrets:
+          token: {{file: ./token}}
+        configs:
+          conf: {{content: "debug=false"}}
+        """
+    (tmp_path / "token").write_text("t0ken")
+    ok(deploy(cluster, "lst", write(tmp_path, "lst.yml", stack_file), flags=("-d",)))
+    wait_pids(f"sleep {marker}", 5)
+
+    def out(*args: str) -> list[str]:
+        return ok(cluster.cli(*args)).out.splitlines()
+
+    assert "lst: 2" in out("stack", "ls", "--format", "{{.Name}}: {{.Services}}")
+    header, *rows = out("stack", "ls")
+    assert header.split() == ["NAME", "SERVICES"] and ["lst", "2"] in [r.split() for r in rows]
+
+    assert out("stack", "services", "lst", "-f", "name=lst_w", "--format", "{{.Name}} {{.Mode}}") == [
+        "lst_web replicated",
+        "lst_worker global",
+    ]
+    assert out("stack", "services", "lst", "-f", "label=tier=back", "--format", "{{.Name}}") == ["lst_worker"]
+    ids = out("stack", "services", "lst", "-q")
+    assert {len(i) for i in ids} == {25} and len(ids) == 2
+    assert set(out("stack", "services", "lst", "--no-trunc", "--format", "{{.ID}}")) == set(ids)
+    assert {len(i) for i in out("stack", "services", "lst", "--format", "{{.ID}}")} == {12}
+
+    names = out("stack", "ps", "lst", "-f", "desired-state=running", "--format", "{{.Name}}")
+    assert sorted(n for n in names if n.startswith("lst_web.")) == ["lst_web.1", "lst_web.2"]
+    assert len([n for n in names if n.startswith("lst_worker.")]) == 3
+    on_node_1 = out("stack", "ps", "lst", "-f", "node=node-1", "--format", "{{.Node}}")
+    assert on_node_1 and set(on_node_1) == {"node-1"}
+    assert_refused(cluster.cli("stack", "ps", "lst", "--format", "{{.Nope}}"), 'no field "Nope"')
+    assert_refused(cluster.cli("stack", "ps", "lst", "-f", "colour=red"), 'unknown key "colour"')
+
+    for kind, header_words in (
+        ("secret", ["ID", "NAME", "DRIVER", "CREATED", "UPDATED"]),
+        ("config", ["ID", "NAME", "CREATED", "UPDATED"]),
+    ):
+        header, *rows = out(kind, "ls", "-f", "label=com.docker.stack.namespace=lst")
+        assert header.split() == header_words
+        assert len(rows) == 1 and rows[0].split()[1] == f"lst_{'token' if kind == 'secret' else 'conf'}"
+        (whole,) = out(kind, "ls", "-f", "name=lst_", "-q")
+        (shown,) = json.loads(ok(cluster.cli(kind, "ls", "-f", f"id={whole[:5]}", "--format", "json")).out)
+        assert shown["id"] == whole and shown["spec"]["labels"] == {"com.docker.stack.namespace": "lst"}
+        assert out(kind, "ls", "--no-trunc", "-f", "name=lst_", "--format", "{{.ID}} {{.Labels}}") == [
+            f"{whole} com.docker.stack.namespace=lst"
+        ]
+        assert out(kind, "ls", "-f", "name=nothing-like-it", "-q") == []
+        assert_refused(cluster.cli(kind, "ls", "-f", "mode=global"), 'unknown key "mode"', "id, name, label")
+
+    ok(cluster.cli("stack", "rm", "lst"))
+    wait_for(lambda: not pids_of(f"sleep {marker}"), what="the stack's processes to stop")
+    # As docker: an empty stack's services is no failure; its ps is.
+    empty = ok(cluster.cli("stack", "services", "lst"))
+    assert empty.out == "" and "Nothing found in stack: lst" in empty.err
+    assert json.loads(ok(cluster.cli("stack", "services", "lst", "--format", "json")).out) == []
+    assert_refused(cluster.cli("stack", "ps", "lst"), "nothing found in stack: lst")

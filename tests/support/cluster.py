@@ -335,6 +335,26 @@ class Cluster:
         services: list[dict[str, Any]] = res.json()
         return services
 
+    def remove_made_since(self, started: float) -> list[str]:
+        """Remove the services, secrets and configs made at or after
+        `started` (a time.time()), so that a test on a shared cluster can
+        run again after a failed attempt; what was removed, as KIND NAME."""
+        removed = []
+        for kind in ("service", "secret", "config"):
+            listed = self.cli(kind, "ls", "-q", timeout=60)
+            if listed.code != 0 or not listed.out.split():
+                continue
+            shown = self.cli(kind, "inspect", *listed.out.split(), timeout=60)
+            if shown.code != 0:
+                continue
+            for obj in shown.json():
+                made = obj.get("created_at", "")
+                name = obj.get("name") or obj.get("spec", {}).get("name", "")
+                recent = bool(made and name) and _epoch(made) >= started - 1
+                if recent and self.cli(kind, "rm", name, timeout=60).code == 0:
+                    removed.append(f"{kind} {name}")
+        return removed
+
     def nodes(self) -> list[dict[str, Any]]:
         res = self.cli("node", "ls", "--format", "json")
         assert res.code == 0, res.err
@@ -558,3 +578,9 @@ def pids_of(marker: str) -> set[int]:
         if marker in cmdline and stat.rsplit(")", 1)[1].split()[0] != "Z":
             found.add(int(entry.name))
     return found
+
+
+def _epoch(rfc3339: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()

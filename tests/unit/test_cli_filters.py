@@ -6,14 +6,17 @@ import pytest
 
 from shoal.cli.client import CLIError
 from shoal.cli.filters import (
+    FILE_KEYS,
     NODE_KEYS,
     SERVICE_KEYS,
     TASK_KEYS,
+    file_matches,
     node_matches,
     parse_filters,
     service_matches,
     task_matches,
 )
+from shoal.cli.listing import natural_key
 from shoal.protos import objects_pb2 as pb
 
 
@@ -124,3 +127,27 @@ def test_node_filters_match_as_dockers_do() -> None:
     assert hosts("membership=accepted") == ["node-1", "node-2", "mgr-1"]
     assert hosts("membership=pending") == []
     assert hosts("id=n", "role=worker", "node.label=zone=a") == ["node-1"]
+
+
+def test_secret_and_config_filters_take_id_name_prefix_and_labels() -> None:
+    found = [
+        pb.Secret(meta=pb.Meta(id="s1aaa"), spec=pb.SecretSpec(name="app_token", labels={"stack": "app"})),
+        pb.Secret(meta=pb.Meta(id="s2bbb"), spec=pb.SecretSpec(name="app_key")),
+        pb.Config(meta=pb.Meta(id="c1ccc"), spec=pb.ConfigSpec(name="web_conf", labels={"stack": "web"})),
+    ]
+
+    def matching(*flags: str) -> list[str]:
+        f = parse_filters(flags, FILE_KEYS)
+        return [o.spec.name for o in found if file_matches(f, o)]
+
+    assert matching("name=app_") == ["app_token", "app_key"]
+    assert matching("id=s2", "id=c1") == ["app_key", "web_conf"]
+    assert matching("label=stack") == ["app_token", "web_conf"]
+    assert matching("label=stack=app", "name=app") == ["app_token"]
+    with pytest.raises(CLIError, match='unknown key "mode" \\(keys: id, name, label\\)'):
+        parse_filters(["mode=global"], FILE_KEYS)
+
+
+def test_listings_sort_names_as_docker_does_numbers_by_value() -> None:
+    names = ["web10", "api", "web2", "web1", "web2b"]
+    assert sorted(names, key=natural_key) == ["api", "web1", "web2", "web2b", "web10"]

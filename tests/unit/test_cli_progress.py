@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 
-from shoal.cli import progress
+from shoal.cli import progress, progress_frame
 from shoal.cli.client import CLIError
-from shoal.cli.progress import REJECT_LIMIT, Printer, _step, _Watch, follow, snapshot
+from shoal.cli.printer import Printer
+from shoal.cli.progress import REJECT_LIMIT, _step, _Watch, follow
+from shoal.cli.progress_frame import snapshot
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
 
@@ -197,7 +199,7 @@ def test_piped_the_verify_countdown_is_printed_once() -> None:
     assert code == 0
     assert out.getvalue().splitlines() == [
         "overall progress: 1 out of 1 tasks",
-        f"1/1: running   {progress._bar(pb.TASK_STATE_RUNNING)}",
+        f"1/1: running   {progress_frame._bar(pb.TASK_STATE_RUNNING)}",
         "verify: Waiting 5 seconds to verify that tasks are stable...",
         "verify: Service web converged",
     ]

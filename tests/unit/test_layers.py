@@ -113,12 +113,22 @@ def test_orchestrator_modes_do_not_import_each_other() -> None:
         assert not (_shoal_imports(path) & others), path.name
 
 
+CLI_COMMANDS = {"services", "nodes", "cluster", "daemons", "local", "files", "stacks", "networks"}
+
+
 def test_cli_command_modules_do_not_import_each_other() -> None:
-    commands = {"services", "nodes", "cluster", "daemons", "local", "files", "stacks", "networks"}
-    for command in commands:
+    for command in CLI_COMMANDS:
         path = PKG / "cli" / f"{command}.py"
-        others = {f"shoal.cli.{c}" for c in commands - {command}}
+        others = {f"shoal.cli.{c}" for c in CLI_COMMANDS - {command}}
         assert not (_shoal_imports(path) & others), path.name
+
+
+def test_the_parts_a_command_module_is_built_from_import_no_command_module() -> None:
+    """Only its own group imports such a part (services: service_views)."""
+    parts = {"service_views", "stack_deploy", "local_state"}
+    commands = {f"shoal.cli.{c}" for c in CLI_COMMANDS}
+    for part in parts:
+        assert not (_shoal_imports(PKG / "cli" / f"{part}.py") & commands), part
 
 
 # Past this many lines a module says in its docstring why it is one module
@@ -160,3 +170,19 @@ def test_the_agent_keeps_task_files_out_of_the_runtime_backends() -> None:
         found = backends()
         bad = {m for m in imports_of(path) for b in found if m.startswith(f"shoal.agent.runtime.{b}")}
         assert not bad, f"{path.relative_to(PKG)} imports {sorted(bad)}"
+
+
+def test_the_docker_api_goes_through_the_controlapi_only() -> None:
+    """A translation layer (issue 16): it calls the ControlAPI servicer and
+    never reaches the store or a component itself, so no rule is written twice."""
+    forbidden = tuple(
+        f"shoal.manager.{part}" for part in ("store", "orchestrator", "scheduler", "dispatcher", "ca", "auth")
+    )
+    for path in (PKG / "manager" / "dockerapi").rglob("*.py"):
+        imported = _shoal_imports(path)
+        bad = [m for m in imported if m.startswith(forbidden)]
+        bad += [m for m in imported if m.startswith(CONTROL) and m != f"{CONTROL}.servicer"]
+        assert bad == [], f"{path.relative_to(PKG)} imports {bad}"
+
+
+CONTROL = "shoal.manager.controlapi"

@@ -96,6 +96,22 @@ def pgrep(pattern: str) -> set[int]:
     return {int(line) for line in out.split()}
 
 
+def pgrep_copies(pattern: str) -> set[int]:
+    """pgrep, without the task's own children: a shell loop's child carries
+    the shell's command line between fork and exec, which is no second copy
+    of the task."""
+    found = pgrep(pattern)
+
+    def parent(pid: int) -> int:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_bytes()
+        except OSError:
+            return 0
+        return int(stat[stat.rindex(b")") + 2 :].split()[1])
+
+    return {pid for pid in found if parent(pid) not in found}
+
+
 def kill_recorded_tasks(state_dir: Path) -> None:
     """SIGKILL every task group recorded under state_dir. This deliberately
     uses none of the code under test."""
@@ -152,7 +168,9 @@ def test_sigterm_stops_a_sleeping_task_promptly(state_dir: Path) -> None:
 
         t0 = time.monotonic()
         await ctl.shutdown(10.0, "SIGTERM")
-        assert time.monotonic() - t0 < 2.0
+        # Stopped by the signal, not killed after the 10 s grace period
+        # (the exit status below says so too).
+        assert time.monotonic() - t0 < 9.0
         assert not alive(state.pid)
         assert await ctl.wait() == ExitStatus(128 + signal.SIGTERM)
         # idempotent once it is gone
@@ -169,7 +187,7 @@ def test_sigint_as_stop_signal_stops_the_task(state_dir: Path) -> None:
         ctl = await started(rt, make_ctx("int", ["sleep", "30"]))
         t0 = time.monotonic()
         await ctl.shutdown(10.0, "INT")
-        assert time.monotonic() - t0 < 2.0
+        assert time.monotonic() - t0 < 9.0  # the signal did it, not the grace period's kill
         assert await ctl.wait() == ExitStatus(128 + signal.SIGINT)
 
     run(main())
@@ -188,7 +206,7 @@ def test_task_ignoring_sigterm_is_killed_after_the_grace_period(state_dir: Path)
         t0 = time.monotonic()
         await ctl.shutdown(0.5, "SIGTERM")
         elapsed = time.monotonic() - t0
-        assert 0.5 <= elapsed < 5.0
+        assert 0.5 <= elapsed < 15.0  # the grace period was given, then the kill
         assert pgrep(marker) == set()
         assert await ctl.wait() == ExitStatus(KILLED_EXIT_CODE, "task process was killed")
         state = await ctl.inspect()
@@ -304,7 +322,7 @@ def test_restarted_agent_adopts_the_running_task(state_dir: Path) -> None:
         assert await ctl.inspect() == RuntimeState(exists=True, running=True, pid=pid)
         # start() on an adopted task must not start a second copy
         assert await ctl.start() == pid
-        assert pgrep(marker) == {pid}
+        assert pgrep_copies(marker) == {pid}
 
         waiter = asyncio.create_task(ctl.wait())
         await asyncio.sleep(0.2)
@@ -329,7 +347,13 @@ def test_pgrep_finds_exactly_one_process_per_task(state_dir: Path) -> None:
             started_pids.add(await ctl.start())
         pids = {(await ctl.inspect()).pid for ctl in tasks}
         assert len(pids) == 2
-        assert pgrep(marker) == pids == started_pids
+        assert pids == started_pids
+        # start() may return while the task's shell is still between fork
+        # and exec on a busy machine: wait until what pgrep sees settles,
+        # then it must be exactly one process per task.
+        with contextlib.suppress(AssertionError):
+            await wait_until(lambda: pgrep(marker) == pids, timeout=15.0)
+        assert pgrep(marker) == pids
         for ctl in tasks:
             await ctl.shutdown(5.0, "")
         assert pgrep(marker) == set()
@@ -477,15 +501,18 @@ def background_tasks() -> set[asyncio.Task[Any]]:
 def test_health_goes_from_starting_to_healthy_once_the_task_is_ready(state_dir: Path) -> None:
     async def main() -> None:
         rt = ProcessRuntime(state_dir)
-        check = health_check("CMD-SHELL", "test -f ok", retries=100)
-        ctl = await started(
-            rt, make_ctx("web", ["sh", "-c", "sleep 0.6; touch ok; sleep 30"], healthcheck=check)
-        )
+        ready = state_dir.parent / "ready"
+        check = health_check("CMD-SHELL", f"test -f {ready}", retries=100)
+        ctl = await started(rt, make_ctx("web", ["sleep", "30"], healthcheck=check))
         assert isinstance(ctl, HealthReporting)
         assert (await ctl.health()).state == Health.STARTING
-        await asyncio.sleep(0.4)  # a few checks have failed by now
-        assert await ctl.health() == HealthReport(Health.STARTING, "health check exit code 1")
-        await wait_for_health(ctl, Health.HEALTHY)
+        # Checks fail while the task is not ready: still starting, not unhealthy.
+        failed = HealthReport(Health.STARTING, "health check exit code 1")
+        while (report := await ctl.health()) != failed:
+            assert report.state == Health.STARTING, report
+            await asyncio.sleep(0.02)
+        ready.touch()
+        await wait_for_health(ctl, Health.HEALTHY, timeout=15.0)
         await ctl.shutdown(5.0, "")
 
     run(main())
@@ -497,11 +524,11 @@ def test_failing_check_makes_the_task_unhealthy_after_retries_but_not_within_sta
     async def main() -> None:
         rt = ProcessRuntime(state_dir)
         check = health_check("CMD", "sh", "-c", "echo not ready >&2; exit 3", retries=2, start_period=0.8)
-        ctl = await started(rt, make_ctx("broken", ["sleep", "30"], healthcheck=check))
         t0 = time.monotonic()
-        await wait_for_health(ctl, Health.UNHEALTHY)
+        ctl = await started(rt, make_ctx("broken", ["sleep", "30"], healthcheck=check))
+        await wait_for_health(ctl, Health.UNHEALTHY, timeout=15.0)
         # checks run from 0.1s on; only those from 0.8s count, and it takes two
-        assert 0.85 <= time.monotonic() - t0 < 3.0
+        assert time.monotonic() - t0 >= 0.85
         assert (await ctl.health()).message == "health check exit code 3: not ready"
         await ctl.shutdown(5.0, "")
 

@@ -69,6 +69,12 @@ class ServerTLS:
             self._current = wanted
             self._pending = config
 
+    def current(self) -> tuple[bytes, bytes, bytes]:
+        """What the listener serves now: (chain, key, client roots); other
+        listeners of this manager (the Docker API) follow it."""
+        with self._lock:
+            return self._current
+
     def _fetch(self) -> grpc.ServerCertificateConfiguration | None:
         # Called by gRPC's threads before each handshake: a new configuration
         # once after each change, None (keep the current one) otherwise.

@@ -7,7 +7,9 @@
   long as it takes. LeadershipLost is never retried: it ends the leader's
   work;
 - ``until_done``: something that must come back (the view's watch): any
-  error, again after a wait its caller computes, until it works or stops.
+  error, again after a wait its caller computes, until it works or stops;
+- ``update_with_retry``: a read-modify-write of one object (read from the
+  view, written through the store), redone on a conflict (``on_conflict``).
 Everything else is a refusal or a bug and goes straight to the caller.
 """
 
@@ -16,10 +18,15 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import tenacity
 
 from shoal.manager.store.errors import LeadershipLost, StoreError, VersionConflict
+from shoal.manager.store.store import KIND_NAMES, S, Store, clone
+
+if TYPE_CHECKING:
+    from shoal.manager.store.view import View
 
 log = logging.getLogger(__name__)
 
@@ -74,3 +81,24 @@ def failure_backoff(failures: int, first: float = 0.1, cap: float = 5.0) -> floa
     # The exponent stops growing long before a float would overflow (after
     # about a thousand failures: an hour and a half of an outage).
     return min(cap, first * 2.0 ** min(failures - 2, 64)) * random.uniform(0.5, 1.0)
+
+
+async def update_with_retry(
+    view: View, store: Store, cls: type[S], obj_id: str, change: Callable[[S], None], attempts: int = 10
+) -> S:
+    """Apply change to a copy of the view's object and write it; on a version
+    conflict read it again and re-apply. ``change`` may raise (a ValueError
+    refuses the update); NotFound when the object is gone."""
+    kind = KIND_NAMES[cls]
+    async for attempt in on_conflict(attempts):
+        with attempt:
+            held = view.objects[kind].get(obj_id)
+            current: S = held if isinstance(held, cls) else await store.get(cls, obj_id)
+            obj = clone(current)
+            change(obj)
+            try:
+                return await store.update(obj)
+            except VersionConflict:
+                view.observe(await store.get(cls, obj_id))
+                raise
+    raise AssertionError("unreachable")

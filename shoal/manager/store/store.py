@@ -1,9 +1,10 @@
 """Typed objects in etcd: one key each, optimistic concurrency, batches.
 
-Layout: ``/shoal/v1/<kind>/<id>`` (the prefix is configurable) holds a serialized protobuf (Cluster, Node,
-Service, Task, Secret, Config). An object's ``meta.version`` is the etcd mod_revision it was
-read at; every write compares it, so a stale write is a ``VersionConflict``,
-never a silent overwrite. A leader's store carries a *fence* (the election
+Layout: ``/shoal/v1/<kind>/<id>`` (the prefix is configurable) holds a
+serialized protobuf (Cluster, Node, Service, Task, Secret, Config). An
+object's ``meta.version`` is the etcd mod_revision it was read at; every
+write compares it, so a stale write is a ``VersionConflict``, never a silent
+overwrite. A leader's store carries a *fence* (the election
 key's create revision): every transaction compares it too, so a manager that
 lost leadership cannot write (``LeadershipLost``).
 
@@ -35,11 +36,11 @@ from shoal.protos import objects_pb2 as pb
 DEFAULT_PREFIX = b"/shoal/v1/"
 
 Kind = Literal["clusters", "keys", "nodes", "services", "tasks", "secrets", "configs", "networks"]
-# What is stored: one protobuf message per key.
 Stored = pb.Cluster | pb.ClusterKeys | pb.Node | pb.Service | pb.Task | pb.Secret | pb.Config | pb.Network
 S = TypeVar("S", pb.Cluster, pb.ClusterKeys, pb.Node, pb.Service, pb.Task, pb.Secret, pb.Config, pb.Network)
+M = TypeVar("M", bound=Stored)
 
-KINDS: dict[str, type[Stored]] = {
+KINDS: dict[str, type[Stored]] = {  # what is stored: one protobuf message per key
     "clusters": pb.Cluster,
     # The cluster's secrets, apart from the cluster object (shoal.manager.keyring).
     "keys": pb.ClusterKeys,
@@ -49,11 +50,9 @@ KINDS: dict[str, type[Stored]] = {
     # Files for tasks; a secret's value is sealed (shoal.manager.seal).
     "secrets": pb.Secret,
     "configs": pb.Config,
-    # Discovery scopes (`network create`).
     "networks": pb.Network,
 }
-_KIND_OF_TYPE: dict[type[Stored], str] = {v: k for k, v in KINDS.items()}
-KIND_NAMES = _KIND_OF_TYPE
+KIND_NAMES: dict[type[Stored], str] = {v: k for k, v in KINDS.items()}
 
 # Chunks of one batch committed concurrently: etcd batches fsyncs of
 # concurrent transactions, so a few in flight beat one at a time.
@@ -67,7 +66,7 @@ Listener = Callable[[list[Committed]], None]
 
 
 def kind_of(obj: Message) -> str:
-    return _KIND_OF_TYPE[type(obj)]  # type: ignore[index]
+    return KIND_NAMES[type(obj)]  # type: ignore[index]
 
 
 def clone(obj: T) -> T:
@@ -95,11 +94,15 @@ def parse_key(prefix: bytes, key: bytes) -> tuple[str, str] | None:
     return k, obj_id.decode()
 
 
-def decode(kind: str, value: bytes, revision: int) -> Stored:
-    obj = KINDS[kind]()
+def _parse(obj: M, value: bytes, revision: int) -> M:
+    """obj filled from a stored value, at the etcd revision it was read at."""
     obj.ParseFromString(value)
     obj.meta.version = revision
     return obj
+
+
+def decode(kind: str, value: bytes, revision: int) -> Stored:
+    return _parse(KINDS[kind](), value, revision)
 
 
 @dataclass
@@ -174,25 +177,16 @@ class Store:
     # -------------------------------------------------------------- reads
 
     async def get(self, cls: type[S], obj_id: str) -> S:
-        kind = _KIND_OF_TYPE[cls]
+        kind = KIND_NAMES[cls]
         kv = await self.etcd.get(object_key(self.prefix, kind, obj_id))
         if kv is None:
             raise NotFound(f"{kind[:-1]} {obj_id} not found")
-        obj = cls()
-        obj.ParseFromString(kv.value)
-        obj.meta.version = kv.mod_revision
-        return obj
+        return _parse(cls(), kv.value, kv.mod_revision)
 
     async def list(self, cls: type[S]) -> builtins.list[S]:
-        kind = _KIND_OF_TYPE[cls]
+        kind = KIND_NAMES[cls]
         kvs, _ = await self.etcd.list_prefix(self.prefix + kind.encode() + b"/")
-        out = []
-        for kv in kvs:
-            obj = cls()
-            obj.ParseFromString(kv.value)
-            obj.meta.version = kv.mod_revision
-            out.append(obj)
-        return out
+        return [_parse(cls(), kv.value, kv.mod_revision) for kv in kvs]
 
     # -------------------------------------------------------------- writes
 
@@ -223,6 +217,15 @@ class Store:
             raise NotFound(f"{what} not found")
         raise VersionConflict(f"{what} was changed by someone else (version conflict); retry")
 
+    def _check_fence(self, current: dict[bytes, Any]) -> None:
+        """After a failed transaction (current: the keys it read back), raise
+        LeadershipLost if the fence is why."""
+        if self.fence is None:
+            return
+        fence_kv = current.get(self.fence[0])
+        if fence_kv is None or fence_kv.create_revision != self.fence[1]:
+            raise LeadershipLost("this manager is no longer the leader")
+
     async def _commit_chunk(self, ops: builtins.list[_Op], result: BatchResult) -> None:
         pending = ops
         while pending:
@@ -238,10 +241,7 @@ class Store:
                 self._finish(pending, txn.revision, result)
                 return
             current = {kv.key: kv for kv in txn.current}
-            if self.fence is not None:
-                fence_kv = current.get(self.fence[0])
-                if fence_kv is None or fence_kv.create_revision != self.fence[1]:
-                    raise LeadershipLost("this manager is no longer the leader")
+            self._check_fence(current)
             retry: builtins.list[_Op] = []
             for op in pending:
                 kv = current.get(op.key)
@@ -268,10 +268,7 @@ class Store:
         txn = await self.etcd.txn(compares, [op.request() for op in ops], ranges)
         self.stats["txns"] += 1
         if not txn.succeeded:
-            if self.fence is not None:
-                fence_kv = next(iter(txn.current), None)
-                if fence_kv is None or fence_kv.create_revision != self.fence[1]:
-                    raise LeadershipLost("this manager is no longer the leader")
+            self._check_fence({kv.key: kv for kv in txn.current})
             names = ", ".join(f"{op.kind[:-1]} {op.obj.meta.id}" for op in ops if op.kind)
             raise VersionConflict(f"{names}: changed by someone else meanwhile (version conflict); retry")
         self._finish(ops, txn.revision, BatchResult())

@@ -12,7 +12,8 @@ mod_revision; an event older than what the view holds is dropped, and deleted
 keys leave a tombstone until the watch passes the delete.
 
 Indexes kept up to date on every change, so no one scans all tasks per event:
-tasks by service, tasks by node, services by name, nodes by hostname.
+tasks by service, tasks by node, and each service's running and completed
+task counts.
 
 Objects handed out are shared: clone before modifying (``store.clone``).
 """
@@ -24,23 +25,20 @@ import contextlib
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import tenacity
 
 from shoal.manager.store import etcd as e
-from shoal.manager.store.errors import Compacted, VersionConflict
-from shoal.manager.store.retry import failure_backoff, on_conflict, until_done
+from shoal.manager.store.errors import Compacted
+from shoal.manager.store.retry import failure_backoff, until_done
 from shoal.manager.store.store import (
-    KIND_NAMES,
     KINDS,
     Committed,
-    S,
     Store,
     Stored,
-    clone,
     decode,
     kind_of,
     parse_key,
@@ -114,7 +112,7 @@ class View:
         self.relists = 0
         self._watch_failures = 0
         self._broken_since = 0.0
-        store.add_listener(self._on_committed)
+        store.add_listener(self._apply)
 
     # -------------------------------------------------------------- queries
 
@@ -312,9 +310,6 @@ class View:
         self._apply(changes)
         self._set_revision(revision)
 
-    def _on_committed(self, committed: list[Committed]) -> None:
-        self._apply(committed)
-
     def _set_revision(self, revision: int) -> None:
         if revision <= self.revision:
             return
@@ -374,35 +369,15 @@ class View:
     def _unindex(self, kind: str, obj: Stored) -> None:
         if isinstance(obj, pb.Task):
             self._count(obj, -1)
-            by_svc = self.tasks_by_service.get(obj.service_id)
-            if by_svc is not None:
-                by_svc.pop(obj.meta.id, None)
-                if not by_svc:
-                    del self.tasks_by_service[obj.service_id]
+            _drop(self.tasks_by_service, obj.service_id, obj.meta.id)
             if obj.node_id:
-                by_node = self.tasks_by_node.get(obj.node_id)
-                if by_node is not None:
-                    by_node.pop(obj.meta.id, None)
-                    if not by_node:
-                        del self.tasks_by_node[obj.node_id]
+                _drop(self.tasks_by_node, obj.node_id, obj.meta.id)
 
 
-async def update_with_retry(
-    view: View, store: Store, cls: type[S], obj_id: str, change: Callable[[S], None], attempts: int = 10
-) -> S:
-    """Apply change to a copy of the view's object and write it; on a version
-    conflict read it again and re-apply. ``change`` may raise (a ValueError
-    refuses the update); NotFound when the object is gone."""
-    kind = KIND_NAMES[cls]
-    async for attempt in on_conflict(attempts):
-        with attempt:
-            held = view.objects[kind].get(obj_id)
-            current: S = held if isinstance(held, cls) else await store.get(cls, obj_id)
-            obj = clone(current)
-            change(obj)
-            try:
-                return await store.update(obj)
-            except VersionConflict:
-                view.observe(await store.get(cls, obj_id))
-                raise
-    raise AssertionError("unreachable")
+def _drop(index: dict[str, dict[str, pb.Task]], key: str, task_id: str) -> None:
+    """Take a task out of an index, and its key once it holds none."""
+    held = index.get(key)
+    if held is not None:
+        held.pop(task_id, None)
+        if not held:
+            del index[key]

@@ -208,7 +208,9 @@ def test_a_process_task_reaches_another_service_by_name_through_shoal_dns(make_c
     cluster.create_service("client", 1, "app:1", *SERVER_COMMAND, "ask", "api", "80")
     (task,) = wait_for(lambda: cluster.running("client"), what="the client to run")
     answer = cluster.task_dir(task["id"]) / "work" / "answer.txt"
-    text = wait_for(lambda: answer.exists() and answer.read_text(), what="the client to reach api by name")
+    text = wait_for(
+        lambda: answer.exists() and answer.read_text(), timeout=60, what="the client to reach api by name"
+    )
     vip = cluster.cli("service", "inspect", "api").json()[0]["endpoint"]["virtual_ip"]
     # It asked SHOAL_DNS for "api", got the service's virtual address, and
     # one of api's tasks answered there.

@@ -56,9 +56,10 @@ def ask(addr: str, port: int, source: str = CLIENT_ADDR, timeout: float = 5.0) -
 
 
 def try_ask(addr: str, port: int, source: str = CLIENT_ADDR) -> Answer | None:
-    """ask, or None when the request failed."""
+    """ask, or None when the request failed (a generous timeout: a busy
+    machine may take seconds to answer, and that is not a failure)."""
     try:
-        return ask(addr, port, source, timeout=2.0)
+        return ask(addr, port, source, timeout=5.0)
     except OSError:
         return None
 

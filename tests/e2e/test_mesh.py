@@ -131,7 +131,7 @@ def test_a_task_on_a_dead_node_leaves_the_rotation_within_the_grace(make_cluster
     cluster.kill_tasks_of(agent)
     # Within the heartbeat grace (3 x 1s) plus a second (and a margin for a
     # busy machine): every request to node-1 is answered again...
-    wait_for(lambda: "!" not in slots_seen(NODES[0], port, 10), timeout=15, what="requests to succeed again")
+    wait_for(lambda: "!" not in slots_seen(NODES[0], port, 10), timeout=30, what="requests to succeed again")
     # ...and never by the dead task.
     seen = slots_seen(NODES[0], port)
     assert str(dead["slot"]) not in seen and "!" not in seen, seen

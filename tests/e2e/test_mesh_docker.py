@@ -68,7 +68,7 @@ def test_published_port_answers_on_every_node_survives_a_dead_node_and_scaling(
     cluster.agents[2].kill9()
     for c in engine.containers.list(filters={"label": f"shoal.node.id={node3}"}):
         c.kill()
-    wait_for(lambda: "!" not in served(NODES[0], port, 10), timeout=15, what="requests to succeed again")
+    wait_for(lambda: "!" not in served(NODES[0], port, 10), timeout=30, what="requests to succeed again")
     seen = served(NODES[0], port)
     assert str(dead["slot"]) not in seen and "!" not in seen, seen
 

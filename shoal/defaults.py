@@ -60,3 +60,34 @@ def stop_grace_seconds(container: pb.ContainerSpec) -> float:
         container.stop_grace_period if container.HasField("stop_grace_period") else SERVICE.stop_grace_period
     )
     return grace / SECOND
+
+
+@dataclass(frozen=True)
+class MeshDefaults:
+    # Host ports an agent hands to tasks' endpoints: Nomad's dynamic range,
+    # below Linux's ephemeral range (32768-60999) so that outgoing
+    # connections never hold a port a task is about to bind.
+    dynamic_port_min: int = 20_000
+    dynamic_port_max: int = 32_000
+    # How long the agent gathers mesh changes before it applies them to the
+    # data path: a burst of task starts becomes one nft transaction.
+    apply_delay: float = 0.05
+    # Service virtual addresses (one per service, cluster-wide) and task
+    # addresses (`tasks.SERVICE`, chosen by each node for its own resolver
+    # and rules): private ranges that only the mesh's DNAT gives meaning,
+    # away from Docker's default pools (172.17-31, 192.168) and the small
+    # 10.x subnets that networks commonly use.
+    vip_net: str = "10.208.0.0/14"
+    task_addr_net: str = "10.212.0.0/14"
+    # Each docker agent's bridge network takes a /24 of this range.
+    bridge_net: str = "10.200.0.0/16"
+    # A node reports its mesh when its shape changes (ports, data paths,
+    # errors: at most once per heartbeat period), but a change of backend
+    # counts alone only once in this many periods (30 s by default): while a
+    # 10,000-task service starts, every node's counts change all the time,
+    # and a thousand nodes reporting each period would be a thousand Node
+    # writes per period.
+    report_counts_periods: int = 6
+
+
+MESH = MeshDefaults()

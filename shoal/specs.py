@@ -76,6 +76,8 @@ def apply_defaults(spec: pb.ServiceSpec) -> None:
     for port in spec.ports:
         port.protocol = port.protocol or "tcp"
         port.publish_mode = port.publish_mode or "ingress"
+    for port in spec.expose:
+        port.protocol = port.protocol or "tcp"
 
 
 def next_version(service: pb.Service) -> int:

@@ -13,13 +13,17 @@ import os
 import platform
 import signal
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
+from shoal.agent.endpoints import EndpointAllocator, port_free
 from shoal.agent.identity import JoinError, join, load_identity
-from shoal.agent.runtime.base import Runtime
+from shoal.agent.mesh import Mesh, make_path
+from shoal.agent.mesh.dns import DnsServer
+from shoal.agent.runtime.base import Networking, NodeNetwork, Runtime
 from shoal.agent.session import NodeRemoved, Session, load_managers
 from shoal.agent.taskfiles import FileStore, WithFiles, watch_reports
 from shoal.agent.worker import Worker
@@ -43,6 +47,9 @@ class AgentSettings:
     memory: int = 0
     # Removed from the cluster: leave the node's tasks running (else stopped).
     keep_tasks_on_removal: bool = False
+    # The routing mesh's data path: auto (the kernel where nft works), kernel
+    # or userspace.
+    mesh: str = "auto"
 
 
 def describe(settings: AgentSettings, runtime_name: str) -> pb.NodeDescription:
@@ -94,6 +101,31 @@ def make_runtime(name: str, state_dir: Path, advertise_addr: str = "", node_id: 
     raise ValueError(f'runtime "{name}": not available (choose process, docker or auto)')
 
 
+def _nobody(_address: str) -> str | None:
+    return None
+
+
+async def _start_dns(
+    mesh: Mesh, runtime: Runtime, network: NodeNetwork | None, addr: str
+) -> DnsServer | None:
+    """The node's resolver: on its network's gateway (docker: containers
+    ask there), else on the node's address at a port of its own (process
+    tasks find it in SHOAL_DNS). None when it cannot listen."""
+    # A process on the host cannot be told apart from another: it may
+    # resolve every name.
+    who: Callable[[str], str | None] = _nobody
+    where = (addr or "127.0.0.1", 0)
+    if network is not None and isinstance(runtime, Networking):
+        where, who = (network.gateway, 53), runtime.service_of
+    try:
+        server = await DnsServer.serve(where[0], where[1], mesh.resolver(who))
+    except OSError as err:
+        log.warning("service discovery: cannot listen on %s:%d for DNS (%s)", where[0], where[1], err)
+        return None
+    log.info("service discovery: resolver on %s:%d", *server.address)
+    return server
+
+
 async def run_agent(settings: AgentSettings, stop: asyncio.Event) -> None:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     identity = load_identity(settings.state_dir)
@@ -110,6 +142,13 @@ async def run_agent(settings: AgentSettings, stop: asyncio.Event) -> None:
     runtime = await asyncio.to_thread(
         make_runtime, settings.runtime, settings.state_dir, settings.advertise_addr, identity.node_id
     )
+    # The docker runtime's own network (its containers join it from now on).
+    network = await asyncio.to_thread(runtime.ensure_network) if isinstance(runtime, Networking) else None
+    path, problem = await make_path(
+        settings.mesh, settings.advertise_addr, identity.node_id, network.interface if network else ""
+    )
+    mesh = Mesh(path, problem)
+    dns = await _start_dns(mesh, runtime, network, settings.advertise_addr)
     # Secrets and configs: written to a tmpfs per task around whichever runtime.
     files = await asyncio.to_thread(FileStore.for_agent, settings.state_dir)
     runtime = WithFiles(runtime, files)
@@ -122,10 +161,21 @@ async def run_agent(settings: AgentSettings, stop: asyncio.Event) -> None:
         describe(settings, runtime.name),
         settings.advertise_addr,
         settings.state_dir,
+        mesh,
     )
-    worker = Worker(runtime, identity.node_id, watch_reports(session.report, files))
+    endpoints = EndpointAllocator(settings.state_dir, port_free(settings.advertise_addr))
+    node_env = {"SHOAL_DNS": "{}:{}".format(*dns.address)} if dns is not None else {}
+    worker = Worker(
+        runtime,
+        identity.node_id,
+        watch_reports(session.report, files),
+        endpoints,
+        settings.advertise_addr,
+        node_env,
+    )
     log.info("agent %s starting (runtime %s)", identity.node_id, runtime.name)
     task = asyncio.create_task(session.run(worker), name="session")
+    mesher = asyncio.create_task(mesh.run(), name="mesh")
     stopper = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -142,9 +192,16 @@ async def run_agent(settings: AgentSettings, stop: asyncio.Event) -> None:
     finally:
         stopper.cancel()
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        mesher.cancel()
+        for t in (task, mesher):
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
         await worker.close()
+        # The node's published ports stop answering with the agent (and its
+        # nft table goes): a node without an agent is down for the cluster.
+        if dns is not None:
+            await dns.close()
+        await mesh.close()
         log.info("agent %s stopped; its tasks keep running", identity.node_id)
 
 

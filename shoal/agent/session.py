@@ -13,6 +13,11 @@ Log requests, execs and commits arrive on the same session (``logs``,
 ``taskio``); what they send back is bulk, which heartbeats and statuses
 always overtake (``shoal.outbox``).
 
+The routing mesh's endpoint sets arrive on the same stream (a full set when
+the session starts, then changes) and go to the node's ``Mesh``; its summary
+goes back as a ``MeshReport`` when it changed, at most once per heartbeat
+period. The mesh keeps serving with the last sets while no session runs.
+
 The certificate is renewed over the open session, at a random point between
 50 % and 80 % of its lifetime, or at once when the manager says the cluster's
 CA changed; the session, the node ID and the tasks are not disturbed. The
@@ -36,6 +41,8 @@ import tenacity
 from shoal import defaults, pki
 from shoal.agent.identity import NodeIdentity, renewal_request, renewed, with_roots
 from shoal.agent.logs import LogStreamer
+from shoal.agent.mesh import Mesh
+from shoal.agent.mesh.reports import report_mesh
 from shoal.agent.taskio import Link, TaskIO
 from shoal.agent.worker import Worker
 from shoal.fsutil import write_atomically
@@ -98,8 +105,10 @@ class Session:
         description: pb.NodeDescription,
         addr: str,
         state_dir: Path,
+        mesh: Mesh | None = None,
     ) -> None:
         self.identity = identity
+        self.mesh = mesh
         self.state_dir = state_dir
         self.managers = list(managers)
         self.description = description
@@ -173,6 +182,9 @@ class Session:
         if not established:
             raise _NoSession(addr)
 
+    def _period(self) -> float:
+        return self.heartbeat_period
+
     def _silence_limit(self) -> float:
         return max(MIN_SILENCE, SILENT_PERIODS * self.heartbeat_period)
 
@@ -219,6 +231,15 @@ class Session:
                                 asyncio.create_task(self._heartbeats(send_queue)),
                                 asyncio.create_task(self._send_statuses(send_queue)),
                                 asyncio.create_task(self._renewals(send_queue)),
+                                *(
+                                    [
+                                        asyncio.create_task(
+                                            report_mesh(self.mesh, send_queue.put, self._period)
+                                        )
+                                    ]
+                                    if self.mesh is not None
+                                    else []
+                                ),
                             ]
                         )
                         established[0] = True
@@ -234,6 +255,9 @@ class Session:
                             await worker.assign(tasks, list(a.removed), True)
                         else:
                             await worker.assign(list(a.tasks), list(a.removed), False)
+                    elif kind == "mesh":
+                        if self.mesh is not None:
+                            self.mesh.receive(msg.mesh)
                     elif kind == "managers":
                         self._on_managers(list(msg.managers.managers), addr)
                     elif kind == "trust":

@@ -20,6 +20,12 @@ A task that leaves the assignment set is stopped and removed. On a full
 assignment set, anything the runtime holds that is not assigned any more is
 discarded. A status the manager missed (it shows the task at an earlier
 state) is sent again.
+
+Before a task's first step the worker gives it its endpoints (host ports for
+its ingress ports, ``agent/endpoints.py``): the backend maps them (docker) or
+tells the task (process: ``SHOAL_PORT_<TARGET>``), and every status reported
+carries them, so the manager knows where the routing mesh reaches the task.
+The ports are released once the task is removed.
 """
 
 from __future__ import annotations
@@ -27,15 +33,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from shoal.agent import progress
+from shoal.agent.endpoints import EndpointAllocator, NoFreePort, env_for
 from shoal.agent.runtime.base import (
     ExitStatus,
     HealthReporting,
     Runtime,
+    RuntimeState,
     TaskContext,
     TaskController,
+    TaskRejected,
 )
 from shoal.names import task_name
 from shoal.protos import objects_pb2 as pb
@@ -48,7 +57,15 @@ HEALTH_POLL = 0.2
 Report = Callable[[str, pb.TaskStatus], None]
 
 
-def task_env(task: pb.Task, node_id: str) -> dict[str, str]:
+def task_env(
+    task: pb.Task,
+    node_id: str,
+    endpoints: tuple[pb.TaskEndpoint, ...] = (),
+    addr: str = "",
+    node_env: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """SHOAL_* (the task's own, where its ports are, the node's: SHOAL_DNS),
+    then the service's env: later wins."""
     env = {
         "SHOAL_TASK_ID": task.meta.id,
         "SHOAL_TASK_SLOT": str(task.slot),
@@ -58,6 +75,8 @@ def task_env(task: pb.Task, node_id: str) -> dict[str, str]:
         "SHOAL_NODE_ID": node_id,
         "SHOAL_TASK_IMAGE": task.spec.container.image,
     }
+    env.update(env_for(endpoints, addr))
+    env.update(node_env or {})
     for item in task.spec.container.env:
         key, _, value = item.partition("=")
         env[key] = value
@@ -67,14 +86,21 @@ def task_env(task: pb.Task, node_id: str) -> dict[str, str]:
 class TaskRunner:
     """Takes one task's steps (see the module docstring) and reports them."""
 
-    def __init__(self, task: pb.Task, controller: TaskController, report: Report) -> None:
+    def __init__(
+        self,
+        task: pb.Task,
+        controller: TaskController,
+        report: Report,
+        endpoints: tuple[pb.TaskEndpoint, ...] = (),
+    ) -> None:
         self.task = task
         self.controller = controller
         self._report = report
+        self.endpoints = list(endpoints)
         # What this agent knows of the task: the manager's state, but not its
         # pid or health (only a start or a check seen here sets those, so a
         # task that never started here is started, as it always was).
-        self.status = pb.TaskStatus(state=task.status.state, message=task.status.message)
+        self.status = self._stamp(pb.TaskStatus(state=task.status.state, message=task.status.message))
         self.changed = asyncio.Event()
         self.unassigned = False
         self.runner: asyncio.Task[None] | None = None
@@ -91,8 +117,19 @@ class TaskRunner:
         self.unassigned = True
         self.changed.set()
 
+    def _stamp(self, status: pb.TaskStatus) -> pb.TaskStatus:
+        """The status with the task's endpoints (every report carries them)."""
+        if list(status.endpoints) == self.endpoints:
+            return status
+        stamped = pb.TaskStatus()
+        stamped.CopyFrom(status)
+        del stamped.endpoints[:]
+        stamped.endpoints.extend(self.endpoints)
+        return stamped
+
     def _take(self, status: pb.TaskStatus) -> None:
         """Record and report a step's status (if it changed anything)."""
+        status = self._stamp(status)
         if status == self.status or status.state < self.status.state:
             return
         self.status = status
@@ -170,11 +207,53 @@ class TaskRunner:
         await self.controller.remove()
 
 
+class _NoEndpoints:
+    """The controller of a task that got no host port: it is rejected at
+    prepare (and never started), saying why; the rest is the real one's."""
+
+    def __init__(self, controller: TaskController, problem: str) -> None:
+        self._controller = controller
+        self._problem = problem
+
+    async def inspect(self) -> RuntimeState:
+        return await self._controller.inspect()
+
+    async def prepare(self) -> None:
+        raise TaskRejected(self._problem)
+
+    async def start(self) -> int:
+        raise TaskRejected(self._problem)
+
+    async def wait(self) -> ExitStatus:
+        return await self._controller.wait()
+
+    async def shutdown(self, grace_period: float, stop_signal: str) -> None:
+        await self._controller.shutdown(grace_period, stop_signal)
+
+    async def remove(self) -> None:
+        await self._controller.remove()
+
+
 class Worker:
-    def __init__(self, runtime: Runtime, node_id: str, report: Report) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        node_id: str,
+        report: Report,
+        endpoints: EndpointAllocator | None = None,
+        addr: str = "",
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """`endpoints`: where tasks' host ports come from (default: any
+        port of the range, nothing saved: for simulated nodes); `addr`: the
+        node's address, where tasks listen; `env`: what every task of the
+        node is told (SHOAL_DNS)."""
+        self.env = dict(env or {})
         self.runtime = runtime
         self.node_id = node_id
         self.report = report
+        self.endpoints = endpoints if endpoints is not None else EndpointAllocator(None, None)
+        self.addr = addr
         self.runners: dict[str, TaskRunner] = {}
         self._discarding: set[str] = set()
         self._discard_tasks: set[asyncio.Task[None]] = set()
@@ -188,8 +267,7 @@ class Worker:
             if runner is not None:
                 runner.update(task)
                 continue
-            ctx = TaskContext(task=task, node_id=self.node_id, env=task_env(task, self.node_id))
-            runner = TaskRunner(task, self.runtime.controller(ctx), self.report)
+            runner = self._runner(task)
             self.runners[task.meta.id] = runner
             runner.runner = asyncio.create_task(self._run(runner), name=f"task-{task.meta.id}")
         for task_id in removed:
@@ -197,18 +275,35 @@ class Worker:
             if r is not None:
                 r.unassign()
         if full:
+            self.endpoints.keep_only(wanted)
             known = await self.runtime.known_task_ids()
             for task_id in known - set(self.runners) - self._discarding:
                 log.info("discarding task %s: no longer assigned to this node", task_id)
                 self._discarding.add(task_id)
                 self._discard_tasks.add(asyncio.create_task(self._discard(task_id)))
 
+    def _runner(self, task: pb.Task) -> TaskRunner:
+        problem = ""
+        try:
+            endpoints = tuple(self.endpoints.allocate(task))
+        except NoFreePort as err:
+            endpoints, problem = (), str(err)
+        env = task_env(task, self.node_id, endpoints, self.addr, self.env)
+        ctx = TaskContext(task=task, node_id=self.node_id, env=env, endpoints=endpoints)
+        controller: TaskController = self.runtime.controller(ctx)
+        if problem:
+            controller = _NoEndpoints(controller, problem)
+        return TaskRunner(task, controller, self.report, endpoints)
+
     async def _run(self, runner: TaskRunner) -> None:
+        task_id = runner.task.meta.id
         try:
             await runner.run()
+            # Removed (not cancelled by an agent that stops): its ports are free.
+            self.endpoints.release(task_id)
         finally:
-            if self.runners.get(runner.task.meta.id) is runner:
-                del self.runners[runner.task.meta.id]
+            if self.runners.get(task_id) is runner:
+                del self.runners[task_id]
 
     async def _discard(self, task_id: str) -> None:
         try:

@@ -224,6 +224,12 @@ def manager(
     help="When this node is removed from the cluster, leave its tasks running (default: stop them)",
 )
 @click.option(
+    "--mesh",
+    default="auto",
+    type=click.Choice(["auto", "kernel", "userspace"]),
+    help="Routing mesh data path: kernel (nftables) where it works, else the userspace relay",
+)
+@click.option(
     "--log-level",
     default="info",
     type=click.Choice(["debug", "info", "warning", "error"]),
@@ -241,6 +247,7 @@ def agent(
     cpus: float,
     memory: str,
     keep_tasks_on_removal: bool,
+    mesh: str,
     log_level: str,
 ) -> None:
     """Run an agent: join the cluster and run the tasks assigned to this node."""
@@ -272,6 +279,7 @@ def agent(
         cpus=cpus,
         memory=memory_bytes,
         keep_tasks_on_removal=keep_tasks_on_removal,
+        mesh=mesh,
     )
     from shoal.agent.session import NodeRemoved, SessionRefused
 

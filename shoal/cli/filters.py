@@ -107,8 +107,8 @@ def service_matches(f: Filters, svc: pb.Service) -> bool:
     )
 
 
-def file_matches(f: Filters, obj: pb.Secret | pb.Config) -> bool:
-    """A secret's or a config's match."""
+def file_matches(f: Filters, obj: pb.Secret | pb.Config | pb.Network) -> bool:
+    """A secret's, a config's or a network's match."""
     return _named_matches(f, obj.meta.id, obj.spec.name, obj.spec.labels)
 
 

@@ -21,6 +21,7 @@ from shoal.cli import (
     daemons,
     files,
     local,
+    networks,
     nodes,
     run,
     services,
@@ -202,6 +203,7 @@ cli.add_command(files.config)
 cli.add_command(stacks.stack)
 for command in (taskcmds.exec_, taskcmds.logs, taskcmds.commit, run.run):
     cli.add_command(command)
+cli.add_command(networks.network)
 
 
 def main() -> None:

@@ -32,12 +32,14 @@ class TaskList:
     tasks: list[pb.Task] = field(default_factory=list)
     hostnames: dict[str, str] = field(default_factory=dict)
     down: dict[str, str] = field(default_factory=dict)  # node ID -> why it is down
+    addrs: dict[str, str] = field(default_factory=dict)  # node ID -> its address (endpoints)
 
     def add(self, resp: cpb.ListTasksResponse) -> None:
         seen = {t.meta.id for t in self.tasks}
         self.tasks.extend(t for t in resp.tasks if t.meta.id not in seen)
         self.hostnames.update(resp.node_hostnames)
         self.down.update(resp.node_down)
+        self.addrs.update(resp.node_addrs)
 
 
 def fetch(client: Client, requests: list[cpb.ListTasksRequest]) -> TaskList:
@@ -69,8 +71,8 @@ def print_task_list(found: TaskList, asked: listing.Asked) -> None:
         asked,
         tasks,
         lambda t: t.meta.id,
-        lambda t: task_row(t, shown[t.meta.id], found.hostnames, found.down, now, asked.trunc),
-        lambda t: task_json(t, found.hostnames),
+        lambda t: task_row(t, shown[t.meta.id], found.hostnames, found.down, now, asked.trunc, found.addrs),
+        lambda t: task_json(t, found.hostnames, found.addrs),
     )
 
 

@@ -72,6 +72,27 @@ def _value(fd: Any, value: Any) -> Any:
     return value
 
 
+def mesh_json(mesh: pb.NodeMesh) -> dict[str, Any]:
+    """A node's routing mesh: its data path and each published port it serves."""
+    return {
+        "path": mesh.path,
+        "error": mesh.error,
+        "ports": [
+            {
+                "port": p.port,
+                "protocol": p.protocol,
+                "service_id": p.service_id,
+                "path": p.path,
+                "backends": p.backends,
+                "local_backends": p.local_backends,
+                "error": p.error,
+            }
+            for p in mesh.ports
+        ],
+        "reported_at": rfc3339(mesh.updated_at),
+    }
+
+
 def node_json(node: pb.Node) -> dict[str, Any]:
     labels = dict(node.spec.labels)
     return {
@@ -91,8 +112,21 @@ def node_json(node: pb.Node) -> dict[str, Any]:
         "status_message": node.status.message,
         # The manager holding the node's session (the last one, when down).
         "manager_id": node.status.manager_id,
+        # The routing mesh as the node last reported it.
+        "mesh": mesh_json(node.mesh),
         "created_at": rfc3339(node.meta.created_at),
         "updated_at": rfc3339(node.meta.updated_at),
+    }
+
+
+def network_json(network: pb.Network) -> dict[str, Any]:
+    return {
+        "id": network.meta.id,
+        "name": network.spec.name,
+        "driver": network.spec.driver,
+        "labels": dict(network.spec.labels),
+        "created_at": rfc3339(network.meta.created_at),
+        "updated_at": rfc3339(network.meta.updated_at),
     }
 
 
@@ -128,7 +162,25 @@ def task_display_name(task: pb.Task) -> str:
     return f"{task.service_name}.{task.slot}" if task.slot else f"{task.service_name}.{task.node_id}"
 
 
-def task_json(task: pb.Task, hostnames: dict[str, str]) -> dict[str, Any]:
+def endpoints_json(task: pb.Task, addr: str) -> list[dict[str, Any]]:
+    """Where the task's ports are reached: its node's address and host ports."""
+    return [
+        {"protocol": e.protocol, "target_port": e.target_port, "host_port": e.host_port, "addr": addr}
+        for e in task.status.endpoints
+    ]
+
+
+def endpoints_text(task: pb.Task, addr: str) -> str:
+    """``127.0.0.12:20001->80/tcp``, comma separated (the PORTS column)."""
+    return ",".join(
+        f"{addr or '*'}:{e.host_port or '?'}->{e.target_port}/{e.protocol}" for e in task.status.endpoints
+    )
+
+
+def task_json(
+    task: pb.Task, hostnames: dict[str, str], addrs: dict[str, str] | None = None
+) -> dict[str, Any]:
+    addr = (addrs or {}).get(task.node_id, "")
     return {
         "id": task.meta.id,
         "name": task_display_name(task),
@@ -146,6 +198,7 @@ def task_json(task: pb.Task, hostnames: dict[str, str]) -> dict[str, Any]:
         "pid": task.status.pid,
         "health": enum_word(pb.Health.DESCRIPTOR, task.status.health),
         "spec_version": task.spec_version,
+        "endpoints": endpoints_json(task, addr),
         "created_at": rfc3339(task.meta.created_at),
         "updated_at": rfc3339(task.status.timestamp or task.meta.updated_at),
     }
@@ -158,7 +211,41 @@ def sort_tasks_for_ps(tasks: list[pb.Task]) -> list[pb.Task]:
     )
 
 
-def service_json(svc: pb.Service) -> dict[str, Any]:
+def endpoint_json(svc: pb.Service, tasks: Any = None) -> dict[str, Any]:
+    """How the service is reached: its published ports (the mesh answers on
+    ingress ones on every node) and, given its ListTasks answer, the
+    endpoints of its running tasks (the backends)."""
+    out: dict[str, Any] = {
+        "virtual_ip": svc.virtual_ip,
+        "networks": list(svc.spec.networks),
+        "expose": [f"{p.target_port}/{p.protocol}" for p in svc.spec.expose],
+        "ports": [
+            {
+                "protocol": p.protocol,
+                "published_port": p.published_port,
+                "target_port": p.target_port,
+                "publish_mode": p.publish_mode,
+                "proxy_protocol": p.proxy_protocol,
+            }
+            for p in svc.spec.ports
+        ],
+    }
+    if tasks is not None:
+        addrs = dict(tasks.node_addrs)
+        out["tasks"] = [
+            {
+                "id": t.meta.id,
+                "name": task_display_name(t),
+                "node_id": t.node_id,
+                "endpoints": endpoints_json(t, addrs.get(t.node_id, "")),
+            }
+            for t in sort_tasks_for_ps(list(tasks.tasks))
+            if t.status.state == pb.TASK_STATE_RUNNING and t.desired_state == pb.TASK_STATE_RUNNING
+        ]
+    return out
+
+
+def service_json(svc: pb.Service, tasks: Any = None) -> dict[str, Any]:
     return {
         "id": svc.meta.id,
         "version": svc.meta.version,
@@ -168,6 +255,7 @@ def service_json(svc: pb.Service) -> dict[str, Any]:
         "spec_version": svc.spec_version,
         "previous_spec": to_dict(svc.previous_spec) if svc.HasField("previous_spec") else None,
         "update_status": to_dict(svc.update_status) if svc.HasField("update_status") else None,
+        "endpoint": endpoint_json(svc, tasks),
     }
 
 

@@ -20,6 +20,7 @@ from shoal.cli.render import (
     JOBS,
     ago,
     ellipsis,
+    endpoints_text,
     enum_word,
     mode_word,
     ports_text,
@@ -139,9 +140,18 @@ def task_row(
     down: Mapping[str, str],
     now_ns: int,
     trunc: bool = True,
+    addrs: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     error = task_error(task, hostnames, down)
     host_ports = [p for p in task.ports if p.publish_mode == "host"]
+    # A task's endpoints while it has not ended (where the mesh reaches it),
+    # else its host-mode ports as docker shows them.
+    live = task.status.endpoints and task.status.state <= pb.TASK_STATE_RUNNING
+    ports = (
+        endpoints_text(task, (addrs or {}).get(task.node_id, ""))
+        if live
+        else ", ".join(t.split(" ")[0] for t in ports_text(host_ports))
+    )
     return {
         "ID": short_id(task.meta.id, trunc),
         "Name": name,
@@ -150,7 +160,7 @@ def task_row(
         "DesiredState": state_word(task.desired_state).capitalize(),
         "CurrentState": current_state_text(task, now_ns),
         "Error": ellipsis(error, ERROR_WIDTH) if trunc else error,
-        "Ports": ", ".join(t.split(" ")[0] for t in ports_text(host_ports)),
+        "Ports": ports,
     }
 
 

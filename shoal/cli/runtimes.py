@@ -32,10 +32,12 @@ def pick_runtime(name: str) -> str:
 
 def stop_agent_tasks(agent_dirs: list[Path]) -> None:
     """Stop and remove every task these agents ran: processes, containers
-    labelled with their node IDs, and the tasks' secret and config tmpfs."""
+    labelled with their node IDs, and the tasks' secret and config tmpfs;
+    and what their routing mesh left (an nft table, when an agent was
+    killed; the docker runtime's network)."""
     from shoal.agent.identity import JoinError, load_identity
     from shoal.agent.runtime.base import Runtime
-    from shoal.agent.runtime.docker import probe_engine
+    from shoal.agent.runtime.docker import DockerRuntime, probe_engine
     from shoal.agent.runtime.process import ProcessRuntime
     from shoal.agent.taskfiles import FileStore
 
@@ -48,13 +50,17 @@ def stop_agent_tasks(agent_dirs: list[Path]) -> None:
                 identity = load_identity(d)
             except JoinError:
                 identity = None  # unusable; its containers cannot be told apart
-            if docker_up and identity is not None:
-                from shoal.agent.runtime.docker import DockerRuntime
+            if identity is not None:
+                from shoal.agent.mesh.nft import remove_leftover
 
+                remove_leftover(identity.node_id)
+            if docker_up and identity is not None:
                 runtimes.append(DockerRuntime(d / "runtime", identity.node_id))
             for runtime in runtimes:
                 for task_id in await runtime.known_task_ids():
                     await runtime.discard(task_id)
+                if isinstance(runtime, DockerRuntime):
+                    await asyncio.to_thread(runtime.remove_network)
                 await runtime.close()
             files = FileStore.for_agent(d)
             for task_id in files.known():

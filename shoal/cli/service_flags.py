@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from shoal import specs
+from shoal.cli import network_flags
 from shoal.cli.client import CLIError
 from shoal.cli.file_flags import change_refs
 from shoal.durations import parse_duration, parse_size
@@ -63,34 +64,37 @@ def key_values(flag: str, items: tuple[str, ...]) -> dict[str, str]:
 
 
 def parse_publish(value: str) -> pb.PortConfig:
-    """``8080:80[/udp]`` or ``published=8080,target=80,protocol=tcp,mode=host``."""
+    """``8080:80[/udp]`` or ``published=8080,target=80,protocol=tcp,mode=host``;
+    either may end with ``,proxy-protocol=v1|v2`` (ingress, tcp). The mode
+    is ingress (the routing mesh) unless it says host, as in Swarm."""
     port = pb.PortConfig()
+    first, *options = value.split(",")
+    keys = "published, target, protocol, mode, proxy-protocol"
     try:
-        if "=" in value:
-            for part in value.split(","):
-                key, _, v = part.partition("=")
-                key = key.strip()
-                if key in ("published", "published_port"):
-                    port.published_port = int(v)
-                elif key in ("target", "target_port"):
-                    port.target_port = int(v)
-                elif key == "protocol":
-                    port.protocol = v
-                elif key == "mode":
-                    port.publish_mode = v
-                else:
-                    raise CLIError(
-                        f'--publish "{value}": unknown key "{key}" (published, target, protocol, mode)'
-                    )
+        if "=" in first:
+            options.insert(0, first)
         else:
-            spec, _, proto = value.partition("/")
+            spec, _, proto = first.partition("/")
             published, sep, target = spec.partition(":")
             if not sep:
                 raise CLIError(f'--publish "{value}": expected PUBLISHED:TARGET[/PROTOCOL]')
             port.published_port, port.target_port = int(published), int(target)
             port.protocol = proto
-            # No routing mesh yet: the short form publishes on the task's node.
-            port.publish_mode = "host"
+        for part in options:
+            key, _, v = part.partition("=")
+            key = key.strip()
+            if key in ("published", "published_port"):
+                port.published_port = int(v)
+            elif key in ("target", "target_port"):
+                port.target_port = int(v)
+            elif key == "protocol":
+                port.protocol = v
+            elif key == "mode":
+                port.publish_mode = v
+            elif key in ("proxy-protocol", "proxy_protocol"):
+                port.proxy_protocol = v
+            else:
+                raise CLIError(f'--publish "{value}": unknown key "{key}" ({keys})')
     except ValueError:
         raise CLIError(f'--publish "{value}": ports must be numbers') from None
     if not port.target_port:
@@ -374,4 +378,5 @@ def base_spec(image: str, command: tuple[str, ...], o: dict[str, Any]) -> pb.Ser
         spec.task.container.command.extend(shlex.split(o["entrypoint"]))
     change_refs(spec.task.container.secrets, "--secret", (), o.get("secrets", ()))
     change_refs(spec.task.container.configs, "--config", (), o.get("configs", ()))
+    network_flags.apply_create(spec, o)
     return spec

@@ -57,7 +57,16 @@ def inspect(client_factory: Callable[[], Client], refs: tuple[str, ...], pretty:
     if pretty:
         click.echo("\n\n".join(service_pretty(svc) for svc in found))
         return
-    click.echo(json.dumps([service_json(svc) for svc in found], indent=2))
+    # The endpoints of the running tasks: the backends the mesh reaches.
+    running = [
+        client.call(
+            "ListTasks", cpb.ListTasksRequest(service=svc.meta.id, desired_state="running"), retry=True
+        )
+        for svc in found
+    ]
+    click.echo(
+        json.dumps([service_json(svc, tasks) for svc, tasks in zip(found, running, strict=True)], indent=2)
+    )
 
 
 @click.command()

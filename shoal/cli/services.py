@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from shoal.cli import service_views
+from shoal.cli import network_flags, service_views
 from shoal.cli.client import Client, CLIError, for_each_ref
 from shoal.cli.file_flags import change_refs
 from shoal.cli.progress import follow
@@ -110,6 +110,7 @@ CREATE_EXAMPLES = """Examples:
     metavar="CONFIG",
     help="A config as a file in the task: NAME, or source=NAME,target=PATH,mode=0444 (repeat)",
 )
+@network_flags.create_options
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[COMMAND [ARG...]]")
 @click.pass_obj
@@ -166,6 +167,7 @@ def create(client_factory: Callable[[], Client], /, image: str, command: tuple[s
 @click.option("--secret-rm", multiple=True, metavar="NAME", help="Remove the secret of this name (repeat)")
 @click.option("--config-add", multiple=True, metavar="CONFIG", help="Add a config (as --config; repeat)")
 @click.option("--config-rm", multiple=True, metavar="NAME", help="Remove the config of this name (repeat)")
+@network_flags.update_options
 @click.option("--force", is_flag=True, help="Replace every task even with no change")
 @click.option("--rollback", "do_rollback", is_flag=True, help="Roll back to the previous spec")
 @click.argument("ref", metavar="SERVICE")
@@ -226,6 +228,7 @@ def update(client_factory: Callable[[], Client], /, ref: str, **o: Any) -> None:
     container.mounts.extend(mounts)
     change_refs(container.secrets, "--secret", o["secret_rm"], o["secret_add"])
     change_refs(container.configs, "--config", o["config_rm"], o["config_add"])
+    network_flags.apply_update(spec, o)
     apply_flags(spec, o, creating=False)
     auth = registry_auth_for(spec.task.container.image) if o["with_registry_auth"] else ""
     request = cpb.UpdateServiceRequest(

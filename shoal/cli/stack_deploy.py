@@ -34,6 +34,7 @@ from shoal.ids import new_id
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
 from shoal.stack import NAMESPACE_LABEL, Stack, StackError, StackObject, load_stack
+from shoal.stack.networks import StackNetwork
 
 
 def in_stack(labels: Any, stack: str) -> bool:
@@ -50,6 +51,9 @@ class StackNow:
     # Every secret and config by name (a stack may use external ones).
     all_secrets: dict[str, pb.Secret] = field(default_factory=dict)
     all_configs: dict[str, pb.Config] = field(default_factory=dict)
+    # Networks: the stack's (by its label), and every one by name.
+    networks: dict[str, pb.Network] = field(default_factory=dict)
+    all_networks: dict[str, pb.Network] = field(default_factory=dict)
 
 
 def stack_now(client: Client, stack: str) -> StackNow:
@@ -65,11 +69,17 @@ def stack_now(client: Client, stack: str) -> StackNow:
         now.all_configs[config.spec.name] = config
         if in_stack(config.spec.labels, stack):
             now.configs[config.spec.name] = config
+    for network in client.call("ListNetworks", cpb.ListNetworksRequest(), retry=True).networks:
+        now.all_networks[network.spec.name] = network
+        if in_stack(network.spec.labels, stack):
+            now.networks[network.spec.name] = network
     return now
 
 
 @dataclass
 class Plan:
+    create_networks: list[StackNetwork] = field(default_factory=list)
+    prune_networks: list[str] = field(default_factory=list)
     create_files: list[StackObject] = field(default_factory=list)
     create: list[pb.ServiceSpec] = field(default_factory=list)
     update: list[tuple[pb.Service, pb.ServiceSpec]] = field(default_factory=list)
@@ -86,7 +96,14 @@ def check(client: Client, stack: Stack, now: StackNow, prune: bool) -> Plan:
     """What deploying would change, everything checked by the manager;
     CLIError (nothing changed) for the first problem."""
     plan = Plan()
-    planned: dict[str, list[str]] = {"secret": [], "config": []}
+    planned: dict[str, list[str]] = {"secret": [], "config": [], "network": []}
+    for network in stack.networks:
+        if network.name in now.all_networks:
+            continue
+        if network.external:
+            raise CLIError(f"network {network.name} (external in the file as {network.key}) does not exist")
+        plan.create_networks.append(network)
+        planned["network"].append(network.name)
     for obj in stack.secrets + stack.configs:
         existing: Any = (now.all_secrets if obj.kind == "secret" else now.all_configs).get(obj.name)
         if obj.external:
@@ -121,6 +138,7 @@ def check(client: Client, stack: Stack, now: StackNow, prune: bool) -> Plan:
                         validate_only=True,
                         planned_secrets=planned["secret"],
                         planned_configs=planned["config"],
+                        planned_networks=planned["network"],
                     ),
                 )
                 plan.create.append(spec)
@@ -134,6 +152,7 @@ def check(client: Client, stack: Stack, now: StackNow, prune: bool) -> Plan:
                     validate_only=True,
                     planned_secrets=planned["secret"],
                     planned_configs=planned["config"],
+                    planned_networks=planned["network"],
                 ),
             )
         except CLIError as err:
@@ -147,12 +166,18 @@ def check(client: Client, stack: Stack, now: StackNow, prune: bool) -> Plan:
         keep = {(o.kind, o.name) for o in stack.secrets + stack.configs}
         for kind, held in (("secret", now.secrets), ("config", now.configs)):
             plan.prune_files += [(kind, name) for name in sorted(held) if (kind, name) not in keep]
+        used = {n.name for n in stack.networks}
+        plan.prune_networks = [name for name in sorted(now.networks) if name not in used]
     return plan
 
 
 def apply(client: Client, plan: Plan) -> list[pb.Service]:
     """Make the changes; the services created or updated."""
     changed: list[pb.Service] = []
+    for network in plan.create_networks:
+        click.echo(f"Creating network {network.name}")
+        spec_n = pb.NetworkSpec(name=network.name, labels=network.labels, driver="overlay")
+        client.call("CreateNetwork", cpb.CreateNetworkRequest(spec=spec_n))
     for obj in plan.create_files:
         click.echo(f"Creating {obj.kind} {obj.name}")
         if obj.kind == "secret":
@@ -184,6 +209,12 @@ def apply(client: Client, plan: Plan) -> list[pb.Service]:
             click.echo(f"Removing {kind} {name}")
         except CLIError as err:
             click.echo(f"warning: {kind} {name} is kept: {err}", err=True)
+    for name in plan.prune_networks:
+        try:
+            client.call("RemoveNetwork", cpb.ObjectRef(ref=name))
+            click.echo(f"Removing network {name}")
+        except CLIError as err:
+            click.echo(f"warning: network {name} is kept: {err}", err=True)
     return changed
 
 

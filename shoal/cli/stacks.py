@@ -118,12 +118,12 @@ def ps_(
 @click.argument("names", nargs=-1, required=True, metavar="STACK...")
 @click.pass_obj
 def rm(client_factory: Factory, names: tuple[str, ...]) -> None:
-    """Remove stacks: their services, then their secrets and configs."""
+    """Remove stacks: their services, then their secrets, configs and networks."""
     client = client_factory()
     failed = False
     for name in names:
         now = stack_now(client, name)
-        if not (now.services or now.secrets or now.configs):
+        if not (now.services or now.secrets or now.configs or now.networks):
             click.echo(f"Nothing found in stack: {name}", err=True)
             continue
         for svc_name, svc in sorted(now.services.items()):
@@ -141,5 +141,12 @@ def rm(client_factory: Factory, names: tuple[str, ...]) -> None:
                 except CLIError as err:
                     click.echo(f"Error: {kind} {obj_name}: {err}", err=True)
                     failed = True
+        for net_name in sorted(now.networks):
+            click.echo(f"Removing network {net_name}")
+            try:
+                client.call("RemoveNetwork", cpb.ObjectRef(ref=now.networks[net_name].meta.id))
+            except CLIError as err:
+                click.echo(f"Error: network {net_name}: {err}", err=True)
+                failed = True
     if failed:
         sys.exit(1)

@@ -282,23 +282,25 @@ class RemoveNodeResponse(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class CreateServiceRequest(_message.Message):
-    __slots__ = ("spec", "registry_auth", "id", "validate_only", "planned_secrets", "planned_configs")
+    __slots__ = ("spec", "registry_auth", "id", "validate_only", "planned_secrets", "planned_configs", "planned_networks")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     REGISTRY_AUTH_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
     PLANNED_SECRETS_FIELD_NUMBER: _ClassVar[int]
     PLANNED_CONFIGS_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_NETWORKS_FIELD_NUMBER: _ClassVar[int]
     spec: _objects_pb2.ServiceSpec
     registry_auth: str
     id: str
     validate_only: bool
     planned_secrets: _containers.RepeatedScalarFieldContainer[str]
     planned_configs: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ..., registry_auth: _Optional[str] = ..., id: _Optional[str] = ..., validate_only: _Optional[bool] = ..., planned_secrets: _Optional[_Iterable[str]] = ..., planned_configs: _Optional[_Iterable[str]] = ...) -> None: ...
+    planned_networks: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ..., registry_auth: _Optional[str] = ..., id: _Optional[str] = ..., validate_only: _Optional[bool] = ..., planned_secrets: _Optional[_Iterable[str]] = ..., planned_configs: _Optional[_Iterable[str]] = ..., planned_networks: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class UpdateServiceRequest(_message.Message):
-    __slots__ = ("ref", "version", "spec", "rollback", "force", "registry_auth", "validate_only", "planned_secrets", "planned_configs")
+    __slots__ = ("ref", "version", "spec", "rollback", "force", "registry_auth", "validate_only", "planned_secrets", "planned_configs", "planned_networks")
     REF_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
@@ -308,6 +310,7 @@ class UpdateServiceRequest(_message.Message):
     VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
     PLANNED_SECRETS_FIELD_NUMBER: _ClassVar[int]
     PLANNED_CONFIGS_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_NETWORKS_FIELD_NUMBER: _ClassVar[int]
     ref: str
     version: int
     spec: _objects_pb2.ServiceSpec
@@ -317,7 +320,8 @@ class UpdateServiceRequest(_message.Message):
     validate_only: bool
     planned_secrets: _containers.RepeatedScalarFieldContainer[str]
     planned_configs: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, ref: _Optional[str] = ..., version: _Optional[int] = ..., spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ..., rollback: _Optional[bool] = ..., force: _Optional[bool] = ..., registry_auth: _Optional[str] = ..., validate_only: _Optional[bool] = ..., planned_secrets: _Optional[_Iterable[str]] = ..., planned_configs: _Optional[_Iterable[str]] = ...) -> None: ...
+    planned_networks: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, ref: _Optional[str] = ..., version: _Optional[int] = ..., spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ..., rollback: _Optional[bool] = ..., force: _Optional[bool] = ..., registry_auth: _Optional[str] = ..., validate_only: _Optional[bool] = ..., planned_secrets: _Optional[_Iterable[str]] = ..., planned_configs: _Optional[_Iterable[str]] = ..., planned_networks: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CreateSecretRequest(_message.Message):
     __slots__ = ("spec", "id", "reuse_same")
@@ -416,7 +420,7 @@ class ListTasksRequest(_message.Message):
     def __init__(self, service: _Optional[str] = ..., node: _Optional[str] = ..., desired_state: _Optional[str] = ...) -> None: ...
 
 class ListTasksResponse(_message.Message):
-    __slots__ = ("tasks", "node_hostnames", "node_down")
+    __slots__ = ("tasks", "node_hostnames", "node_down", "node_addrs")
     class NodeHostnamesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -431,10 +435,35 @@ class ListTasksResponse(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class NodeAddrsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     TASKS_FIELD_NUMBER: _ClassVar[int]
     NODE_HOSTNAMES_FIELD_NUMBER: _ClassVar[int]
     NODE_DOWN_FIELD_NUMBER: _ClassVar[int]
+    NODE_ADDRS_FIELD_NUMBER: _ClassVar[int]
     tasks: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Task]
     node_hostnames: _containers.ScalarMap[str, str]
     node_down: _containers.ScalarMap[str, str]
-    def __init__(self, tasks: _Optional[_Iterable[_Union[_objects_pb2.Task, _Mapping]]] = ..., node_hostnames: _Optional[_Mapping[str, str]] = ..., node_down: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    node_addrs: _containers.ScalarMap[str, str]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[_objects_pb2.Task, _Mapping]]] = ..., node_hostnames: _Optional[_Mapping[str, str]] = ..., node_down: _Optional[_Mapping[str, str]] = ..., node_addrs: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class CreateNetworkRequest(_message.Message):
+    __slots__ = ("spec",)
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    spec: _objects_pb2.NetworkSpec
+    def __init__(self, spec: _Optional[_Union[_objects_pb2.NetworkSpec, _Mapping]] = ...) -> None: ...
+
+class ListNetworksRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListNetworksResponse(_message.Message):
+    __slots__ = ("networks",)
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    networks: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Network]
+    def __init__(self, networks: _Optional[_Iterable[_Union[_objects_pb2.Network, _Mapping]]] = ...) -> None: ...

@@ -9,12 +9,13 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class AgentMessage(_message.Message):
-    __slots__ = ("register", "heartbeat", "statuses", "log_chunk", "cert_request", "exec", "commit")
+    __slots__ = ("register", "heartbeat", "statuses", "log_chunk", "cert_request", "mesh_report", "exec", "commit")
     REGISTER_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     STATUSES_FIELD_NUMBER: _ClassVar[int]
     LOG_CHUNK_FIELD_NUMBER: _ClassVar[int]
     CERT_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    MESH_REPORT_FIELD_NUMBER: _ClassVar[int]
     EXEC_FIELD_NUMBER: _ClassVar[int]
     COMMIT_FIELD_NUMBER: _ClassVar[int]
     register: Register
@@ -22,9 +23,16 @@ class AgentMessage(_message.Message):
     statuses: TaskStatusBatch
     log_chunk: LogChunk
     cert_request: CertificateRequest
+    mesh_report: MeshReport
     exec: _taskio_pb2.ExecOutput
     commit: _taskio_pb2.CommitTaskResponse
-    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., statuses: _Optional[_Union[TaskStatusBatch, _Mapping]] = ..., log_chunk: _Optional[_Union[LogChunk, _Mapping]] = ..., cert_request: _Optional[_Union[CertificateRequest, _Mapping]] = ..., exec: _Optional[_Union[_taskio_pb2.ExecOutput, _Mapping]] = ..., commit: _Optional[_Union[_taskio_pb2.CommitTaskResponse, _Mapping]] = ...) -> None: ...
+    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., statuses: _Optional[_Union[TaskStatusBatch, _Mapping]] = ..., log_chunk: _Optional[_Union[LogChunk, _Mapping]] = ..., cert_request: _Optional[_Union[CertificateRequest, _Mapping]] = ..., mesh_report: _Optional[_Union[MeshReport, _Mapping]] = ..., exec: _Optional[_Union[_taskio_pb2.ExecOutput, _Mapping]] = ..., commit: _Optional[_Union[_taskio_pb2.CommitTaskResponse, _Mapping]] = ...) -> None: ...
+
+class MeshReport(_message.Message):
+    __slots__ = ("mesh",)
+    MESH_FIELD_NUMBER: _ClassVar[int]
+    mesh: _objects_pb2.NodeMesh
+    def __init__(self, mesh: _Optional[_Union[_objects_pb2.NodeMesh, _Mapping]] = ...) -> None: ...
 
 class CertificateRequest(_message.Message):
     __slots__ = ("csr_pem",)
@@ -105,7 +113,7 @@ class TaskStatusBatch(_message.Message):
     def __init__(self, updates: _Optional[_Iterable[_Union[TaskStatusUpdate, _Mapping]]] = ...) -> None: ...
 
 class ManagerMessage(_message.Message):
-    __slots__ = ("started", "assignments", "log_request", "log_cancel", "certificate", "trust", "heartbeat_ack", "managers", "exec", "commit")
+    __slots__ = ("started", "assignments", "log_request", "log_cancel", "certificate", "trust", "heartbeat_ack", "managers", "mesh", "exec", "commit")
     STARTED_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
     LOG_REQUEST_FIELD_NUMBER: _ClassVar[int]
@@ -114,6 +122,7 @@ class ManagerMessage(_message.Message):
     TRUST_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_ACK_FIELD_NUMBER: _ClassVar[int]
     MANAGERS_FIELD_NUMBER: _ClassVar[int]
+    MESH_FIELD_NUMBER: _ClassVar[int]
     EXEC_FIELD_NUMBER: _ClassVar[int]
     COMMIT_FIELD_NUMBER: _ClassVar[int]
     started: SessionStarted
@@ -124,9 +133,60 @@ class ManagerMessage(_message.Message):
     trust: TrustUpdate
     heartbeat_ack: HeartbeatAck
     managers: ManagerList
+    mesh: MeshUpdate
     exec: _taskio_pb2.ExecInput
     commit: _taskio_pb2.CommitTaskRequest
-    def __init__(self, started: _Optional[_Union[SessionStarted, _Mapping]] = ..., assignments: _Optional[_Union[Assignments, _Mapping]] = ..., log_request: _Optional[_Union[LogRequest, _Mapping]] = ..., log_cancel: _Optional[_Union[LogCancel, _Mapping]] = ..., certificate: _Optional[_Union[IssuedCertificate, _Mapping]] = ..., trust: _Optional[_Union[TrustUpdate, _Mapping]] = ..., heartbeat_ack: _Optional[_Union[HeartbeatAck, _Mapping]] = ..., managers: _Optional[_Union[ManagerList, _Mapping]] = ..., exec: _Optional[_Union[_taskio_pb2.ExecInput, _Mapping]] = ..., commit: _Optional[_Union[_taskio_pb2.CommitTaskRequest, _Mapping]] = ...) -> None: ...
+    def __init__(self, started: _Optional[_Union[SessionStarted, _Mapping]] = ..., assignments: _Optional[_Union[Assignments, _Mapping]] = ..., log_request: _Optional[_Union[LogRequest, _Mapping]] = ..., log_cancel: _Optional[_Union[LogCancel, _Mapping]] = ..., certificate: _Optional[_Union[IssuedCertificate, _Mapping]] = ..., trust: _Optional[_Union[TrustUpdate, _Mapping]] = ..., heartbeat_ack: _Optional[_Union[HeartbeatAck, _Mapping]] = ..., managers: _Optional[_Union[ManagerList, _Mapping]] = ..., mesh: _Optional[_Union[MeshUpdate, _Mapping]] = ..., exec: _Optional[_Union[_taskio_pb2.ExecInput, _Mapping]] = ..., commit: _Optional[_Union[_taskio_pb2.CommitTaskRequest, _Mapping]] = ...) -> None: ...
+
+class MeshService(_message.Message):
+    __slots__ = ("service_id", "name", "ports", "virtual_ip", "networks", "targets", "stack", "short_name")
+    SERVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    VIRTUAL_IP_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    STACK_FIELD_NUMBER: _ClassVar[int]
+    SHORT_NAME_FIELD_NUMBER: _ClassVar[int]
+    service_id: str
+    name: str
+    ports: _containers.RepeatedCompositeFieldContainer[_objects_pb2.PortConfig]
+    virtual_ip: str
+    networks: _containers.RepeatedScalarFieldContainer[str]
+    targets: _containers.RepeatedCompositeFieldContainer[_objects_pb2.PortConfig]
+    stack: str
+    short_name: str
+    def __init__(self, service_id: _Optional[str] = ..., name: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[_objects_pb2.PortConfig, _Mapping]]] = ..., virtual_ip: _Optional[str] = ..., networks: _Optional[_Iterable[str]] = ..., targets: _Optional[_Iterable[_Union[_objects_pb2.PortConfig, _Mapping]]] = ..., stack: _Optional[str] = ..., short_name: _Optional[str] = ...) -> None: ...
+
+class MeshBackend(_message.Message):
+    __slots__ = ("task_id", "service_id", "addr", "endpoints", "slot")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDR_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    SLOT_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    service_id: str
+    addr: str
+    endpoints: _containers.RepeatedCompositeFieldContainer[_objects_pb2.TaskEndpoint]
+    slot: int
+    def __init__(self, task_id: _Optional[str] = ..., service_id: _Optional[str] = ..., addr: _Optional[str] = ..., endpoints: _Optional[_Iterable[_Union[_objects_pb2.TaskEndpoint, _Mapping]]] = ..., slot: _Optional[int] = ...) -> None: ...
+
+class MeshUpdate(_message.Message):
+    __slots__ = ("full", "services", "removed_services", "backends", "removed_backends", "more")
+    FULL_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_SERVICES_FIELD_NUMBER: _ClassVar[int]
+    BACKENDS_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_BACKENDS_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    full: bool
+    services: _containers.RepeatedCompositeFieldContainer[MeshService]
+    removed_services: _containers.RepeatedScalarFieldContainer[str]
+    backends: _containers.RepeatedCompositeFieldContainer[MeshBackend]
+    removed_backends: _containers.RepeatedScalarFieldContainer[str]
+    more: bool
+    def __init__(self, full: _Optional[bool] = ..., services: _Optional[_Iterable[_Union[MeshService, _Mapping]]] = ..., removed_services: _Optional[_Iterable[str]] = ..., backends: _Optional[_Iterable[_Union[MeshBackend, _Mapping]]] = ..., removed_backends: _Optional[_Iterable[str]] = ..., more: _Optional[bool] = ...) -> None: ...
 
 class HeartbeatAck(_message.Message):
     __slots__ = ()

@@ -308,20 +308,52 @@ class NodeCertificate(_message.Message):
     def __init__(self, serial: _Optional[str] = ..., not_after: _Optional[int] = ..., ca_digest: _Optional[str] = ..., issued_at: _Optional[int] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("meta", "spec", "description", "status", "role", "certificate")
+    __slots__ = ("meta", "spec", "description", "status", "role", "certificate", "mesh")
     META_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    MESH_FIELD_NUMBER: _ClassVar[int]
     meta: Meta
     spec: NodeSpec
     description: NodeDescription
     status: NodeStatus
     role: NodeRole
     certificate: NodeCertificate
-    def __init__(self, meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[NodeSpec, _Mapping]] = ..., description: _Optional[_Union[NodeDescription, _Mapping]] = ..., status: _Optional[_Union[NodeStatus, _Mapping]] = ..., role: _Optional[_Union[NodeRole, str]] = ..., certificate: _Optional[_Union[NodeCertificate, _Mapping]] = ...) -> None: ...
+    mesh: NodeMesh
+    def __init__(self, meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[NodeSpec, _Mapping]] = ..., description: _Optional[_Union[NodeDescription, _Mapping]] = ..., status: _Optional[_Union[NodeStatus, _Mapping]] = ..., role: _Optional[_Union[NodeRole, str]] = ..., certificate: _Optional[_Union[NodeCertificate, _Mapping]] = ..., mesh: _Optional[_Union[NodeMesh, _Mapping]] = ...) -> None: ...
+
+class MeshPortState(_message.Message):
+    __slots__ = ("protocol", "port", "service_id", "path", "backends", "local_backends", "error")
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    BACKENDS_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_BACKENDS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    protocol: str
+    port: int
+    service_id: str
+    path: str
+    backends: int
+    local_backends: int
+    error: str
+    def __init__(self, protocol: _Optional[str] = ..., port: _Optional[int] = ..., service_id: _Optional[str] = ..., path: _Optional[str] = ..., backends: _Optional[int] = ..., local_backends: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+
+class NodeMesh(_message.Message):
+    __slots__ = ("path", "ports", "updated_at", "error")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    ports: _containers.RepeatedCompositeFieldContainer[MeshPortState]
+    updated_at: int
+    error: str
+    def __init__(self, path: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[MeshPortState, _Mapping]]] = ..., updated_at: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
 
 class RestartPolicy(_message.Message):
     __slots__ = ("condition", "delay", "max_attempts", "window")
@@ -471,19 +503,21 @@ class UpdateConfig(_message.Message):
     def __init__(self, parallelism: _Optional[int] = ..., delay: _Optional[int] = ..., failure_action: _Optional[_Union[FailureAction, str]] = ..., monitor: _Optional[int] = ..., max_failure_ratio: _Optional[float] = ..., order: _Optional[_Union[UpdateOrder, str]] = ...) -> None: ...
 
 class PortConfig(_message.Message):
-    __slots__ = ("protocol", "target_port", "published_port", "publish_mode")
+    __slots__ = ("protocol", "target_port", "published_port", "publish_mode", "proxy_protocol")
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     TARGET_PORT_FIELD_NUMBER: _ClassVar[int]
     PUBLISHED_PORT_FIELD_NUMBER: _ClassVar[int]
     PUBLISH_MODE_FIELD_NUMBER: _ClassVar[int]
+    PROXY_PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     protocol: str
     target_port: int
     published_port: int
     publish_mode: str
-    def __init__(self, protocol: _Optional[str] = ..., target_port: _Optional[int] = ..., published_port: _Optional[int] = ..., publish_mode: _Optional[str] = ...) -> None: ...
+    proxy_protocol: str
+    def __init__(self, protocol: _Optional[str] = ..., target_port: _Optional[int] = ..., published_port: _Optional[int] = ..., publish_mode: _Optional[str] = ..., proxy_protocol: _Optional[str] = ...) -> None: ...
 
 class ServiceSpec(_message.Message):
-    __slots__ = ("name", "labels", "mode", "replicas", "max_concurrent", "task", "update", "rollback", "ports")
+    __slots__ = ("name", "labels", "mode", "replicas", "max_concurrent", "task", "update", "rollback", "ports", "networks", "expose")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -500,6 +534,8 @@ class ServiceSpec(_message.Message):
     UPDATE_FIELD_NUMBER: _ClassVar[int]
     ROLLBACK_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    EXPOSE_FIELD_NUMBER: _ClassVar[int]
     name: str
     labels: _containers.ScalarMap[str, str]
     mode: ServiceMode
@@ -509,7 +545,9 @@ class ServiceSpec(_message.Message):
     update: UpdateConfig
     rollback: UpdateConfig
     ports: _containers.RepeatedCompositeFieldContainer[PortConfig]
-    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., mode: _Optional[_Union[ServiceMode, str]] = ..., replicas: _Optional[int] = ..., max_concurrent: _Optional[int] = ..., task: _Optional[_Union[TaskSpec, _Mapping]] = ..., update: _Optional[_Union[UpdateConfig, _Mapping]] = ..., rollback: _Optional[_Union[UpdateConfig, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ...) -> None: ...
+    networks: _containers.RepeatedScalarFieldContainer[str]
+    expose: _containers.RepeatedCompositeFieldContainer[PortConfig]
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., mode: _Optional[_Union[ServiceMode, str]] = ..., replicas: _Optional[int] = ..., max_concurrent: _Optional[int] = ..., task: _Optional[_Union[TaskSpec, _Mapping]] = ..., update: _Optional[_Union[UpdateConfig, _Mapping]] = ..., rollback: _Optional[_Union[UpdateConfig, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ..., networks: _Optional[_Iterable[str]] = ..., expose: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ...) -> None: ...
 
 class UpdateStatus(_message.Message):
     __slots__ = ("state", "message", "started_at", "completed_at")
@@ -524,7 +562,7 @@ class UpdateStatus(_message.Message):
     def __init__(self, state: _Optional[_Union[UpdateState, str]] = ..., message: _Optional[str] = ..., started_at: _Optional[int] = ..., completed_at: _Optional[int] = ...) -> None: ...
 
 class Service(_message.Message):
-    __slots__ = ("meta", "spec", "spec_version", "previous_spec", "previous_spec_version", "update_status", "registry_auth_sealed")
+    __slots__ = ("meta", "spec", "spec_version", "previous_spec", "previous_spec_version", "update_status", "registry_auth_sealed", "virtual_ip")
     META_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     SPEC_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -532,6 +570,7 @@ class Service(_message.Message):
     PREVIOUS_SPEC_VERSION_FIELD_NUMBER: _ClassVar[int]
     UPDATE_STATUS_FIELD_NUMBER: _ClassVar[int]
     REGISTRY_AUTH_SEALED_FIELD_NUMBER: _ClassVar[int]
+    VIRTUAL_IP_FIELD_NUMBER: _ClassVar[int]
     meta: Meta
     spec: ServiceSpec
     spec_version: int
@@ -539,10 +578,11 @@ class Service(_message.Message):
     previous_spec_version: int
     update_status: UpdateStatus
     registry_auth_sealed: bytes
-    def __init__(self, meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., previous_spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., previous_spec_version: _Optional[int] = ..., update_status: _Optional[_Union[UpdateStatus, _Mapping]] = ..., registry_auth_sealed: _Optional[bytes] = ...) -> None: ...
+    virtual_ip: str
+    def __init__(self, meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., previous_spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., previous_spec_version: _Optional[int] = ..., update_status: _Optional[_Union[UpdateStatus, _Mapping]] = ..., registry_auth_sealed: _Optional[bytes] = ..., virtual_ip: _Optional[str] = ...) -> None: ...
 
 class TaskStatus(_message.Message):
-    __slots__ = ("state", "timestamp", "message", "err", "exit_code", "pid", "health")
+    __slots__ = ("state", "timestamp", "message", "err", "exit_code", "pid", "health", "endpoints")
     STATE_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
@@ -550,6 +590,7 @@ class TaskStatus(_message.Message):
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     HEALTH_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     state: TaskState
     timestamp: int
     message: str
@@ -557,10 +598,21 @@ class TaskStatus(_message.Message):
     exit_code: int
     pid: int
     health: Health
-    def __init__(self, state: _Optional[_Union[TaskState, str]] = ..., timestamp: _Optional[int] = ..., message: _Optional[str] = ..., err: _Optional[str] = ..., exit_code: _Optional[int] = ..., pid: _Optional[int] = ..., health: _Optional[_Union[Health, str]] = ...) -> None: ...
+    endpoints: _containers.RepeatedCompositeFieldContainer[TaskEndpoint]
+    def __init__(self, state: _Optional[_Union[TaskState, str]] = ..., timestamp: _Optional[int] = ..., message: _Optional[str] = ..., err: _Optional[str] = ..., exit_code: _Optional[int] = ..., pid: _Optional[int] = ..., health: _Optional[_Union[Health, str]] = ..., endpoints: _Optional[_Iterable[_Union[TaskEndpoint, _Mapping]]] = ...) -> None: ...
+
+class TaskEndpoint(_message.Message):
+    __slots__ = ("protocol", "target_port", "host_port")
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    TARGET_PORT_FIELD_NUMBER: _ClassVar[int]
+    HOST_PORT_FIELD_NUMBER: _ClassVar[int]
+    protocol: str
+    target_port: int
+    host_port: int
+    def __init__(self, protocol: _Optional[str] = ..., target_port: _Optional[int] = ..., host_port: _Optional[int] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("meta", "service_id", "service_name", "slot", "node_id", "spec", "spec_version", "desired_state", "status", "restart_at", "attempt", "ports", "registry_auth", "files")
+    __slots__ = ("meta", "service_id", "service_name", "slot", "node_id", "spec", "spec_version", "desired_state", "status", "restart_at", "attempt", "ports", "registry_auth", "files", "expose")
     class FilesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -582,6 +634,7 @@ class Task(_message.Message):
     PORTS_FIELD_NUMBER: _ClassVar[int]
     REGISTRY_AUTH_FIELD_NUMBER: _ClassVar[int]
     FILES_FIELD_NUMBER: _ClassVar[int]
+    EXPOSE_FIELD_NUMBER: _ClassVar[int]
     meta: Meta
     service_id: str
     service_name: str
@@ -596,7 +649,8 @@ class Task(_message.Message):
     ports: _containers.RepeatedCompositeFieldContainer[PortConfig]
     registry_auth: str
     files: _containers.ScalarMap[str, bytes]
-    def __init__(self, meta: _Optional[_Union[Meta, _Mapping]] = ..., service_id: _Optional[str] = ..., service_name: _Optional[str] = ..., slot: _Optional[int] = ..., node_id: _Optional[str] = ..., spec: _Optional[_Union[TaskSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., desired_state: _Optional[_Union[TaskState, str]] = ..., status: _Optional[_Union[TaskStatus, _Mapping]] = ..., restart_at: _Optional[int] = ..., attempt: _Optional[int] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ..., registry_auth: _Optional[str] = ..., files: _Optional[_Mapping[str, bytes]] = ...) -> None: ...
+    expose: _containers.RepeatedCompositeFieldContainer[PortConfig]
+    def __init__(self, meta: _Optional[_Union[Meta, _Mapping]] = ..., service_id: _Optional[str] = ..., service_name: _Optional[str] = ..., slot: _Optional[int] = ..., node_id: _Optional[str] = ..., spec: _Optional[_Union[TaskSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., desired_state: _Optional[_Union[TaskState, str]] = ..., status: _Optional[_Union[TaskStatus, _Mapping]] = ..., restart_at: _Optional[int] = ..., attempt: _Optional[int] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ..., registry_auth: _Optional[str] = ..., files: _Optional[_Mapping[str, bytes]] = ..., expose: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ...) -> None: ...
 
 class SecretSpec(_message.Message):
     __slots__ = ("name", "labels", "data")
@@ -653,3 +707,28 @@ class Config(_message.Message):
     spec: ConfigSpec
     size: int
     def __init__(self, meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ConfigSpec, _Mapping]] = ..., size: _Optional[int] = ...) -> None: ...
+
+class NetworkSpec(_message.Message):
+    __slots__ = ("name", "labels", "driver")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    labels: _containers.ScalarMap[str, str]
+    driver: str
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., driver: _Optional[str] = ...) -> None: ...
+
+class Network(_message.Message):
+    __slots__ = ("meta", "spec")
+    META_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    meta: Meta
+    spec: NetworkSpec
+    def __init__(self, meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[NetworkSpec, _Mapping]] = ...) -> None: ...

@@ -103,6 +103,11 @@ MAX_PLATFORM = 64
 MAX_RUNTIME_NAME = 32
 MAX_LOG_LINE = 64 * KIB  # cut beyond
 MAX_LOG_LINES = 10_000  # in one chunk
+# A node's mesh report: one entry per published port of the cluster (the
+# ControlAPI keeps each port one service's, so MAX_PORTS per protocol pair
+# is plenty: 65,535 ports exist per protocol).
+MAX_MESH_PORTS = 2 * 65_535
+MAX_NETWORKS = 64  # per service (Compose files name a handful)
 
 
 def check_text(field: str, value: str, max_bytes: int, *, allow_empty: bool = True) -> None:

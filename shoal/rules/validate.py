@@ -154,6 +154,7 @@ def validate_service_spec(spec: pb.ServiceSpec, max_replicas: int = limits.DEFAU
     if spec.rollback.failure_action == pb.FAILURE_ACTION_ROLLBACK:
         raise InvalidRequest("rollback_failure_action: must be pause or continue")
     _validate_ports(spec.ports)
+    _validate_expose(spec.expose)
 
 
 def _validate_container(container: pb.ContainerSpec) -> None:
@@ -265,6 +266,25 @@ def _validate_update_config(which: str, cfg: pb.UpdateConfig, max_replicas: int)
         raise InvalidRequest(f"{which}_max_failure_ratio: must be between 0 and 1, got {ratio}")
 
 
+def _validate_expose(ports: Iterable[pb.PortConfig]) -> None:
+    items = list(ports)
+    if len(items) > limits.MAX_PORTS:
+        raise InvalidRequest(f"expose: at most {limits.MAX_PORTS} ports, got {len(items)}")
+    seen: set[tuple[str, int]] = set()
+    for port in items:
+        if not 0 < port.target_port < 65536:
+            raise InvalidRequest(f"expose: port must be 1-65535, got {port.target_port}")
+        if port.protocol not in ("tcp", "udp"):
+            raise InvalidRequest(f'expose: protocol must be tcp or udp, got "{port.protocol[:20]}"')
+        if port.published_port or port.publish_mode or port.proxy_protocol:
+            raise InvalidRequest(
+                f"expose: port {port.target_port} is reached by name only (no published port)"
+            )
+        if (port.protocol, port.target_port) in seen:
+            raise InvalidRequest(f"expose: port {port.target_port}/{port.protocol} is exposed twice")
+        seen.add((port.protocol, port.target_port))
+
+
 def _validate_ports(ports: Iterable[pb.PortConfig]) -> None:
     items = list(ports)
     if len(items) > limits.MAX_PORTS:
@@ -279,6 +299,19 @@ def _validate_ports(ports: Iterable[pb.PortConfig]) -> None:
             raise InvalidRequest(f'publish: protocol must be tcp, udp or sctp, got "{port.protocol[:20]}"')
         if port.publish_mode not in ("host", "ingress"):
             raise InvalidRequest(f'publish: mode must be host or ingress, got "{port.publish_mode[:20]}"')
+        if port.publish_mode == "ingress" and port.protocol == "sctp":
+            raise InvalidRequest(
+                "publish: sctp ports can only be published in host mode (the mesh forwards tcp and udp)"
+            )
+        if port.proxy_protocol not in ("", "v1", "v2"):
+            raise InvalidRequest(
+                f'publish: proxy-protocol must be v1 or v2, got "{port.proxy_protocol[:20]}"'
+            )
+        if port.proxy_protocol and (port.publish_mode != "ingress" or port.protocol != "tcp"):
+            raise InvalidRequest(
+                f"publish: proxy-protocol is for ingress tcp ports (the mesh sends it), "
+                f"not {port.publish_mode} {port.protocol}"
+            )
         key = (port.protocol, port.published_port)
         if port.published_port and key in seen:
             raise InvalidRequest(f"publish: port {port.published_port}/{port.protocol} is published twice")

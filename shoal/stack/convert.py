@@ -14,6 +14,8 @@ What each key becomes:
     ports                 ports (see ``ports``)
     volumes, tmpfs        container.mounts (see ``mounts``)
     secrets, configs      container.secrets / .configs (targets default to the key)
+    networks, expose      networks (discovery scopes: STACK_default without any) / expose
+                          (see ``networks``)
     deploy                mode, replicas, placement, resources, policies (see ``deploy``)
     restart               the restart policy when deploy.restart_policy is absent
 
@@ -25,7 +27,7 @@ the key and the service (``x-`` keys are extensions and stay silent).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ from shoal.protos import objects_pb2 as pb
 from shoal.stack import deploy, mounts, ports
 from shoal.stack.dotenv import read_env_file
 from shoal.stack.located import LList, LMap, Loc, StackError, located
+from shoal.stack.networks import StackNetwork, expose_ports, service_networks
 from shoal.stack.objects import NAMESPACE_LABEL, StackObject
 from shoal.stack.values import (
     Reader,
@@ -68,17 +71,17 @@ HANDLED = {
     "configs",
     "deploy",
     "restart",
+    "networks",
+    "expose",
 }
 # Why some keys cannot be honoured (the rest: "not supported").
 REASONS = {
     "build": "build the image and push it to a registry first",
     "depends_on": "services start in no particular order; make each wait for what it needs",
-    "networks": "shoal has no networks yet: a published port answers on its task's node",
-    "links": "shoal has no networks yet",
-    "external_links": "shoal has no networks yet",
-    "network_mode": "shoal has no networks yet",
+    "links": "services find each other by name on their networks",
+    "external_links": "services find each other by name on their networks",
+    "network_mode": "tasks join their node's network",
     "container_name": "a task's container is named SERVICE.SLOT.TASK",
-    "expose": "there is no field for it yet; publish ports with ports",
     "hostname": "not supported yet",
     "scale": "use deploy.replicas",
 }
@@ -108,6 +111,7 @@ class Context:
     configs: dict[str, StackObject]
     volumes: LMap | None
     warn: Warn
+    networks: dict[str, StackNetwork] = field(default_factory=dict)
 
 
 def service_spec(name: str, svc: LMap, ctx: Context, loc: Loc | None = None) -> pb.ServiceSpec:
@@ -148,6 +152,13 @@ def service_spec(name: str, svc: LMap, ctx: Context, loc: Loc | None = None) -> 
         container.mounts.extend(mounts.tmpfs_mounts(svc["tmpfs"], f"{where}: tmpfs", svc.at("tmpfs"), warn))
     _file_refs(container.secrets, svc.get("secrets"), "secret", ctx.secrets, where, svc)
     _file_refs(container.configs, svc.get("configs"), "config", ctx.configs, where, svc)
+    if ctx.networks:
+        on = service_networks(
+            svc.get("networks"), ctx.networks, f"{where}: networks", svc.at("networks"), warn
+        )
+        spec.networks.extend(n.name for n in on)
+    if svc.get("expose") is not None:
+        spec.expose.extend(expose_ports(svc["expose"], f"{where}: expose", svc.at("expose")))
     if svc.get("deploy") is not None:
         deploy.apply_deploy(spec, svc["deploy"], f"{where}: deploy", warn)
     _restart(spec, svc, where, warn)

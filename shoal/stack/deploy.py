@@ -5,9 +5,9 @@
 ``preferences`` of ``spread``, ``max_replicas_per_node``), ``resources``
 (``limits`` and ``reservations`` of ``cpus`` and ``memory``),
 ``restart_policy``, ``update_config``, ``rollback_config`` and
-``endpoint_mode`` (``vip``, which changes nothing here: shoal has no
-virtual IPs). Everything else (``pids``, generic resources, devices,
-``dnsrr``, unknown keys) is a warning naming it.
+``endpoint_mode`` (``vip``: every service has a virtual address). Everything
+else (``pids``, generic resources, devices, ``dnsrr``, unknown keys) is a
+warning naming it.
 
 Unset fields stay unset: the manager fills in Swarm's defaults, as it does
 for ``service create``. A restart or update section starts from those
@@ -90,7 +90,10 @@ def apply_deploy(spec: pb.ServiceSpec, deploy: Any, where: str, warn: Warn) -> N
     for key, value in (d.get("labels") or {}).items():
         spec.labels[key] = value or ""
     if d.get("endpoint_mode") not in (None, "vip"):
-        message = f"{where}.endpoint_mode {d['endpoint_mode']}: shoal has no virtual IPs or service DNS yet"
+        message = (
+            f"{where}.endpoint_mode {d['endpoint_mode']}: the service's name resolves to its virtual "
+            "address (tasks.NAME to its tasks)"
+        )
         warn(located(d.at("endpoint_mode"), f"{message}; ignored"))
     if (placement := _section(d, "placement", where)) is not None:
         _placement(spec.task.placement, placement, f"{where}.placement", warn)

@@ -6,8 +6,8 @@
 
 The top level may hold ``version`` and ``name`` (read, not needed),
 ``services``, ``secrets``, ``configs``, ``volumes`` (named volumes),
-``networks`` (a warning: there are none yet) and ``x-`` extensions (anchors
-to reuse). Anything else is a warning. Each spec passes the manager's own
+``networks`` (discovery scopes: ``shoal.stack.networks``) and ``x-``
+extensions (anchors to reuse). Anything else is a warning. Each spec passes the manager's own
 checks (``shoal.rules.validate``, after Swarm's defaults) before anything is
 sent, and two services of the stack may not claim one published port in a
 way the manager would refuse, so a stack that cannot deploy whole deploys
@@ -31,6 +31,7 @@ from shoal.stack.dotenv import dotenv_beside
 from shoal.stack.interpolate import interpolate
 from shoal.stack.located import LMap, StackError, located
 from shoal.stack.merge import merge_files
+from shoal.stack.networks import StackNetwork, read_networks
 from shoal.stack.objects import StackObject, read_objects
 from shoal.stack.values import as_map
 from shoal.stack.yamlsafe import load_file
@@ -45,6 +46,8 @@ class Stack:
     services: list[pb.ServiceSpec] = field(default_factory=list)
     secrets: list[StackObject] = field(default_factory=list)
     configs: list[StackObject] = field(default_factory=list)
+    # The networks its services are on (the stack creates those not external).
+    networks: list[StackNetwork] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -115,9 +118,7 @@ def load_stack(files: list[str], stack: str, environ: Mapping[str, str]) -> Stac
     services = merged.get("services")
     if not isinstance(services, LMap) or not services:
         raise StackError("no services: a Compose file needs a top-level services mapping with at least one")
-    if merged.get("networks"):
-        names = ", ".join(merged["networks"]) if isinstance(merged["networks"], dict) else "?"
-        warn(located(merged.at("networks"), f"networks ({names}) are ignored: shoal has no networks yet"))
+    networks = read_networks(merged.get("networks"), stack, warn, merged.at("networks"))
     volumes = merged.get("volumes")
     if isinstance(volumes, LMap):
         for name, spec in volumes.items():
@@ -137,13 +138,22 @@ def load_stack(files: list[str], stack: str, environ: Mapping[str, str]) -> Stac
         "config", merged.get("configs"), _used(services, "configs"), stack, project_dir, env, warn
     )
     ctx = Context(
-        stack, project_dir, env, secrets, configs, volumes if isinstance(volumes, LMap) else None, warn
+        stack,
+        project_dir,
+        env,
+        secrets,
+        configs,
+        volumes if isinstance(volumes, LMap) else None,
+        warn,
+        networks,
     )
     for name, svc in services.items():
         spec = service_spec(name, svc, ctx, services.at(name))
         _check(spec, name, services.at(name))
         result.services.append(spec)
     _check_ports(result.services)
+    used = {name for spec in result.services for name in spec.networks}
+    result.networks = [n for n in networks.values() if n.name in used]
     result.secrets = list(secrets.values())
     result.configs = list(configs.values())
     result.warnings = warnings

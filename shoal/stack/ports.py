@@ -3,10 +3,9 @@
 Short syntax: ``[IP:][PUBLISHED[-END]:]TARGET[-END][/PROTOCOL]``, or a
 bare number. A range publishes each port of it (``9090-9091:8080-8081`` is
 two ports; the two ranges must be as long as each other); a target alone
-gets a published port the runtime picks. Short-syntax ports are published
-in ``host`` mode, as ``--publish 8080:80`` is: shoal has no routing mesh
-yet, so a port answers on the nodes that run the service's tasks (and the
-scheduler keeps two tasks of it off one node). Long syntax: ``target``,
+gets a published port the manager picks (30000-32767, as Swarm). Short-syntax
+ports are published in ``ingress`` mode, as ``--publish 8080:80`` is: the
+routing mesh answers on every node. Long syntax: ``target``,
 ``published``, ``protocol``, ``mode`` (``ingress`` by default, as in
 Compose). A host address (``127.0.0.1:8001:8001``, ``host_ip``) cannot be
 honoured: the agent publishes on its own address; that is a warning.
@@ -70,7 +69,7 @@ def expand_short(value: Any, where: str, loc: Loc | None, warn: Warn) -> list[LM
         port.put("target", target, loc)
         port.put("published", pub, loc)
         port.put("protocol", (m.group("protocol") or "tcp").lower(), loc)
-        port.put("mode", "host", loc)
+        port.put("mode", "ingress", loc)
         out.append(port)
     return out
 

@@ -8,7 +8,8 @@ benchmark and the scale correctness test, and driven by JSON lines on stdin:
     {"cmd": "ready"}                 -> {"nodes": N} once every node joined
     {"cmd": "kill", "count": K}      -> stop K nodes at once (as kill -9 would:
                                         sessions drop, tasks vanish)
-    {"cmd": "stats"}                 -> running tasks, tasks started twice, ...
+    {"cmd": "stats"}                 -> running tasks, tasks started twice, the
+                                        mesh's backends summed over the nodes, ...
     {"cmd": "quit"}
 
     python -m tests.bench.harness --join ADDR --token T --count N --state-dir D
@@ -24,6 +25,8 @@ import sys
 from pathlib import Path
 
 from shoal.agent.identity import join, load_identity
+from shoal.agent.mesh import Mesh
+from shoal.agent.mesh.paths import NullPath
 from shoal.agent.session import Session
 from shoal.agent.worker import Worker
 from shoal.protos import objects_pb2 as pb
@@ -42,6 +45,10 @@ class SimNode:
         self.runtime = SimRuntime()
         self.task: asyncio.Task[None] | None = None
         self.worker: Worker | None = None
+        # The routing mesh without a data path: endpoint sets arrive and are
+        # applied (what they cost a node), nothing is bound.
+        self.mesh = Mesh(NullPath())
+        self.mesh_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         identity = load_identity(self.state_dir) or await join(self.state_dir, self.managers, self.token)
@@ -51,14 +58,16 @@ class SimNode:
         desc.resources.memory_bytes = 32 << 30
         desc.labels["zone"] = ZONES[self.index % len(ZONES)]
         addr = f"127.1.{self.index // 250}.{self.index % 250 + 1}"
-        session = Session(identity, self.managers, desc, addr, self.state_dir)
+        session = Session(identity, self.managers, desc, addr, self.state_dir, self.mesh)
         self.worker = Worker(self.runtime, identity.node_id, session.report)
         self.task = asyncio.create_task(session.run(self.worker))
+        self.mesh_task = asyncio.create_task(self.mesh.run())
 
     async def kill(self) -> None:
         """Vanish like a host that lost power: no goodbye, tasks gone."""
-        if self.task is not None:
-            self.task.cancel()
+        for task in (self.task, self.mesh_task):
+            if task is not None:
+                task.cancel()
         if self.worker is not None:
             for runner in list(self.worker.runners.values()):
                 if runner.runner is not None:
@@ -104,7 +113,17 @@ async def main_async(args: argparse.Namespace) -> None:
             running = sum(len(n.runtime.running()) for n in alive)
             twice = sum(1 for n in nodes for c in n.runtime.starts.values() if c > 1)
             starts = sum(sum(n.runtime.starts.values()) for n in nodes)
-            reply({"running": running, "started_twice": twice, "starts": starts, "nodes": len(alive)})
+            # Endpoints the nodes' meshes hold (every node holds every backend).
+            backends = sum(len(n.mesh.table.backends) for n in alive)
+            reply(
+                {
+                    "running": running,
+                    "started_twice": twice,
+                    "starts": starts,
+                    "nodes": len(alive),
+                    "mesh_backends": backends,
+                }
+            )
         elif cmd["cmd"] == "quit":
             break
     for node in alive:

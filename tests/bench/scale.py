@@ -13,8 +13,14 @@ writes JSON with:
   running;
 - a rolling update of one service with parallelism 500.
 
+With ``--publish``, service s0 publishes a port in ingress mode: its tasks
+report endpoints and every node's mesh receives the endpoint sets (the
+simulated nodes apply them to no data path); the figures then include the
+time until every node holds every backend (``mesh_converge_seconds``).
+
     python3 -m tests.bench.scale                      # 1,000 nodes, 10 x 10,000 tasks
     python3 -m tests.bench.scale --nodes 100 --replicas 1000 --json out.json
+    python3 -m tests.bench.scale --services 1 --publish --converge-only   # what the mesh adds
 
 A benchmark prints figures; it asserts nothing about time.
 """
@@ -119,6 +125,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--profile", type=Path, help="write a py-spy profile of the manager here")
     parser.add_argument("--converge-only", action="store_true", help="stop after the convergence figures")
+    parser.add_argument(
+        "--publish", action="store_true", help="s0 publishes a port (ingress): the mesh at scale"
+    )
     args = parser.parse_args()
     total = args.services * args.replicas
     kill = args.kill or max(1, args.nodes // 10)
@@ -183,12 +192,23 @@ def main() -> None:
                 str(args.update_parallelism),
                 "--update-monitor",
                 "0s",
+                first=("--publish", "18080:80") if args.publish else (),
             )
             wait_for(
                 lambda: running_total(client) == total, timeout=900, interval=0.5, what="all tasks running"
             )
             converge = time.perf_counter() - began
             figures["converge_seconds"] = round(converge, 2)
+            if args.publish:
+                # Every node's mesh holds each of s0's tasks.
+                wanted = args.nodes * args.replicas
+                wait_for(
+                    lambda: sum(p.ask("stats")["mesh_backends"] for p in pools) >= wanted,
+                    timeout=900,
+                    interval=0.5,
+                    what="every node's mesh to hold every backend",
+                )
+                figures["mesh_converge_seconds"] = round(time.perf_counter() - began, 2)
             figures["tasks_running_per_second"] = round(total / converge, 1)
             stats = dict(client.call("GetClusterInfo", cpb.GetClusterInfoRequest()).stats)
             placed = stats.get("scheduler_placed", 0) - stats_before.get("scheduler_placed", 0)

@@ -9,13 +9,15 @@ from pathlib import Path
 from typing import Any
 
 
-def create_sim_services(cluster: Any, services: int, replicas: int, *flags: str) -> None:
+def create_sim_services(
+    cluster: Any, services: int, replicas: int, *flags: str, first: tuple[str, ...] = ()
+) -> None:
     """Services s0..sN-1 of `replicas` simulated tasks each, through the CLI:
-    s0 kept off zone c, s1 spread over the zones (the filters and the
-    spreading are part of what scale measures)."""
+    s0 kept off zone c (and given `first`), s1 spread over the zones (the
+    filters and the spreading are part of what scale measures)."""
     for i in range(services):
         placement = {
-            0: ["--constraint", "node.labels.zone!=c"],
+            0: ["--constraint", "node.labels.zone!=c", *first],
             1: ["--placement-pref", "spread=node.labels.zone"],
         }.get(i, [])
         cluster.create_service(f"s{i}", replicas, *flags, *placement, "sim:1", "run")

@@ -324,7 +324,8 @@ def test_the_voting_app_and_the_docker_cli_full_example_deploy_detached(
     cluster: Cluster, tmp_path: Path
 ) -> None:
     res = ok(deploy(cluster, "vote", FIXTURES / "voting-app" / "docker-stack.yml", flags=("-d",)))
-    assert "service vote: depends_on is ignored" in res.err and "networks" in res.err
+    assert "service vote: depends_on is ignored" in res.err
+    assert "Creating network vote_frontend" in res.out and "Creating network vote_backend" in res.out
     services = {n: inspect(cluster, n)["spec"] for n in stack_services(cluster, "vote")}
     assert set(services) == {f"vote_{n}" for n in ("redis", "db", "vote", "result", "worker", "visualizer")}
     assert services["vote_vote"]["replicas"] == 2 and services["vote_vote"]["update"]["parallelism"] == 2
@@ -348,6 +349,9 @@ def test_the_voting_app_and_the_docker_cli_full_example_deploy_detached(
     # declared and "node=foo" is no constraint. Both are refused, naming them.
     assert_refused(deploy(cluster, "full", original), "datavolume", "full-example.yml:")
     declared = write(folder, "volumes.yml", "volumes:\n  datavolume:\n")
+    # ...and, as docker does, a network the service names but nobody declares.
+    assert_refused(deploy(cluster, "full", original, declared), "other-other-network")
+    declared = write(folder, "volumes.yml", "volumes:\n  datavolume:\nnetworks:\n  other-other-network:\n")
     assert_refused(deploy(cluster, "full", original, declared), 'constraint "node=foo"')
     assert stack_services(cluster, "full") == {}
     fixed = folder / "fixed.yml"

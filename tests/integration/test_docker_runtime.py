@@ -258,9 +258,11 @@ def test_published_host_port_serves_and_a_second_task_on_it_is_rejected(node_id:
                     await asyncio.sleep(0.1)
             assert "shoal test image" in body
 
-            # Ingress is published in host mode too (no routing mesh yet).
-            ingress = pb.PortConfig(target_port=80, published_port=port, publish_mode="ingress")
-            second = rt.controller(make_ctx(node_id, httpd, ports=[ingress]))
+            # An ingress port's target goes to the endpoint the agent chose:
+            # here, the port the first task holds.
+            ingress = pb.PortConfig(target_port=80, published_port=port + 1, publish_mode="ingress")
+            endpoint = pb.TaskEndpoint(protocol="tcp", target_port=80, host_port=port)
+            second = rt.controller(make_ctx(node_id, httpd, ports=[ingress], endpoints=[endpoint]))
             await second.prepare()
             with pytest.raises(TaskRejected, match=rf"starting container failed: .*127\.0\.0\.1:{port}.*"):
                 await second.start()

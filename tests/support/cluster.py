@@ -389,7 +389,8 @@ class Cluster:
             self._client = None
             return None
         hostnames = dict(resp.node_hostnames)
-        return [task_json(t, hostnames) for t in sort_tasks_for_ps(list(resp.tasks))]
+        addrs = dict(resp.node_addrs)
+        return [task_json(t, hostnames, addrs) for t in sort_tasks_for_ps(list(resp.tasks))]
 
     def kill_tasks_of(self, agent: Proc) -> set[int]:
         """SIGKILL every task process group `agent` started (what a machine
@@ -525,6 +526,12 @@ def remove_containers_of(node_ids: list[str]) -> list[str]:
                 except docker.errors.NotFound:
                     continue
                 removed.append(str(c["Id"]))
+            # The node's own network (service discovery), once it is empty.
+            for net in client.api.networks(names=[f"shoal-{node_id}"]):
+                try:
+                    client.api.remove_network(net["Id"])
+                except docker.errors.APIError:
+                    continue
     finally:
         client.close()
     return removed

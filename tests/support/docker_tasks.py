@@ -25,10 +25,12 @@ def make_ctx(
     mounts: list[pb.Mount] | None = None,
     stop_signal: str = "",
     task_id: str = "",
+    endpoints: list[pb.TaskEndpoint] | None = None,
 ) -> TaskContext:
     """A task of service "web" (slot 1) on node_id as the agent gets it, with
     the agent's SHOAL_* env; a task ID of its own unless one is given, so
-    that containers on a shared engine never clash."""
+    that containers on a shared engine never clash. `endpoints`: the host
+    ports the agent gave its ingress ports."""
     spec = pb.TaskSpec(
         container=pb.ContainerSpec(
             image=image,
@@ -55,4 +57,5 @@ def make_ctx(
         ports=ports or [],
         desired_state=pb.TASK_STATE_RUNNING,
     )
-    return TaskContext(task=task, node_id=node_id, env=task_env(task, node_id))
+    given = tuple(endpoints or ())
+    return TaskContext(task=task, node_id=node_id, env=task_env(task, node_id, given), endpoints=given)

@@ -41,15 +41,22 @@ def test_spec_becomes_container_options() -> None:
     check = pb.HealthCheck(test=["NONE"])
     ports = [
         pb.PortConfig(protocol="udp", target_port=53, published_port=5353, publish_mode="host"),
-        pb.PortConfig(target_port=80, published_port=8080),
-        pb.PortConfig(target_port=80),
+        pb.PortConfig(target_port=80, published_port=8080, publish_mode="host"),
+        pb.PortConfig(target_port=80, published_port=80, publish_mode="ingress"),
+        pb.PortConfig(target_port=81, published_port=8081, publish_mode="ingress"),
     ]
-    ctx = make_ctx("n1", ["a"], ["b"], healthcheck=check, ports=ports, stop_signal="SIGINT")
+    # Ingress targets go to the host ports the agent chose (80), or to any
+    # free one when it chose none (81).
+    endpoints = [pb.TaskEndpoint(protocol="tcp", target_port=80, host_port=20123)]
+    ctx = make_ctx(
+        "n1", ["a"], ["b"], healthcheck=check, ports=ports, stop_signal="SIGINT", endpoints=endpoints
+    )
     ctx.task.spec.container.stop_grace_period = 1_500_000_000
     opts = container_options(ctx, "n1", "10.0.0.5")
     assert opts.port_bindings == {
         "53/udp": [("10.0.0.5", 5353)],
-        "80/tcp": [("10.0.0.5", 8080), ("10.0.0.5", None)],
+        "80/tcp": [("10.0.0.5", 8080), ("10.0.0.5", 20123)],
+        "81/tcp": [("10.0.0.5", None)],
     }
     assert opts.healthcheck == {"Test": ["NONE"], "Interval": 0, "Timeout": 0, "Retries": 0, "StartPeriod": 0}
     assert (opts.entrypoint, opts.command, opts.stop_signal, opts.stop_timeout) == (["a"], ["b"], "SIGINT", 2)
@@ -111,7 +118,7 @@ def test_container_name_is_the_task_name_made_valid() -> None:
 
 
 def test_ports_bind_on_all_addresses_without_an_advertise_address() -> None:
-    ctx = make_ctx("n1", ports=[pb.PortConfig(target_port=80, published_port=8080, publish_mode="ingress")])
+    ctx = make_ctx("n1", ports=[pb.PortConfig(target_port=80, published_port=8080, publish_mode="host")])
     assert container_options(ctx, "n1").port_bindings == {"80/tcp": [("0.0.0.0", 8080)]}
     missing = make_ctx("n1", ports=[pb.PortConfig(published_port=8080)])
     with pytest.raises(TaskRejected, match=r"^ports\[0\].target_port: must be set$"):

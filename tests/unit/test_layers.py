@@ -113,7 +113,7 @@ def test_orchestrator_modes_do_not_import_each_other() -> None:
         assert not (_shoal_imports(path) & others), path.name
 
 
-CLI_COMMANDS = {"services", "nodes", "cluster", "daemons", "local", "files", "stacks"}
+CLI_COMMANDS = {"services", "nodes", "cluster", "daemons", "local", "files", "stacks", "networks"}
 
 
 def test_cli_command_modules_do_not_import_each_other() -> None:

@@ -107,13 +107,13 @@ def test_ports_short_syntax_ranges_addresses_and_long_syntax(tmp_path: Path) -> 
     )
     ports = [(p.published_port, p.target_port, p.protocol, p.publish_mode) for p in stack.services[0].ports]
     assert ports == [
-        (0, 3000, "tcp", "host"),
-        (0, 3001, "tcp", "host"),
-        (0, 3002, "tcp", "host"),
-        (8000, 80, "tcp", "host"),
-        (9090, 8080, "udp", "host"),
-        (9091, 8081, "udp", "host"),
-        (8443, 443, "tcp", "host"),
+        (0, 3000, "tcp", "ingress"),
+        (0, 3001, "tcp", "ingress"),
+        (0, 3002, "tcp", "ingress"),
+        (8000, 80, "tcp", "ingress"),
+        (9090, 8080, "udp", "ingress"),
+        (9091, 8081, "udp", "ingress"),
+        (8443, 443, "tcp", "ingress"),
         (5000, 5000, "tcp", "ingress"),
         (6000, 6000, "udp", "host"),
     ]
@@ -323,11 +323,9 @@ def test_every_unsupported_key_is_one_warning_naming_key_and_service(tmp_path: P
         "stack.yml:8: service web: depends_on",
         "stack.yml:9: service web: privileged",
         "stack.yml:10: service web: cap_add",
-        "stack.yml:11: service web: networks",
         "stack.yml:15: service web: deploy.resources.limits.pids",
         "stack.yml:16: service web: deploy.endpoint_mode dnsrr",
         "stack.yml:19: service db: healthcheck.start_interval",
-        "stack.yml:20: networks (front)",
         "stack.yml:22: what is not a top-level Compose key",
     }
     for prefix in expected:

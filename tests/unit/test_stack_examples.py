@@ -48,8 +48,15 @@ def test_the_voting_app_loads_with_its_replicas_constraints_and_policies() -> No
     visualizer = specs["vote_visualizer"]
     assert visualizer.task.container.stop_grace_period == 90 * SECOND
     assert [(p.published_port, p.target_port) for p in specs["vote_vote"].ports] == [(5000, 80)]
+    # Networks are discovery scopes: vote and redis share frontend, db and
+    # result backend, worker both; the visualizer is on the default one.
+    on = {n: list(s.networks) for n, s in specs.items()}
+    assert on["vote_vote"] == on["vote_redis"] == ["vote_frontend"]
+    assert on["vote_db"] == on["vote_result"] == ["vote_backend"]
+    assert on["vote_worker"] == ["vote_frontend", "vote_backend"]
+    assert {n.name for n in stack.networks} >= {"vote_frontend", "vote_backend"}
+    assert not any("networks" in w for w in stack.warnings)
     # What cannot be honoured is named, once per key and service.
-    assert sum("networks is ignored" in w for w in stack.warnings) == 5
     assert sum("depends_on is ignored" in w for w in stack.warnings) == 3
 
 
@@ -59,6 +66,9 @@ def test_the_full_example_is_refused_as_shipped_naming_what_docker_refuses_too(t
     with pytest.raises(StackError, match='volume "datavolume" is not declared'):
         load_stack([str(folder / "full-example.yml")], "full", {})
     (folder / "volumes.yml").write_text("volumes:\n  datavolume:\n")
+    with pytest.raises(StackError, match="network other-other-network is not defined"):
+        load_stack([str(folder / "full-example.yml"), str(folder / "volumes.yml")], "full", {})
+    (folder / "volumes.yml").write_text("volumes:\n  datavolume:\nnetworks:\n  other-other-network:\n")
     with pytest.raises(StackError, match='constraint "node=foo"'):
         load_stack([str(folder / "full-example.yml"), str(folder / "volumes.yml")], "full", {})
 
@@ -68,7 +78,7 @@ def test_the_full_example_converts_every_key_it_can_and_names_the_others(tmp_pat
     shutil.copytree(FIXTURES / "full-example", folder)
     fixed = folder / "fixed.yml"
     fixed.write_text((folder / "full-example.yml").read_text().replace("[node=foo]", "[node.labels.az==a]"))
-    (folder / "volumes.yml").write_text("volumes:\n  datavolume:\n")
+    (folder / "volumes.yml").write_text("volumes:\n  datavolume:\nnetworks:\n  other-other-network:\n")
     stack = load_stack([str(fixed), str(folder / "volumes.yml")], "full", {"QUX": "from_shell"})
     [spec] = stack.services
     c = spec.task.container
@@ -107,7 +117,9 @@ def test_the_full_example_converts_every_key_it_can_and_names_the_others(tmp_pat
         assert (cfg.parallelism, cfg.delay, cfg.failure_action, cfg.monitor, cfg.order) == (
             3, 10 * SECOND, pb.FAILURE_ACTION_CONTINUE, 60 * SECOND, pb.UPDATE_ORDER_START_FIRST,
         )  # fmt: skip
-    assert len(spec.ports) == 22 and {p.publish_mode for p in spec.ports} == {"host"}
+    assert len(spec.ports) == 22 and {p.publish_mode for p in spec.ports} == {"ingress"}
+    assert list(spec.networks) == ["full_some-network", "full_other-network", "full_other-other-network"]
+    assert [(p.target_port, p.protocol) for p in spec.expose] == [(3000, "tcp"), (8000, "tcp")]
     assert [m.type for m in c.mounts].count("tmpfs") == 3  # one volume entry, two from tmpfs:
     secrets = {o.name: o for o in stack.secrets}
     assert secrets["full_secret1"].data == b"secret data written for shoal tests\n"

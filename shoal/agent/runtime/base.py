@@ -109,6 +109,10 @@ class TaskContext:
     # with containers mounts them read-only; the process runtime reads them
     # through $SHOAL_SECRETS_DIR and $SHOAL_CONFIGS_DIR in env).
     files: tuple[FileMount, ...] = ()
+    # Where the task's ports are reached on this node (agent/endpoints.py):
+    # ingress targets on host ports the agent chose, host-mode ports on
+    # their published port.
+    endpoints: tuple[pb.TaskEndpoint, ...] = ()
 
 
 class TaskController(Protocol):
@@ -162,6 +166,32 @@ class LogReading(Protocol):
     def logs(self, follow: bool, tail: int | None) -> AsyncIterator[LogLine]:
         """Yield the task's output a line at a time (the last `tail` lines,
         all when None), then, with `follow`, lines as they are written."""
+        ...
+
+
+@dataclass(frozen=True)
+class NodeNetwork:
+    """A network a backend made for its tasks (the docker runtime's bridge):
+    the node's resolver listens on its gateway, and the mesh routes service
+    addresses for traffic coming in from its interface."""
+
+    name: str
+    interface: str
+    gateway: str
+    subnet: str
+
+
+@runtime_checkable
+class Networking(Protocol):
+    """A backend whose tasks live on a network of the node's own."""
+
+    def ensure_network(self) -> NodeNetwork:
+        """Make (or find) the network; tasks started from now on join it.
+        Blocking."""
+        ...
+
+    def service_of(self, address: str) -> str | None:
+        """The service whose task has `address` on that network, if any."""
         ...
 
 

@@ -23,6 +23,7 @@ from shoal.ids import ID_LENGTH, is_id, new_id
 from shoal.manager import seal
 from shoal.manager.controlapi import references, unique
 from shoal.manager.controlapi.common import ControlBase, Ctx, rpc
+from shoal.manager.controlapi.networks import check_networks
 from shoal.manager.store import (
     AlreadyExists,
     NotFound,
@@ -49,6 +50,7 @@ class ServiceAPI(ControlBase):
             spec.name = _generated_name()
         specs.apply_defaults(spec)
         validate.validate_service_spec(spec, self.max_replicas())
+        check_networks(self.view, spec, request.planned_networks if request.validate_only else ())
         self._resolve_files(spec, request.planned_secrets, request.planned_configs, request.validate_only)
         if request.id and not is_id(request.id):
             raise InvalidRequest(f'id "{request.id[:40]}": expected {ID_LENGTH} characters of 0-9a-z')
@@ -60,13 +62,17 @@ class ServiceAPI(ControlBase):
             return checked
         async for attempt in on_conflict(WRITE_ATTEMPTS):
             with attempt:
-                done = self._same_create(self.view.services.get(service_id), spec)
+                existing = self.view.services.get(service_id)
+                # A retried create gets the ports its first attempt got.
+                unique.assign_published(self.view, spec, existing.spec if existing is not None else None)
+                done = self._same_create(existing, spec)
                 if done is not None:
                     return done
                 service = pb.Service(spec=spec, spec_version=1)
                 service.meta.id = service_id
                 writes = await unique.plan(self.view, self.store, service_id, None, spec)
                 writes += await references.service_writes(self.store, service_id, None, service)
+                writes.append(unique.new_vip(self.view, self.store, service))
                 if request.registry_auth:
                     service.registry_auth_sealed = await self._seal_auth(request.registry_auth, service_id)
                 batch = self.store.batch().create(service)
@@ -160,17 +166,23 @@ class ServiceAPI(ControlBase):
                 raise InvalidRequest("mode: cannot change the mode of an existing service")
             specs.apply_defaults(spec)
             validate.validate_service_spec(spec, self.max_replicas())
+            check_networks(self.view, spec, request.planned_networks if request.validate_only else ())
         self._resolve_files(spec, request.planned_secrets, request.planned_configs, request.validate_only)
         if spec.name != current.spec.name:
             raise InvalidRequest(f'name: a service cannot be renamed (it is "{current.spec.name}")')
+        unique.assign_published(self.view, spec, current.spec)
         if request.force:
             spec.task.force_update = current.spec.task.force_update + 1
         if request.registry_auth:
             service.registry_auth_sealed = await self._seal_auth(request.registry_auth, current.meta.id)
         template_changed = spec.task.SerializeToString(
             deterministic=True
-        ) != current.spec.task.SerializeToString(deterministic=True) or list(spec.ports) != list(
-            current.spec.ports
+        ) != current.spec.task.SerializeToString(deterministic=True) or (
+            list(spec.ports),
+            list(spec.expose),
+        ) != (
+            list(current.spec.ports),
+            list(current.spec.expose),
         )
         if template_changed:
             service.previous_spec.CopyFrom(current.spec)
@@ -221,6 +233,7 @@ class ServiceAPI(ControlBase):
             with attempt:
                 service = self.resolve_service(request.ref)
                 writes = await unique.plan(self.view, self.store, service.meta.id, service.spec, None)
+                writes += await unique.vip_release(self.store, service)
                 writes += await references.service_writes(self.store, service.meta.id, service, None)
                 batch = self.store.batch().delete(service)
                 for w in writes:

@@ -47,6 +47,7 @@ class TaskAPI(ControlBase):
                 out.node_hostnames[t.node_id] = node.description.hostname
                 if node.status.state == pb.NODE_STATE_DOWN:
                     out.node_down[t.node_id] = node.status.message
+                out.node_addrs[t.node_id] = node.status.addr
         return out
 
     @stream_rpc

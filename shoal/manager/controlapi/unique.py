@@ -17,11 +17,14 @@ a race fails as a whole and is planned again.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from shoal.defaults import MESH
 from shoal.manager.store import AlreadyExists, Batch, Store, VersionConflict, View
 from shoal.protos import objects_pb2 as pb
 
@@ -115,6 +118,69 @@ async def _port_writes(
     if held is None:
         return [IndexWrite("create", key, data, 0)]
     return [IndexWrite("update", key, data, held.mod_revision)]
+
+
+def vip_key(store: Store, vip: str) -> bytes:
+    return store.prefix + b"index/vips/" + vip.encode()
+
+
+def new_vip(view: View, store: Store, service: pb.Service) -> IndexWrite:
+    """Give a new service a virtual address no service has (random in the
+    pool; the key, created in the service's transaction, settles a race
+    between managers: the loser is planned again)."""
+    net = ipaddress.ip_network(MESH.vip_net)
+    used = {s.virtual_ip for s in view.services.values()}
+    rng = random.SystemRandom()
+    while True:
+        vip = str(net[rng.randrange(1, net.num_addresses - 1)])
+        if vip not in used:
+            break
+    service.virtual_ip = vip
+    return IndexWrite("create", vip_key(store, vip), service.meta.id.encode(), 0)
+
+
+async def vip_release(store: Store, service: pb.Service) -> list[IndexWrite]:
+    """The write that frees a removed service's virtual address."""
+    if not service.virtual_ip:
+        return []
+    held = await store.etcd.get(vip_key(store, service.virtual_ip))
+    if held is None or held.value.decode() != service.meta.id:
+        return []
+    return [IndexWrite("delete", held.key, b"", held.mod_revision)]
+
+
+# Swarm's range for ingress ports published without a number.
+AUTO_PORT_MIN = 30000
+AUTO_PORT_MAX = 32767
+
+
+def assign_published(view: View, spec: pb.ServiceSpec, previous: pb.ServiceSpec | None) -> None:
+    """Give each ingress port published without a number (0) one of Swarm's
+    range: the one the service had for that target, else one no service
+    publishes (plan then claims it in the same transaction)."""
+    had = {
+        (p.protocol, p.target_port): p.published_port
+        for p in (previous.ports if previous is not None else [])
+        if p.publish_mode == "ingress"
+    }
+    used = {(p.protocol, p.published_port) for s in view.services.values() for p in s.spec.ports}
+    used |= {(p.protocol, p.published_port) for p in spec.ports}
+    for port in spec.ports:
+        if port.publish_mode != "ingress" or port.published_port:
+            continue
+        kept = had.get((port.protocol, port.target_port), 0)
+        if kept and (port.protocol, kept) not in {(p.protocol, p.published_port) for p in spec.ports}:
+            port.published_port = kept
+            continue
+        free = next(
+            (n for n in range(AUTO_PORT_MIN, AUTO_PORT_MAX + 1) if (port.protocol, n) not in used), None
+        )
+        if free is None:
+            raise AlreadyExists(
+                f"no free port left in {AUTO_PORT_MIN}-{AUTO_PORT_MAX} to publish {port.target_port}"
+            )
+        port.published_port = free
+        used.add((port.protocol, free))
 
 
 async def backfill(view: View, store: Store, services: Iterable[pb.Service]) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 
 from shoal.protos import dispatcher_pb2 as dpb
 from shoal.protos import objects_pb2 as pb
@@ -86,6 +87,7 @@ def check_status(node_id: str, task: pb.Task, status: pb.TaskStatus) -> pb.TaskS
             f"task {task.meta.id}: state {status.state} is not one an agent reports (accepted ... rejected)"
         )
     limits.check_enum(f"task {task.meta.id} health", status.health, pb.Health)
+    check_endpoints(task, status.endpoints)
     small = limits.MAX_STATUS_TEXT
     if len(status.message.encode()) <= small and len(status.err.encode()) <= small:
         return status
@@ -94,6 +96,48 @@ def check_status(node_id: str, task: pb.Task, status: pb.TaskStatus) -> pb.TaskS
     capped.message = cut(status.message, limits.MAX_STATUS_TEXT)
     capped.err = cut(status.err, limits.MAX_STATUS_TEXT)
     return capped
+
+
+def check_endpoints(task: pb.Task, endpoints: Iterable[pb.TaskEndpoint]) -> None:
+    """InvalidRequest unless each endpoint is one of the task's own ports
+    (published or exposed), once, on a valid host port: a node
+    cannot steer the mesh's traffic toward ports its task does not have."""
+    ports = {((p.protocol or "tcp"), p.target_port) for p in [*task.ports, *task.expose]}
+    seen: set[tuple[str, int]] = set()
+    for e in endpoints:
+        key = (e.protocol, e.target_port)
+        if key not in ports:
+            raise InvalidRequest(
+                f"task {task.meta.id}: endpoint {e.target_port}/{e.protocol[:8]} is not one of its ports"
+            )
+        if key in seen:
+            raise InvalidRequest(f"task {task.meta.id}: endpoint {e.target_port}/{e.protocol} given twice")
+        seen.add(key)
+        limits.check_range(f"task {task.meta.id} endpoint host port", e.host_port, 0, 65535)
+
+
+MESH_PATHS = ("", "kernel", "userspace")
+
+
+def check_mesh_report(report: dpb.MeshReport) -> pb.NodeMesh:
+    """The node's mesh summary to store, texts cut; InvalidRequest when it
+    is malformed (an unknown path, a port out of range, too many ports)."""
+    mesh = report.mesh
+    if len(mesh.ports) > limits.MAX_MESH_PORTS:
+        raise InvalidRequest(f"mesh report: at most {limits.MAX_MESH_PORTS} ports, got {len(mesh.ports)}")
+    if mesh.path not in MESH_PATHS:
+        raise InvalidRequest(f'mesh report: path must be kernel or userspace, got "{mesh.path[:16]}"')
+    out = pb.NodeMesh()
+    out.CopyFrom(mesh)
+    out.error = cut(mesh.error, limits.MAX_STATUS_TEXT)
+    for port in out.ports:
+        if port.path not in MESH_PATHS or port.protocol not in ("tcp", "udp") or not 0 < port.port < 65536:
+            raise InvalidRequest(
+                f"mesh report: port {port.port}/{port.protocol[:8]} ({port.path[:16]}) is malformed"
+            )
+        limits.check_text("mesh report service_id", port.service_id, 64)
+        port.error = cut(port.error, limits.MAX_STATUS_TEXT)
+    return out
 
 
 def check_log_chunk(chunk: dpb.LogChunk) -> None:

@@ -29,6 +29,12 @@ Assignments are routed with the view's tasks-by-node index: one event touches
 one session, never a scan of all tasks. Large sets go in several messages of
 at most ``ASSIGNMENT_CHUNK_BYTES``. The copy of a task sent to its node
 carries what is never stored with it (``sealed``).
+
+The routing mesh's endpoint sets (``endpoints.EndpointTable``: which running
+tasks each published port may reach) go to every session: the whole set when
+it starts, then the changes, gathered for ``endpoints.FLUSH_INTERVAL`` and
+sent as the same messages to all. Each node's summary of its mesh
+(``MeshReport``) is written into its Node object (``meshreports``).
 """
 
 from __future__ import annotations
@@ -43,26 +49,28 @@ import grpc
 
 from shoal import defaults, pki
 from shoal.manager.auth import Authorizer, ca_bundle
-from shoal.manager.dispatcher import sealed
-from shoal.manager.dispatcher.certificates import CertificateDesk, record, trust_update
-from shoal.manager.dispatcher.checks import NotYours, check_log_chunk, check_registration, check_status
+from shoal.manager.dispatcher import endpoints, sealed
+from shoal.manager.dispatcher.certificates import CertificateDesk, trust_update
+from shoal.manager.dispatcher.checks import (
+    NotYours,
+    check_log_chunk,
+    check_mesh_report,
+    check_registration,
+    check_status,
+)
 from shoal.manager.dispatcher.execrelay import CommitRelay, ExecRelay, TaskIOPort
 from shoal.manager.dispatcher.liveness import Liveness
 from shoal.manager.dispatcher.logrelay import LogRelay
+from shoal.manager.dispatcher.meshreports import MeshReportWriter
+from shoal.manager.dispatcher.registration import register
 from shoal.manager.dispatcher.session import HEARTBEAT_ACK, NodeSession, assignment_messages
 from shoal.manager.dispatcher.statuses import StatusWriter
 from shoal.manager.keyring import KeyRing, Locked
 from shoal.manager.logsource import NodeNotConnected
 from shoal.manager.store import (
-    AlreadyExists,
     Event,
-    NotFound,
     Store,
-    VersionConflict,
     View,
-    clone,
-    now_ns,
-    on_conflict,
 )
 from shoal.protos import dispatcher_pb2 as dpb
 from shoal.protos import dispatcher_pb2_grpc as dgrpc
@@ -71,8 +79,6 @@ from shoal.rules import limits
 from shoal.rules.errors import InvalidRequest
 
 log = logging.getLogger(__name__)
-
-REGISTER_ATTEMPTS = 10
 
 
 class Dispatcher(dgrpc.DispatcherServicer):
@@ -100,6 +106,8 @@ class Dispatcher(dgrpc.DispatcherServicer):
         # What the ControlAPI asks of this dispatcher for exec and commit.
         self.taskio = TaskIOPort(self.sessions, self.execs, self.commits)
         self.certificates = CertificateDesk(view, store, keyring)
+        self.endpoints = endpoints.EndpointFeed(view, lambda: self.sessions.values())
+        self.mesh_reports = MeshReportWriter(view, store)
         self._background: set[asyncio.Task[None]] = set()
 
     @property
@@ -126,14 +134,19 @@ class Dispatcher(dgrpc.DispatcherServicer):
             tg.create_task(self._route_assignments(), name="dispatcher-assignments")
             tg.create_task(self.statuses.run(), name="dispatcher-statuses")
             tg.create_task(self.liveness.run(), name="dispatcher-liveness")
+            tg.create_task(self.endpoints.run(), name="dispatcher-endpoints")
+            tg.create_task(self.mesh_reports.run(), name="dispatcher-mesh-reports")
 
     async def _route_assignments(self) -> None:
-        sub = self.view.subscribe(["tasks", "nodes", "clusters", "keys"])
+        sub = self.view.subscribe(["tasks", "nodes", "services", "clusters", "keys"])
         try:
             while True:
                 events = await sub.get_batch()
                 touched: set[NodeSession] = set()
                 for ev in events:
+                    self.endpoints.apply(ev)
+                    if ev.kind == "services":
+                        continue
                     if ev.kind == "nodes":
                         if ev.new is None:
                             self._end_session(ev.id)  # `node rm`: it is not ours any more
@@ -202,7 +215,7 @@ class Dispatcher(dgrpc.DispatcherServicer):
             # Like Docker: a node that names no address is reached at the one
             # it connected from.
             first.register.addr = pki.peer_address(context)
-        await self._register(node_id, first.register, cert_pem)
+        await register(self.view, self.store, self.manager_id, node_id, first.register, cert_pem)
         old = self.sessions.get(node_id)
         if old is not None:
             old.queue.put_nowait(None)
@@ -223,6 +236,8 @@ class Dispatcher(dgrpc.DispatcherServicer):
             if _assigned_node(t)
         ]
         for msg in assignment_messages(tasks, [], full=True):
+            yield msg
+        for msg in self.endpoints.full():
             yield msg
 
         reader = asyncio.create_task(self._read(node_id, session, request_iterator))
@@ -268,6 +283,12 @@ class Dispatcher(dgrpc.DispatcherServicer):
                     self.logs.deliver(session, msg.log_chunk)
                 elif kind == "cert_request":
                     self._spawn(self._renew(session, msg.cert_request))
+                elif kind == "mesh_report":
+                    try:
+                        self.mesh_reports.add(node_id, check_mesh_report(msg.mesh_report))
+                    except InvalidRequest as err:
+                        session.fail(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+                        break
                 elif kind == "exec":
                     self.execs.deliver(session, msg.exec)
                 elif kind == "commit":
@@ -344,45 +365,6 @@ class Dispatcher(dgrpc.DispatcherServicer):
         )
         async for chunk in chunks:
             yield chunk
-
-    async def _register(self, node_id: str, reg: dpb.Register, cert_pem: bytes) -> None:
-        async for attempt in on_conflict(REGISTER_ATTEMPTS):
-            with attempt:
-                await self._register_once(node_id, reg, cert_pem)
-
-    async def _register_once(self, node_id: str, reg: dpb.Register, cert_pem: bytes) -> None:
-        current = self.view.nodes.get(node_id)
-        node = clone(current) if current is not None else pb.Node()
-        node.meta.id = node_id
-        node.description.CopyFrom(reg.description)
-        # A node that joined with the manager token was recorded at join
-        # (role manager) with no description: this is still its first join.
-        if current is None or not current.description.hostname:
-            # First join: the agent's labels become the node's.
-            node.spec.labels.update(reg.description.labels)
-        else:
-            # Later registrations cannot change them, nor the record of them.
-            node.description.labels.clear()
-            node.description.labels.update(current.description.labels)
-        certificate = record(self.view.cluster(), cert_pem, issued=False)
-        if current is None or current.certificate.serial != certificate.serial:
-            node.certificate.CopyFrom(certificate)
-        node.status.state = pb.NODE_STATE_READY
-        node.status.message = ""
-        node.status.addr = reg.addr
-        node.status.manager_id = self.manager_id
-        node.status.timestamp = now_ns()
-        try:
-            if current is None:
-                await self.store.create(node)
-            else:
-                await self.store.update(node)
-        except (VersionConflict, AlreadyExists, NotFound):
-            # Another writer (node update, a registration elsewhere): read
-            # it again and redo.
-            with contextlib.suppress(NotFound):
-                self.view.observe(await self.store.get(pb.Node, node_id))
-            raise VersionConflict(f"node {node_id} changed while it registered") from None
 
 
 def _assigned_node(task: pb.Task | None) -> str:

@@ -45,6 +45,7 @@ def new_task(service: pb.Service, slot: int, attempt: int = 0, node_id: str = ""
     task.meta.id = new_id()
     task.spec.CopyFrom(service.spec.task)
     task.ports.extend(service.spec.ports)
+    task.expose.extend(service.spec.expose)
     task.status.state = pb.TASK_STATE_PENDING
     task.status.timestamp = now_ns()
     task.status.message = "pending task scheduling"

@@ -57,13 +57,13 @@ class NodeInfo:
 
 
 def published_host_ports(ports: list[pb.PortConfig]) -> list[tuple[str, int]]:
-    """The (protocol, port) pairs a task of these ports claims on its node."""
-    # There is no routing mesh yet: runtimes publish "ingress" ports on the
-    # task's node too, so they claim the node's port just like "host" ones.
+    """The (protocol, port) pairs a task of these ports claims on its node:
+    its host-mode ports. An ingress port claims none: every node's mesh
+    answers on it, and the task listens on a host port its agent chose."""
     return [
         (p.protocol or "tcp", p.published_port)
         for p in ports
-        if p.publish_mode in ("host", "ingress", "") and p.published_port
+        if p.publish_mode == "host" and p.published_port
     ]
 
 

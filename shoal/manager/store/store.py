@@ -35,13 +35,12 @@ from shoal.protos import objects_pb2 as pb
 
 DEFAULT_PREFIX = b"/shoal/v1/"
 
-Kind = Literal["clusters", "keys", "nodes", "services", "tasks", "secrets", "configs"]
-# What is stored: one protobuf message per key.
-Stored = pb.Cluster | pb.ClusterKeys | pb.Node | pb.Service | pb.Task | pb.Secret | pb.Config
-S = TypeVar("S", pb.Cluster, pb.ClusterKeys, pb.Node, pb.Service, pb.Task, pb.Secret, pb.Config)
+Kind = Literal["clusters", "keys", "nodes", "services", "tasks", "secrets", "configs", "networks"]
+Stored = pb.Cluster | pb.ClusterKeys | pb.Node | pb.Service | pb.Task | pb.Secret | pb.Config | pb.Network
+S = TypeVar("S", pb.Cluster, pb.ClusterKeys, pb.Node, pb.Service, pb.Task, pb.Secret, pb.Config, pb.Network)
 M = TypeVar("M", bound=Stored)
 
-KINDS: dict[str, type[Stored]] = {
+KINDS: dict[str, type[Stored]] = {  # what is stored: one protobuf message per key
     "clusters": pb.Cluster,
     # The cluster's secrets, apart from the cluster object (shoal.manager.keyring).
     "keys": pb.ClusterKeys,
@@ -51,6 +50,7 @@ KINDS: dict[str, type[Stored]] = {
     # Files for tasks; a secret's value is sealed (shoal.manager.seal).
     "secrets": pb.Secret,
     "configs": pb.Config,
+    "networks": pb.Network,
 }
 KIND_NAMES: dict[type[Stored], str] = {v: k for k, v in KINDS.items()}
 

@@ -136,6 +136,10 @@ class View:
     def configs(self) -> dict[str, pb.Config]:
         return self.objects["configs"]
 
+    @property
+    def networks(self) -> dict[str, pb.Network]:
+        return self.objects["networks"]
+
     def cluster(self) -> pb.Cluster | None:
         return next(iter(self.objects["clusters"].values()), None)
 

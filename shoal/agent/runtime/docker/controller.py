@@ -42,6 +42,7 @@ from shoal.agent.runtime.docker.engine import Engine, exit_status, is_running
 from shoal.agent.runtime.docker.execs import DockerExec, start_exec
 from shoal.agent.runtime.docker.health import health_report
 from shoal.agent.runtime.docker.logs import container_logs
+from shoal.agent.runtime.docker.network import Bridge
 from shoal.agent.runtime.docker.options import container_options, registry_auth
 
 log = logging.getLogger(__name__)
@@ -61,10 +62,21 @@ def _started(attrs: dict[str, Any]) -> bool:
 class DockerTaskController:
     """Runs one task as a container (see the module docstring)."""
 
-    def __init__(self, ctx: TaskContext, engine: Engine, advertise_addr: str) -> None:
+    def __init__(
+        self,
+        ctx: TaskContext,
+        engine: Engine,
+        advertise_addr: str,
+        bridge: Bridge | None = None,
+        addresses: dict[str, str] | None = None,
+    ) -> None:
         self.ctx = ctx
         self._engine = engine
         self._advertise_addr = advertise_addr
+        self._bridge = bridge
+        # The runtime's: container address on the bridge -> service ID.
+        self._addresses = addresses if addresses is not None else {}
+        self._ip = ""
         self._task_id = ctx.task.meta.id
         self._id: str | None = None
         self.log = task_log(log, self._task_id)
@@ -81,6 +93,7 @@ class DockerTaskController:
             return RuntimeState(exists=False, running=False)
         pid = int(attrs["State"].get("Pid") or 0)
         if is_running(attrs):
+            self._note_address(attrs)
             return RuntimeState(exists=True, running=True, pid=pid)
         if _started(attrs):  # started, and stopped since
             return RuntimeState(exists=True, running=False, pid=pid, exit=exit_status(attrs["State"]))
@@ -89,7 +102,14 @@ class DockerTaskController:
     async def prepare(self) -> None:
         """Pull the image if it is missing and create the container (not
         started). A container of this task that exists already is reused."""
-        opts = container_options(self.ctx, self._engine.node_id, self._advertise_addr)
+        bridge = self._bridge
+        opts = container_options(
+            self.ctx,
+            self._engine.node_id,
+            self._advertise_addr,
+            network=bridge.name if bridge else "",
+            dns=bridge.gateway if bridge else "",
+        )
         if await self._find() is not None:
             self.log.debug("reusing its existing container %s", self._id)
             return
@@ -108,7 +128,19 @@ class DockerTaskController:
             await self._engine.start(container_id)
             self.log.debug("started container %s", container_id[:12])
             attrs = await self._engine.inspect(container_id)
+        if attrs is not None:
+            self._note_address(attrs)
         return int(attrs["State"].get("Pid") or 0) if attrs is not None else 0
+
+    def _note_address(self, attrs: dict[str, Any]) -> None:
+        """Remember which service the container's address on the bridge is
+        (the node's resolver answers it by its service's networks)."""
+        if self._bridge is None:
+            return
+        net = (attrs.get("NetworkSettings") or {}).get("Networks", {}).get(self._bridge.name) or {}
+        if net.get("IPAddress"):
+            self._ip = str(net["IPAddress"])
+            self._addresses[self._ip] = self.ctx.task.service_id
 
     async def wait(self) -> ExitStatus:
         """Return once the container has stopped, with its exit code (and
@@ -136,6 +168,8 @@ class DockerTaskController:
 
     async def remove(self) -> None:
         """Force-remove the container and its anonymous volumes. Idempotent."""
+        if self._ip and self._addresses.get(self._ip) == self.ctx.task.service_id:
+            del self._addresses[self._ip]
         for container_id in await self._engine.find(self._task_id):
             await self._engine.remove(container_id)
         self._id = None

@@ -248,6 +248,8 @@ class Engine:
             nano_cpus=opts.nano_cpus,
             mem_limit=opts.mem_limit,
             mem_reservation=opts.mem_reservation,
+            network_mode=opts.network,
+            dns=opts.dns or None,
         )
         created = self.api.create_container(
             str(opts.image),

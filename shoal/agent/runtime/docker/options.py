@@ -9,10 +9,12 @@ limits become the cgroup limits (``NanoCpus``, ``Memory``; reservations become
 ``MemoryReservation``); the health check is Docker's own (the engine runs it);
 mounts are bind, volume or tmpfs, and the task's secrets and configs are
 read-only bind mounts of the files the agent wrote; the container runs as
-the spec's ``user``; and every published port of the task is
-published in host mode on ``advertise_addr`` (there is no routing mesh yet,
-so ingress ports are host ports too). The labels say which task a container
-runs and which node owns it: they are how every later call finds it.
+the spec's ``user``; a host-mode port is published on ``advertise_addr`` at
+its published port, and an ingress or exposed port's target on the host port
+the agent allocated for it (the task's endpoint, where the routing mesh
+forwards); with the agent's own network, the container joins it and uses its
+resolver. The labels say which task a container runs and which node owns it:
+they are how every later call finds it.
 
 What the engine would not explain clearly is rejected here, with the field
 at fault (``TaskRejected``); everything else the engine checks itself, in its
@@ -106,6 +108,9 @@ class ContainerOptions:
     mem_limit: int | None = None
     mem_reservation: int | None = None
     user: str | None = None
+    # The agent's own network (service discovery), and its resolver.
+    network: str | None = None
+    dns: list[str] = field(default_factory=list)
 
 
 def container_name(ctx: TaskContext, node_id: str) -> str:
@@ -122,7 +127,9 @@ def container_name(ctx: TaskContext, node_id: str) -> str:
     return name
 
 
-def container_options(ctx: TaskContext, node_id: str, advertise_addr: str = "") -> ContainerOptions:
+def container_options(
+    ctx: TaskContext, node_id: str, advertise_addr: str = "", network: str = "", dns: str = ""
+) -> ContainerOptions:
     """The container for a task, in Docker's terms (see the module docstring).
     Raises TaskRejected for what the engine would not get a clear message
     for; everything else the engine checks itself."""
@@ -155,11 +162,13 @@ def container_options(ctx: TaskContext, node_id: str, advertise_addr: str = "") 
         ),
         healthcheck=_healthcheck(spec.healthcheck),
         mounts=[_mount(i, m) for i, m in enumerate(spec.mounts)] + [_file_mount(f) for f in ctx.files],
-        port_bindings=_port_bindings(task.ports, advertise_addr or "0.0.0.0"),
+        port_bindings=_port_bindings([*task.ports, *task.expose], advertise_addr or "0.0.0.0", ctx.endpoints),
         nano_cpus=limits.nano_cpus or None,
         mem_limit=limits.memory_bytes or None,
         mem_reservation=reservations.memory_bytes or None,
         user=spec.user or None,
+        network=network or None,
+        dns=[dns] if dns else [],
     )
 
 
@@ -206,7 +215,10 @@ def _file_mount(f: FileMount) -> dict[str, Any]:
     return mount
 
 
-def _port_bindings(ports: Iterable[pb.PortConfig], host_ip: str) -> dict[str, list[tuple[str, int | None]]]:
+def _port_bindings(
+    ports: Iterable[pb.PortConfig], host_ip: str, endpoints: Iterable[pb.TaskEndpoint] = ()
+) -> dict[str, list[tuple[str, int | None]]]:
+    allocated = {(e.protocol, e.target_port): e.host_port for e in endpoints}
     bindings: dict[str, list[tuple[str, int | None]]] = {}
     for index, port in enumerate(ports):
         protocol = (port.protocol or "tcp").lower()
@@ -214,11 +226,16 @@ def _port_bindings(ports: Iterable[pb.PortConfig], host_ip: str) -> dict[str, li
             raise TaskRejected(f"ports[{index}].protocol: must be tcp, udp or sctp, got {port.protocol!r}")
         if not port.target_port:
             raise TaskRejected(f"ports[{index}].target_port: must be set")
-        # publish_mode "ingress" is published in host mode too: no routing
-        # mesh yet. Published 0: the engine picks a free host port.
-        bindings.setdefault(f"{port.target_port}/{protocol}", []).append(
-            (host_ip, port.published_port or None)
-        )
+        key = f"{port.target_port}/{protocol}"
+        if port.publish_mode == "host":
+            # Published 0: the engine picks a free host port.
+            binding = (host_ip, port.published_port or None)
+        else:
+            # Ingress: the mesh forwards to the endpoint the agent chose; a
+            # task given none (a runtime used alone) gets any free port.
+            binding = (host_ip, allocated.get((protocol, port.target_port)) or None)
+        if binding not in bindings.setdefault(key, []):
+            bindings[key].append(binding)
     return bindings
 
 

@@ -18,6 +18,7 @@ from shoal.agent.runtime.base import TaskContext
 from shoal.agent.runtime.common import DISCARD_GRACE, task_log
 from shoal.agent.runtime.docker.controller import DockerTaskController
 from shoal.agent.runtime.docker.engine import Engine, EngineUnavailable
+from shoal.agent.runtime.docker.network import Bridge, ensure_network, remove_network
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +49,31 @@ class DockerRuntime:
                 client = docker.from_env()
             except docker.errors.DockerException as err:
                 raise EngineUnavailable(f"no Docker engine answers: {err}") from err
+        self._client = client
         self._engine = Engine(client, node_id)
+        # The node's own network (service discovery), once ensure_network ran.
+        self.bridge: Bridge | None = None
+        # Addresses of this node's containers on it -> their service's ID.
+        self.addresses: dict[str, str] = {}
+
+    def ensure_network(self) -> Bridge:
+        """Make (or find) the node's network; containers made from now on
+        join it (blocking: SDK calls)."""
+        self.bridge = ensure_network(self._client, self.node_id)
+        return self.bridge
+
+    def remove_network(self) -> bool:
+        """Remove the node's network once its containers are gone (shoal
+        down); whether there was one (blocking)."""
+        return remove_network(self._client, self.node_id)
+
+    def service_of(self, address: str) -> str | None:
+        """The service whose container has `address` on the node's network."""
+        return self.addresses.get(address)
 
     def controller(self, ctx: TaskContext) -> DockerTaskController:
         """Make the controller of one task (no I/O)."""
-        return DockerTaskController(ctx, self._engine, self.advertise_addr)
+        return DockerTaskController(ctx, self._engine, self.advertise_addr, self.bridge, self.addresses)
 
     async def known_task_ids(self) -> set[str]:
         """The task IDs of all this node's containers, running or not."""

@@ -116,7 +116,7 @@ def _step(
 ) -> int | None:
     """One poll: draw, and the exit status once the wait is over (else None)."""
     tasks = list(resp.tasks)
-    frame = snapshot(svc, tasks, dict(resp.node_hostnames))
+    frame = snapshot(svc, tasks, resp.node_hostnames, resp.node_down)
     lines, converged = frame.lines, frame.converged
     status = svc.update_status
     if watch.first_status is None:

@@ -9,6 +9,7 @@ Field names are snake_case, times RFC 3339 UTC, states and enums lower case
 from __future__ import annotations
 
 import datetime
+from collections.abc import Mapping
 from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
@@ -160,6 +161,15 @@ def service_ls_json(summary: Any) -> dict[str, Any]:
 
 def task_display_name(task: pb.Task) -> str:
     return f"{task.service_name}.{task.slot}" if task.slot else f"{task.service_name}.{task.node_id}"
+
+
+def node_down_text(task: pb.Task, hostnames: Mapping[str, str], down: Mapping[str, str]) -> str:
+    """Why nobody can say how a task is, when its node is down (``node
+    node-2 is down: heartbeat failure``); "" when its node is not down."""
+    if task.node_id not in down:
+        return ""
+    node = hostnames.get(task.node_id) or task.node_id
+    return f"node {node} is down: {down[task.node_id] or 'no heartbeat'}"
 
 
 def endpoints_json(task: pb.Task, addr: str) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ from shoal.cli.render import (
     endpoints_text,
     enum_word,
     mode_word,
+    node_down_text,
     ports_text,
     service_ls_json,
     state_word,
@@ -118,9 +119,8 @@ def task_error(task: pb.Task, hostnames: Mapping[str, str], down: Mapping[str, s
     """The task's error, or why its node cannot say how it is."""
     if task.status.err:
         return task.status.err
-    if task.node_id in down and task.status.state <= pb.TASK_STATE_RUNNING:
-        node = hostnames.get(task.node_id) or task.node_id
-        return f"node {node} is down: {down[task.node_id] or 'no heartbeat'}"
+    if task.status.state <= pb.TASK_STATE_RUNNING:
+        return node_down_text(task, hostnames, down)
     return ""
 
 

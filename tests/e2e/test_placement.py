@@ -437,6 +437,51 @@ def test_agent_back_from_the_dead_stops_the_tasks_that_were_replaced(make_cluste
     assert hosts(cluster.running("web")) == {"node-2": 3, "node-3": 3}
 
 
+def ls_row(cluster: Cluster, service: str) -> list[str]:
+    """The `service ls` table's row of a service, as its columns."""
+    table = cluster.cli("service", "ls").out
+    return next(line.split() for line in table.splitlines() if line.split()[1:2] == [service])
+
+
+def test_scale_and_update_wait_for_live_nodes_only_while_a_node_is_dead(make_cluster: Any) -> None:
+    """Without -d, scale and update follow the service until it converges.
+    A dead node's tasks keep the status their agent last reported (running)
+    and never report stopping; the wait must end once the tasks on live
+    nodes run, as in Swarm."""
+    cluster = make_cluster(agents=3, labels=ZONES)
+    seconds = sleep_seconds(3712)
+    marker = f"sleep {seconds}"
+    running = start_replicas(cluster, "web", 3, seconds)
+    assert hosts(running)["node-1"] == 1
+    create(cluster, "--name", "mon", "--mode", "global", "--update-monitor", "0s", "app:1", "sleep", seconds)
+    wait_pids(marker, 6)
+
+    agent = cluster.agents[0]
+    agent.kill9()
+    cluster.kill_tasks_of(agent)
+    wait_for(lambda: node_status(cluster, "node-1") == "down", DEAD_NODE_DEADLINE, what="node-1 to be down")
+
+    scaled = cluster.cli("service", "scale", "web=5")
+    assert scaled.code == 0, f"scale failed ({scaled.code}):\n{scaled.out}\n{scaled.err}"
+    assert "verify: Service web converged" in scaled.out, scaled.out
+    assert ls_row(cluster, "web")[3] == "5/5"
+
+    updated = cluster.cli("service", "update", "--image", "app:2", "web")
+    assert updated.code == 0, f"update failed ({updated.code}):\n{updated.out}\n{updated.err}"
+    assert ls_row(cluster, "web")[3:5] == ["5/5", "app:2"]
+    web = cluster.running("web")
+    assert {t["image"] for t in web} == {"app:2"} and "node-1" not in hosts(web)
+
+    # A global service: the dead node's task is shut down, never reported stopped.
+    updated = cluster.cli("service", "update", "--image", "app:2", "mon")
+    assert updated.code == 0, f"update failed ({updated.code}):\n{updated.out}\n{updated.err}"
+    assert ls_row(cluster, "mon")[3:5] == ["2/2", "app:2"]
+
+    made = cluster.cli("service", "create", "--name", "api", "--replicas", "2", "app:1", "sleep", seconds)
+    assert made.code == 0, f"create failed ({made.code}):\n{made.out}\n{made.err}"
+    assert ls_row(cluster, "api")[3] == "2/2"
+
+
 # ------------------------------------------------------------------ jobs
 
 

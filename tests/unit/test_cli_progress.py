@@ -100,6 +100,77 @@ def test_a_replacement_shows_why_the_last_attempt_of_its_slot_ended() -> None:
     assert frame.rejected == {PULL: {old.meta.id}}
 
 
+HOSTS = {"n1": "node-1", "n2": "node-2", "n3": "node-3"}
+N1_DOWN = {"n1": "heartbeat failure"}
+
+
+def test_a_task_on_a_down_node_does_not_count_as_running_and_its_slot_says_why() -> None:
+    # Its agent last said "running"; nobody can say more until it is replaced.
+    tasks = [
+        task(1, pb.TASK_STATE_RUNNING, node="n1"),
+        *(task(s, pb.TASK_STATE_RUNNING, node="n2") for s in (2, 3)),
+    ]
+    frame = snapshot(svc(), tasks, HOSTS, N1_DOWN)
+    assert frame.lines[0] == "overall progress: 2 out of 3 tasks"
+    assert frame.lines[1] == "1/3: node node-1 is down: heartbeat failure"
+    assert not frame.converged and not frame.stuck
+    assert snapshot(svc(), tasks, HOSTS).converged  # the same tasks with node-1 up
+
+
+def test_a_replaced_task_on_a_down_node_is_not_waited_for_to_stop() -> None:
+    replaced = task(1, pb.TASK_STATE_RUNNING, desired=pb.TASK_STATE_SHUTDOWN, node="n1")
+    tasks = [replaced, *(task(s, pb.TASK_STATE_RUNNING, node="n2") for s in (1, 2, 3))]
+    frame = snapshot(svc(), tasks, HOSTS, N1_DOWN)
+    assert frame.converged
+    assert frame.lines[0] == "overall progress: 3 out of 3 tasks"
+    # On a live node, a task still running that is to stop is waited for.
+    assert not snapshot(svc(), tasks, HOSTS).converged
+
+
+def test_a_global_service_converges_on_its_live_nodes_when_a_node_is_down() -> None:
+    service = svc()
+    service.spec.mode = pb.SERVICE_MODE_GLOBAL
+    shut_down = task(0, pb.TASK_STATE_RUNNING, desired=pb.TASK_STATE_SHUTDOWN, node="n1")
+    tasks = [shut_down, task(0, pb.TASK_STATE_RUNNING, node="n2"), task(0, pb.TASK_STATE_RUNNING, node="n3")]
+    frame = snapshot(service, tasks, HOSTS, N1_DOWN)
+    assert frame.converged
+    assert frame.lines[0] == "overall progress: 2 out of 2 tasks"
+    assert [line.split(":")[0] for line in frame.lines[1:]] == ["node-2", "node-3"]
+    assert not snapshot(service, tasks, HOSTS).converged
+    # Still desired running there (not shut down yet): shown, not counted.
+    held = task(0, pb.TASK_STATE_RUNNING, node="n1")
+    frame = snapshot(service, [held, *tasks[1:]], HOSTS, N1_DOWN)
+    assert not frame.converged
+    assert frame.lines[:2] == [
+        "overall progress: 2 out of 3 tasks",
+        "node-1: node node-1 is down: heartbeat failure",
+    ]
+
+
+def test_a_jobs_active_tasks_leave_out_those_on_a_down_node() -> None:
+    service = svc(replicas=2)
+    service.spec.mode = pb.SERVICE_MODE_REPLICATED_JOB
+    tasks = [task(1, pb.TASK_STATE_RUNNING, node="n1"), task(2, pb.TASK_STATE_RUNNING, node="n2")]
+    assert snapshot(service, tasks, HOSTS, N1_DOWN).lines[1] == "active tasks: 1 out of 2 tasks"
+
+
+def test_the_wait_ends_while_a_replaced_task_sits_on_a_down_node() -> None:
+    """What ListTasks says of down nodes reaches the frame (the follow loop
+    passes it on): scale without -d converges, verify step included."""
+    replaced = task(1, pb.TASK_STATE_RUNNING, desired=pb.TASK_STATE_SHUTDOWN, node="n1")
+    tasks = [replaced, *(task(s, pb.TASK_STATE_RUNNING, node="n2") for s in (1, 2, 3, 4, 5))]
+    resp = cpb.ListTasksResponse(tasks=tasks, node_hostnames=HOSTS, node_down=N1_DOWN)
+    out = io.StringIO()
+    printer = Printer(out)
+    watch = _Watch("web", rollback=False)
+    now = 0.0
+    while (code := _step(printer, watch, svc(replicas=5, monitor_s=1), resp, now)) is None:
+        assert now < 10, out.getvalue()
+        now += 0.2
+    assert code == 0
+    assert out.getvalue().splitlines()[-1] == "verify: Service web converged"
+
+
 def step(watch: _Watch, tasks: list[pb.Task], now: float, service: pb.Service | None = None) -> int | None:
     resp = cpb.ListTasksResponse(tasks=tasks)
     return _step(Printer(io.StringIO()), watch, service or svc(), resp, now)

@@ -10,6 +10,7 @@ from shoal.manager.ca import rotation
 from shoal.manager.ca.admin_bundles import DEFAULT_EXPIRY, issue_admin_bundle, revoke_admin_bundle
 from shoal.manager.controlapi.common import ControlBase, Ctx, rpc
 from shoal.manager.keyring import new_unlock_key, parse_unlock_key, wrap
+from shoal.manager.nodes import running_on_down_nodes
 from shoal.manager.store import StoreUnavailable, update_with_retry
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
@@ -40,6 +41,7 @@ class ClusterAPI(ControlBase):
             )
             for e in await self.store.etcd.endpoint_status()
         ]
+        unseen = running_on_down_nodes(self.view.nodes, self.view.tasks_by_node)
         return cpb.ClusterInfo(
             cluster_id=cluster.meta.id,
             managers=managers,
@@ -50,7 +52,7 @@ class ClusterAPI(ControlBase):
             nodes_ready=sum(1 for n in self.view.nodes.values() if n.status.state == pb.NODE_STATE_READY),
             services=len(self.view.services),
             tasks=len(self.view.tasks),
-            tasks_running=sum(self.view.running_by_service.values()),
+            tasks_running=sum(self.view.running_by_service.values()) - sum(unseen.values()),
             created_at=cluster.meta.created_at,
             stats=self.stats(),
             autolock=keys is not None and keys.autolock,

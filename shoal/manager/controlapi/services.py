@@ -24,6 +24,7 @@ from shoal.manager import seal
 from shoal.manager.controlapi import references, unique
 from shoal.manager.controlapi.common import ControlBase, Ctx, rpc
 from shoal.manager.controlapi.networks import check_networks
+from shoal.manager.nodes import running_on_down_nodes
 from shoal.manager.store import (
     AlreadyExists,
     NotFound,
@@ -252,9 +253,10 @@ class ServiceAPI(ControlBase):
     @rpc
     async def ListServices(self, request: cpb.ListServicesRequest, context: Ctx) -> cpb.ListServicesResponse:
         out = cpb.ListServicesResponse()
+        unseen = running_on_down_nodes(self.view.nodes, self.view.tasks_by_node)
         for service in sorted(self.view.services.values(), key=lambda s: s.spec.name):
             tasks = self.view.tasks_by_service.get(service.meta.id, {}).values()
-            running = self.view.running_by_service[service.meta.id]
+            running = self.view.running_by_service[service.meta.id] - unseen[service.meta.id]
             completed = self.view.completed_by_service[service.meta.id]
             desired = service.spec.replicas
             if service.spec.mode in (pb.SERVICE_MODE_GLOBAL, pb.SERVICE_MODE_GLOBAL_JOB):

@@ -27,6 +27,7 @@ from shoal.defaults import SERVICE
 from shoal.manager.dockerapi import words
 from shoal.manager.dockerapi.fields import Fields, refuse
 from shoal.manager.dockerapi.wire import is_empty
+from shoal.names import stack_short_name
 from shoal.protos import objects_pb2 as pb
 
 # Why a field is ignored, where a reason helps (else a generic sentence), and
@@ -55,11 +56,20 @@ _WHY = {
         "shoal schedules by CPU and memory only",
     ),
     "TaskTemplate.Placement.Platforms": ("", "shoal places tasks by constraints only"),
-    "TaskTemplate.Networks": ("--network", "shoal has no networks yet: every task reaches published ports"),
-    "Networks": ("--network", "shoal has no networks yet: every task reaches published ports"),
+    "TaskTemplate.Networks.DriverOpts": ("--network driver-opt=", "shoal networks have no driver options"),
+    "Networks.DriverOpts": ("--network driver-opt=", "shoal networks have no driver options"),
     "TaskTemplate.LogDriver": ("--log-driver", "task output stays with the runtime"),
-    "EndpointSpec.Mode": ("--endpoint-mode", "services are reached through their published ports"),
+    "EndpointSpec.Mode": (
+        "--endpoint-mode dnsrr",
+        "the service's name resolves to its virtual address; tasks.NAME resolves to the addresses "
+        "of its tasks (DNS round robin)",
+    ),
 }
+
+
+# What a warning lists of a network's aliases, at most.
+_MAX_NAMED = 8
+_MAX_WORD = 64
 
 
 def _warning(path: str) -> str:
@@ -79,6 +89,10 @@ def service_spec(body: Any) -> tuple[pb.ServiceSpec, list[str]]:
     template = top.child("TaskTemplate")
     if template is None:
         raise refuse("TaskTemplate", "required (with a ContainerSpec naming the image)")
+    aliases: list[str] = []
+    # The top-level Networks is the deprecated place for the same thing.
+    for attachment in [*template.children("Networks"), *top.children("Networks")]:
+        _network(attachment, spec, aliases)
     _task(template, spec.task, spec.mode in words.JOB_MODES)
     for key, target in (("UpdateConfig", spec.update), ("RollbackConfig", spec.rollback)):
         cfg = top.child(key)
@@ -88,7 +102,32 @@ def service_spec(body: Any) -> tuple[pb.ServiceSpec, list[str]]:
     if endpoint is not None:
         _endpoint(endpoint, spec)
     top.finish()
-    return spec, [_warning(path) for path in ignored]
+    notes = [_aliases_warning(aliases)] if aliases else []
+    return spec, notes + [_warning(path) for path in ignored]
+
+
+def _network(fields: Fields, spec: pb.ServiceSpec, aliases: list[str]) -> None:
+    """A NetworkAttachmentConfig: its Target (a network's name or ID, as
+    given: the handler resolves it) joins the spec's networks. shoal
+    resolves a service by its name, and a stack's service by its short
+    name too (the alias ``docker stack deploy`` gives it); other aliases
+    are added to ``aliases``, for a warning."""
+    target = fields.text("Target") or ""
+    if not target:
+        raise refuse(f"{fields.path}.Target", "required (a network's name or ID)")
+    spec.networks.append(target)
+    honoured = {spec.name, stack_short_name(spec.name, spec.labels)}
+    aliases += [a for a in fields.texts("Aliases") if a not in honoured and a not in aliases]
+    fields.finish()
+
+
+def _aliases_warning(aliases: list[str]) -> str:
+    named = ", ".join(a[:_MAX_WORD] for a in aliases[:_MAX_NAMED])
+    more = f" and {len(aliases) - _MAX_NAMED} more" if len(aliases) > _MAX_NAMED else ""
+    return (
+        f"ignored the network aliases {named}{more} (--network alias=): a service is resolved by its "
+        "name (in a stack, by its short name too)"
+    )
 
 
 def _mode(fields: Fields | None, spec: pb.ServiceSpec) -> None:
@@ -340,6 +379,22 @@ def keep_unchanged_template(spec: pb.ServiceSpec, current: pb.ServiceSpec) -> No
         spec.task.CopyFrom(current.task)
         del spec.ports[:]
         spec.ports.extend(current.ports)
+
+
+def keep_what_the_engine_cannot_say(spec: pb.ServiceSpec, current: pb.ServiceSpec) -> None:
+    """Give spec what the Engine API has no field for, as stored: the ports
+    the service exposes to discovery (``--expose``), and each published
+    port's PROXY protocol. A docker client sends back what it read, which
+    cannot hold them; without this an update would drop them."""
+    del spec.expose[:]
+    spec.expose.extend(current.expose)
+    proxies = {_port_key(p): p.proxy_protocol for p in current.ports if p.proxy_protocol}
+    for port in spec.ports:
+        port.proxy_protocol = proxies.get(_port_key(port), port.proxy_protocol)
+
+
+def _port_key(p: pb.PortConfig) -> tuple[str, int, int, str]:
+    return (p.protocol or "tcp", p.target_port, p.published_port, p.publish_mode or "ingress")
 
 
 def clone_spec(spec: pb.ServiceSpec) -> pb.ServiceSpec:

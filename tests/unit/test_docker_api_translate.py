@@ -14,7 +14,7 @@ import pytest
 
 from shoal import specs
 from shoal.defaults import SERVICE
-from shoal.manager.dockerapi import spec_in, spec_out
+from shoal.manager.dockerapi import spec_in, spec_out, updates
 from shoal.manager.dockerapi.errors import DockerError
 from shoal.protos import objects_pb2 as pb
 
@@ -324,14 +324,14 @@ def test_an_update_that_asks_for_the_same_template_sends_the_stored_one() -> Non
     body["Mode"]["Replicated"]["Replicas"] = 5
     spec, warnings = spec_in.service_spec(json.loads(json.dumps(body)))
     assert warnings == []
-    spec_in.keep_unchanged_template(spec, current)
+    updates.keep_unchanged_template(spec, current)
     stored = current.task.SerializeToString(deterministic=True)
     assert spec.task.SerializeToString(deterministic=True) == stored
     assert spec.replicas == 5
     # A real change is left alone.
     body["TaskTemplate"]["ContainerSpec"]["Image"] = "shoal-test:2"
     changed, _ = spec_in.service_spec(json.loads(json.dumps(body)))
-    spec_in.keep_unchanged_template(changed, current)
+    updates.keep_unchanged_template(changed, current)
     assert changed.task.container.image == "shoal-test:2"
 
 
@@ -393,13 +393,13 @@ def test_an_update_keeps_what_the_engine_api_cannot_say() -> None:
     body["Mode"]["Replicated"]["Replicas"] = 3
     spec, _ = spec_in.service_spec(json.loads(json.dumps(body)))
     assert not spec.expose and not spec.ports[0].proxy_protocol
-    spec_in.keep_what_the_engine_cannot_say(spec, current)
-    spec_in.keep_unchanged_template(spec, current)
+    updates.keep_what_the_engine_cannot_say(spec, current)
+    updates.keep_unchanged_template(spec, current)
     assert list(spec.expose) == list(current.expose)
     assert list(spec.ports) == list(current.ports)
     assert spec.replicas == 3
     # Published elsewhere, the port is another one: its PROXY protocol is not carried over.
     body["EndpointSpec"]["Ports"][0]["PublishedPort"] = 8081
     moved, _ = spec_in.service_spec(json.loads(json.dumps(body)))
-    spec_in.keep_what_the_engine_cannot_say(moved, current)
+    updates.keep_what_the_engine_cannot_say(moved, current)
     assert moved.ports[0].proxy_protocol == ""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import grpc
 from aiohttp import web
 
-from shoal.manager.dockerapi import filters, netspecs, networks, objects, spec_in, versions, words
+from shoal.manager.dockerapi import filters, netspecs, networks, objects, spec_in, updates, versions, words
 from shoal.manager.dockerapi.errors import BAD_REQUEST, CONFLICT, NOT_FOUND, DockerError
 from shoal.manager.dockerapi.handlers import (
     Route,
@@ -153,8 +153,8 @@ async def update_service(request: web.Request) -> web.StreamResponse:
         await _name_files(request, spec)
         await _name_networks(request, spec)
         current = await call(request, backend(request).control.GetService, cpb.ObjectRef(ref=ref))
-        spec_in.keep_what_the_engine_cannot_say(spec, current.spec)
-        spec_in.keep_unchanged_template(spec, current.spec)
+        updates.keep_what_the_engine_cannot_say(spec, current.spec)
+        updates.keep_unchanged_template(spec, current.spec)
         update.spec.CopyFrom(spec)
         update.registry_auth = spec_in.registry_auth(request.headers.get("X-Registry-Auth", ""))
     try:

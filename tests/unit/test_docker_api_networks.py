@@ -97,10 +97,14 @@ def test_what_means_nothing_for_a_shoal_network_is_a_warning_naming_it(
     assert named in warnings[0] and warnings[0].startswith("ignored ")
 
 
-def test_many_driver_options_are_named_within_bounds() -> None:
+def test_many_driver_options_or_unknown_fields_are_named_within_bounds() -> None:
     _, warnings = netspecs.create_request(_with(Options={f"opt{i:02}": "x" for i in range(20)}))
     assert "opt00, opt01" in warnings[0] and "and 12 more" in warnings[0]
     assert len(warnings[0]) < 300
+    made_up = {f"{'K' * 1000}{i}": True for i in range(100)}
+    _, warnings = netspecs.create_request(_with(**made_up))
+    assert len(warnings) == 1 and "and 92 more" in warnings[0]
+    assert len(warnings[0]) < 2000
 
 
 @pytest.mark.parametrize(

@@ -227,7 +227,11 @@ def create_request(body: Any) -> tuple[pb.NetworkSpec, list[str]]:
             warnings.append(_warning("IPAM.Options"))
         ipam.finish()
     top.finish()
-    warnings += [f"ignored {path}: shoal does not support it" for path in ignored]
+    if ignored:
+        # Keys a client made up are named within bounds (the manager logs them).
+        named = ", ".join(p[: 2 * _MAX_WORD] for p in ignored[:_MAX_NAMED])
+        more = f" and {len(ignored) - _MAX_NAMED} more" if len(ignored) > _MAX_NAMED else ""
+        warnings.append(f"ignored {named}{more}: shoal does not support them")
     return spec, warnings
 
 

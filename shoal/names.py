@@ -1,8 +1,8 @@
-"""How tasks are named, the same for the agent, the manager and the CLI."""
+"""How tasks (and a stack's services) are named, the same for the agent, the manager and the CLI."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from shoal.protos import objects_pb2 as pb
 
@@ -24,3 +24,15 @@ def command_line(argv: Iterable[str], limit: int = 200) -> str:
 
     text = shlex.join(argv)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# The label that makes a service part of a stack (Docker's, so that the
+# docker CLI's stacks and shoal's are the same thing).
+STACK_LABEL = "com.docker.stack.namespace"
+
+
+def stack_short_name(name: str, labels: Mapping[str, str]) -> str:
+    """A stack service's name within its stack (``web`` of ``shop_web``,
+    which its stack's services resolve too); "" outside a stack."""
+    stack = labels.get(STACK_LABEL, "")
+    return name[len(stack) + 1 :] if stack and name.startswith(stack + "_") else ""

@@ -101,8 +101,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     """A test that failed on a cluster shared by its module leaves behind
     what it made, so that its second attempt (CI reruns a failed test once)
-    does not trip over its first: remove the services, secrets and configs
-    made during the failed attempt."""
+    does not trip over its first: remove the services, secrets, configs and
+    networks made during the failed attempt."""
     from tests.support.cluster import Cluster
 
     started = time.time()

@@ -49,11 +49,16 @@ class DockerCLI:
             NO_PROXY="127.0.0.1,localhost",
         )
 
-    def __call__(self, *args: str, timeout: float = 120, **env: str) -> CLIResult:
+    def __call__(self, *args: str, timeout: float = 120, stdin: str = "", **env: str) -> CLIResult:
         import subprocess
 
         res = subprocess.run(
-            [DOCKER, *args], capture_output=True, text=True, timeout=timeout, env={**self.env, **env}
+            [DOCKER, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**self.env, **env},
+            input=stdin,
         )
         return CLIResult(res.returncode, res.stdout, res.stderr)
 
@@ -431,6 +436,78 @@ def test_secrets_and_configs_through_the_docker_cli(env: tuple[Cluster, DockerCL
         docker("config", "rm", "site")
 
 
+def shoal_inspect(cluster: Cluster, service: str) -> dict[str, Any]:
+    shown: dict[str, Any] = cluster.cli("service", "inspect", service).json()[0]
+    return shown
+
+
+def shoal_networks(cluster: Cluster) -> dict[str, dict[str, Any]]:
+    listed = cluster.cli("network", "ls", "-q")
+    assert listed.code == 0, listed.err
+    if not listed.out.split():
+        return {}
+    return {n["name"]: n for n in cluster.cli("network", "inspect", *listed.out.split()).json()}
+
+
+def test_networks_through_the_docker_cli_are_shoals_networks(env: tuple[Cluster, DockerCLI]) -> None:
+    cluster, docker = env
+    marker = sleep_seconds(3613)
+    try:
+        net_id = docker.ok("network", "create", "-d", "overlay", "--label", "team=fish", "net1").out.strip()
+        made = shoal_networks(cluster)["net1"]
+        assert (made["id"], made["driver"], made["labels"]) == (net_id, "overlay", {"team": "fish"})
+        rows = docker.ok("network", "ls", "--format", "{{.Name}} {{.Driver}} {{.Scope}}").out.splitlines()
+        assert "net1 overlay swarm" in rows and "ingress overlay swarm" in rows
+        assert docker.ok("network", "ls", "-q", "--no-trunc", "-f", "label=team=fish").out.split() == [net_id]
+        shown = json.loads(docker.ok("network", "inspect", "net1").out)[0]
+        assert (shown["Id"], shown["Scope"], shown["Driver"], shown["Labels"]) == (
+            net_id,
+            "swarm",
+            "overlay",
+            {"team": "fish"},
+        )
+        # A name in use, the docker CLI's default driver (a one-host bridge),
+        # and what a shoal network cannot be: refused, nothing made.
+        res = docker("network", "create", "-d", "overlay", "net1")
+        assert res.code == 1 and "network with name net1 already exists" in res.err
+        res = docker("network", "create", "net2")
+        assert res.code == 1 and "unless told --driver overlay" in res.err
+        res = docker("network", "create", "-d", "overlay", "--internal", "net2")
+        assert res.code == 1 and "Internal (--internal)" in res.err
+        assert set(shoal_networks(cluster)) == {"net1"}
+
+        docker.ok("service", "create", "-d", "--name", "netweb", "--network", "net1", IMAGE, "sleep", marker)
+        wait_pids(f"sleep {marker}", 1, timeout=60)
+        assert shoal_inspect(cluster, "netweb")["spec"]["networks"] == ["net1"]
+        service = json.loads(docker.ok("service", "inspect", "netweb").out)[0]
+        assert service["Spec"]["TaskTemplate"]["Networks"] == [{"Target": net_id}]
+        vip = shoal_inspect(cluster, "netweb")["endpoint"]["virtual_ip"]
+        assert vip and service["Endpoint"]["VirtualIPs"][0]["NetworkID"] == net_id
+        assert service["Endpoint"]["VirtualIPs"][0]["Addr"].split("/")[0] == vip
+
+        res = docker("network", "rm", "net1")
+        assert res.code == 1 and "network net1 is in use by service netweb" in res.err
+        # The docker CLI's update names networks by ID; the task is not replaced.
+        task_ids = sorted(docker.ok("service", "ps", "-q", "netweb").out.split())
+        docker.ok("service", "update", "-d", "--network-rm", "net1", "netweb")
+        assert shoal_inspect(cluster, "netweb")["spec"]["networks"] == []
+        docker.ok("service", "update", "-d", "--network-add", "net1", "netweb")
+        assert shoal_inspect(cluster, "netweb")["spec"]["networks"] == ["net1"]
+        assert sorted(docker.ok("service", "ps", "-q", "netweb").out.split()) == task_ids
+        res = docker("service", "create", "-d", "--name", "nowhere", "--network", "ingress", IMAGE, "true")
+        assert res.code == 1 and "ingress" in res.err and "nowhere" not in shoal_services(cluster)
+
+        docker.ok("service", "rm", "netweb")
+        assert docker.ok("network", "rm", "net1").out.strip() == "net1"
+        assert "net1" not in shoal_networks(cluster)
+        res = docker("network", "rm", "ingress", stdin="y\n")
+        assert res.code == 1 and "cannot be removed" in res.err
+    finally:
+        remove_if_there(cluster, "netweb", "nowhere")
+        if "net1" in shoal_networks(cluster):
+            cluster.cli("network", "rm", "net1")
+
+
 STACK = """
 version: "3.8"
 services:
@@ -440,15 +517,24 @@ services:
     deploy:
       replicas: 2
     secrets: [token]
+    networks: [front]
   worker:
     image: shoal-test:1
     command: ["sleep", "{worker}"]
     deploy:
       restart_policy:
         condition: on-failure
+    networks:
+      front:
+      default:
 secrets:
   token:
     file: ./token.txt
+networks:
+  front:
+    driver: overlay
+    labels:
+      tier: front
 """
 
 
@@ -461,11 +547,21 @@ def test_docker_stack_deploy_services_and_rm(env: tuple[Cluster, DockerCLI], tmp
     try:
         res = docker.ok("stack", "deploy", "-c", str(compose), "demo")
         for line in (
+            "Creating network demo_front",
+            "Creating network demo_default",
             "Creating secret demo_token",
             "Creating service demo_web",
             "Creating service demo_worker",
         ):
             assert line in res.out
+        # The stack's networks are shoal's, labelled as the stack's, and its
+        # services are on them.
+        made = shoal_networks(cluster)
+        assert {"demo_front", "demo_default"} <= set(made)
+        assert made["demo_front"]["labels"] == {"com.docker.stack.namespace": "demo", "tier": "front"}
+        assert made["demo_default"]["labels"] == {"com.docker.stack.namespace": "demo"}
+        assert shoal_inspect(cluster, "demo_web")["spec"]["networks"] == ["demo_front"]
+        assert shoal_inspect(cluster, "demo_worker")["spec"]["networks"] == ["demo_default", "demo_front"]
         wait_pids(f"sleep {web}", 2, timeout=60)
         wait_pids(f"sleep {worker}", 1, timeout=60)
         assert docker.ok("stack", "ls", "--format", "{{.Name}} {{.Services}}").out.split() == ["demo", "2"]
@@ -499,9 +595,12 @@ def test_docker_stack_deploy_services_and_rm(env: tuple[Cluster, DockerCLI], tmp
         wait_for(lambda: not shoal_services(cluster), 30, what="the stack's services to be gone")
         wait_for(lambda: not pids_of(f"sleep {web}") and not pids_of(f"sleep {worker}"), 30, what="its tasks")
         wait_for(lambda: docker.ok("secret", "ls", "-q").out.strip() == "", 30, what="its secret to be gone")
+        assert not {"demo_front", "demo_default"} & set(shoal_networks(cluster))
     finally:
         remove_if_there(cluster, "demo_web", "demo_worker")
         docker("secret", "rm", "demo_token")
+        for name in {"demo_front", "demo_default"} & set(shoal_networks(cluster)):
+            cluster.cli("network", "rm", name)
 
 
 def test_jobs_run_to_completion_with_the_clis_job_progress(env: tuple[Cluster, DockerCLI]) -> None:

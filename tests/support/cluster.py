@@ -336,11 +336,11 @@ class Cluster:
         return services
 
     def remove_made_since(self, started: float) -> list[str]:
-        """Remove the services, secrets and configs made at or after
-        `started` (a time.time()), so that a test on a shared cluster can
-        run again after a failed attempt; what was removed, as KIND NAME."""
+        """Remove the services, secrets, configs and networks made at or
+        after `started` (a time.time()), so that a test on a shared cluster
+        can run again after a failed attempt; what was removed, as KIND NAME."""
         removed = []
-        for kind in ("service", "secret", "config"):
+        for kind in ("service", "secret", "config", "network"):
             listed = self.cli(kind, "ls", "-q", timeout=60)
             if listed.code != 0 or not listed.out.split():
                 continue

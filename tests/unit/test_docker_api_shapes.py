@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from shoal import specs
-from shoal.manager.dockerapi import engine, filespecs, networks, objects
+from shoal.manager.dockerapi import engine, filespecs, netspecs, objects
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
 
@@ -102,6 +102,7 @@ TASK_SPEC = {
     },
     "ForceUpdate": INT,
     "Runtime": STR,
+    "Networks": [{"Target": STR, "Aliases": [STR], "DriverOpts": STRMAP}],
 }
 ENDPOINT_SPEC = {"Mode": enum("vip", "dnsrr"), "Ports": [PORT]}
 SERVICE_SPEC = {
@@ -475,7 +476,7 @@ def test_the_shape_check_itself_catches_a_wrong_type_and_a_stray_field() -> None
     assert conforms("2024-01-01 00:00", TIME) != []
 
 
-def test_secrets_configs_and_the_cluster_network_have_the_engines_shapes() -> None:
+def test_secrets_and_configs_have_the_engines_shapes() -> None:
     secret = pb.Secret(spec=pb.SecretSpec(name="pw", labels={"a": "b"}), size=3)
     secret.meta.id, secret.meta.created_at = "s1", T0
     out = _through_json(filespecs.secret(secret))
@@ -486,8 +487,54 @@ def test_secrets_configs_and_the_cluster_network_have_the_engines_shapes() -> No
     out = _through_json(filespecs.config(config))
     assert conforms(out, CONFIG) == []
     assert out["Spec"]["Data"] == "eD0xCg=="
-    net = _through_json(networks.cluster_network())
-    assert conforms(net, NETWORK) == []
-    assert (net["Name"], net["Scope"], net["Driver"]) == ("ingress", "swarm", "overlay")
-    assert len(net["Id"]) == 25 and networks.network_id("ingress") == net["Id"]
-    assert networks.network_id("web_default") != net["Id"]
+
+
+def test_a_network_and_ingress_have_the_engines_network_shape() -> None:
+    n = pb.Network(spec=pb.NetworkSpec(name="shop_default", driver="overlay"))
+    n.spec.labels["com.docker.stack.namespace"] = "shop"
+    n.meta.id, n.meta.created_at = "n" * 25, T0
+    out = _through_json(netspecs.network(n))
+    assert conforms(out, NETWORK) == []
+    assert (out["Name"], out["Id"], out["Scope"], out["Driver"]) == (
+        "shop_default",
+        "n" * 25,
+        "swarm",
+        "overlay",
+    )
+    assert out["Labels"] == {"com.docker.stack.namespace": "shop"}
+    assert (out["Ingress"], out["Internal"], out["Attachable"]) == (False, False, False)
+    assert out["Created"] == "2023-11-14T22:13:20.000000000Z"
+    ingress = _through_json(netspecs.ingress())
+    assert conforms(ingress, NETWORK) == []
+    assert (ingress["Name"], ingress["Scope"], ingress["Driver"], ingress["Ingress"]) == (
+        "ingress",
+        "swarm",
+        "overlay",
+        True,
+    )
+    # A stable ID of shoal's length, by which it is found as by its name.
+    assert len(ingress["Id"]) == 25 and ingress["Id"] == netspecs.INGRESS_ID
+    assert netspecs.is_ingress("ingress") and netspecs.is_ingress(ingress["Id"])
+    assert not netspecs.is_ingress("shop_default")
+
+
+def test_a_services_networks_are_shown_by_id_with_its_virtual_address_on_each() -> None:
+    svc = _service()
+    svc.spec.networks.extend(["front", "back"])
+    svc.virtual_ip = "10.208.0.7"
+    ids = {"front": "f" * 25, "back": "b" * 25}
+    out = _through_json(objects.service(svc, None, ids))
+    assert conforms(out, SERVICE) == []
+    assert out["Spec"]["TaskTemplate"]["Networks"] == [{"Target": "f" * 25}, {"Target": "b" * 25}]
+    assert out["Endpoint"]["VirtualIPs"] == [
+        {"NetworkID": "f" * 25, "Addr": "10.208.0.7/14"},
+        {"NetworkID": "b" * 25, "Addr": "10.208.0.7/14"},
+    ]
+    # On no network: the cluster's default scope, which the API shows as ingress.
+    svc.spec.ClearField("networks")
+    out = _through_json(objects.service(svc))
+    assert "Networks" not in out["Spec"]["TaskTemplate"]
+    assert out["Endpoint"]["VirtualIPs"] == [{"NetworkID": netspecs.INGRESS_ID, "Addr": "10.208.0.7/14"}]
+    # No virtual address (a service stored before there were any): none shown.
+    svc.virtual_ip = ""
+    assert "VirtualIPs" not in objects.service(svc)["Endpoint"]

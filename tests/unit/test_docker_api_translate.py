@@ -14,7 +14,7 @@ import pytest
 
 from shoal import specs
 from shoal.defaults import SERVICE
-from shoal.manager.dockerapi import spec_in, spec_out
+from shoal.manager.dockerapi import spec_in, spec_out, updates
 from shoal.manager.dockerapi.errors import DockerError
 from shoal.protos import objects_pb2 as pb
 
@@ -75,6 +75,7 @@ def _rich_spec(mode: int = pb.SERVICE_MODE_REPLICATED) -> pb.ServiceSpec:
     spec.rollback.CopyFrom(specs.default_update_config())
     spec.ports.add(protocol="tcp", target_port=80, published_port=8080, publish_mode="ingress")
     spec.ports.add(protocol="udp", target_port=53, published_port=5353, publish_mode="host")
+    spec.networks.extend(["front", "back"])
     return spec
 
 
@@ -172,9 +173,13 @@ def _with(path: list[str], value: Any) -> dict[str, Any]:
             "Mounts.VolumeOptions",
         ),
         (["TaskTemplate", "LogDriver"], {"Name": "syslog"}, "LogDriver (--log-driver)"),
-        (["TaskTemplate", "Networks"], [{"Target": "net1"}], "Networks (--network)"),
+        (
+            ["TaskTemplate", "Networks"],
+            [{"Target": "net1", "DriverOpts": {"x": "y"}}],
+            "Networks.DriverOpts (--network driver-opt=)",
+        ),
         (["TaskTemplate", "Placement", "Platforms"], [{"OS": "linux"}], "Placement.Platforms"),
-        (["EndpointSpec", "Mode"], "dnsrr", "EndpointSpec.Mode (--endpoint-mode)"),
+        (["EndpointSpec", "Mode"], "dnsrr", "EndpointSpec.Mode (--endpoint-mode dnsrr)"),
         (["EndpointSpec", "Ports"], [{"Name": "http", "TargetPort": 80}], "Ports.Name"),
         (["TaskTemplate", "ContainerSpec", "OomScoreAdj"], 5, "ContainerSpec.OomScoreAdj"),
         (["SomethingNew"], {"x": 1}, "SomethingNew"),
@@ -319,12 +324,82 @@ def test_an_update_that_asks_for_the_same_template_sends_the_stored_one() -> Non
     body["Mode"]["Replicated"]["Replicas"] = 5
     spec, warnings = spec_in.service_spec(json.loads(json.dumps(body)))
     assert warnings == []
-    spec_in.keep_unchanged_template(spec, current)
+    updates.keep_unchanged_template(spec, current)
     stored = current.task.SerializeToString(deterministic=True)
     assert spec.task.SerializeToString(deterministic=True) == stored
     assert spec.replicas == 5
     # A real change is left alone.
     body["TaskTemplate"]["ContainerSpec"]["Image"] = "shoal-test:2"
     changed, _ = spec_in.service_spec(json.loads(json.dumps(body)))
-    spec_in.keep_unchanged_template(changed, current)
+    updates.keep_unchanged_template(changed, current)
     assert changed.task.container.image == "shoal-test:2"
+
+
+def test_a_services_networks_are_read_from_the_task_template_and_the_deprecated_place() -> None:
+    body = _with(["TaskTemplate", "Networks"], [{"Target": "f" * 25}, {"Target": "back"}])
+    body["Networks"] = [{"Target": "old"}]
+    spec, warnings = spec_in.service_spec(body)
+    assert warnings == []
+    # As given (an ID or a name): the handler turns each into its network's name.
+    assert list(spec.networks) == ["f" * 25, "back", "old"]
+
+
+def test_the_aliases_docker_stack_deploy_gives_are_honoured_and_others_named() -> None:
+    body = _with(["Name"], "shop_api")
+    body["Labels"] = {"com.docker.stack.namespace": "shop"}
+    body["TaskTemplate"]["Networks"] = [
+        {"Target": "shop_default", "Aliases": ["api"]},  # what docker stack deploy sends
+        {"Target": "shop_front", "Aliases": ["api", "shop_api", "backend", "db"]},
+        {"Target": "shared", "Aliases": ["backend"]},
+    ]
+    spec, warnings = spec_in.service_spec(body)
+    assert list(spec.networks) == ["shop_default", "shop_front", "shared"]
+    assert warnings == [
+        "ignored the network aliases backend, db (--network alias=): a service is resolved by its "
+        "name (in a stack, by its short name too)"
+    ]
+    # Outside a stack only the service's own name is its name.
+    plain = _with(["TaskTemplate", "Networks"], [{"Target": "net1", "Aliases": ["web", "api"]}])
+    _, warnings = spec_in.service_spec(plain)
+    assert len(warnings) == 1 and "aliases api (" in warnings[0]
+
+
+def test_a_network_attachment_without_a_target_is_refused() -> None:
+    with pytest.raises(DockerError) as caught:
+        spec_in.service_spec(_with(["TaskTemplate", "Networks"], [{"Aliases": ["x"]}]))
+    assert caught.value.status == 400
+    assert "TaskTemplate.Networks[0].Target: required" in caught.value.message
+
+
+def test_networks_are_shown_by_id_and_what_a_client_sends_back_names_them_by_id() -> None:
+    spec = _rich_spec()
+    ids = {"front": "f" * 25, "back": "b" * 25}
+    body = json.loads(json.dumps(spec_out.service_spec(spec, ids)))
+    assert body["TaskTemplate"]["Networks"] == [{"Target": "f" * 25}, {"Target": "b" * 25}]
+    back, warnings = spec_in.service_spec(body)
+    assert warnings == []
+    assert list(back.networks) == ["f" * 25, "b" * 25]
+
+
+def test_an_update_keeps_what_the_engine_api_cannot_say() -> None:
+    current = pb.ServiceSpec(name="web", replicas=2)
+    current.task.container.image = "shoal-test:1"
+    current.ports.add(target_port=80, published_port=8080, proxy_protocol="v2")
+    current.ports.add(target_port=53, published_port=5353, protocol="udp")
+    current.expose.add(target_port=9000, protocol="tcp")
+    specs.apply_defaults(current)
+    # What `docker service scale web=3` sends: what it read, replicas changed.
+    body = spec_out.service_spec(current)
+    body["Mode"]["Replicated"]["Replicas"] = 3
+    spec, _ = spec_in.service_spec(json.loads(json.dumps(body)))
+    assert not spec.expose and not spec.ports[0].proxy_protocol
+    updates.keep_what_the_engine_cannot_say(spec, current)
+    updates.keep_unchanged_template(spec, current)
+    assert list(spec.expose) == list(current.expose)
+    assert list(spec.ports) == list(current.ports)
+    assert spec.replicas == 3
+    # Published elsewhere, the port is another one: its PROXY protocol is not carried over.
+    body["EndpointSpec"]["Ports"][0]["PublishedPort"] = 8081
+    moved, _ = spec_in.service_spec(json.loads(json.dumps(body)))
+    updates.keep_what_the_engine_cannot_say(moved, current)
+    assert moved.ports[0].proxy_protocol == ""

@@ -91,10 +91,15 @@ class NetworkAPI(ControlBase):
                 network = self.resolve_network(request.ref)
                 users = users_of(list(self.view.services.values()), network.spec.name)
                 if users:
+                    # Worded as Swarm's refusal ("network X is in use by service Y").
+                    one = len(users) == 1
                     raise InvalidRequest(
-                        f"network {network.spec.name} is in use by service(s) {', '.join(users[:5])}"
+                        f"network {network.spec.name} is in use by "
+                        + ("service " if one else "services ")
+                        + ", ".join(users[:5])
                         + (f" and {len(users) - 5} more" if len(users) > 5 else "")
-                        + "; remove them or take them off it (service update --network-rm) first"
+                        + f"; remove {'it' if one else 'them'} or take {'it' if one else 'them'} off "
+                        "the network (service update --network-rm) first"
                     )
                 batch = self.store.batch().delete(network)
                 held = await self.store.etcd.get(name_key(self.store.prefix, network.spec.name))

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from shoal.manager.store import Event, View
+from shoal.names import STACK_LABEL, stack_short_name
 from shoal.protos import dispatcher_pb2 as dpb
 from shoal.protos import objects_pb2 as pb
 
@@ -37,9 +38,6 @@ from shoal.protos import objects_pb2 as pb
 FLUSH_INTERVAL = 0.1
 # Bytes per message, far below the agent's receive limit (as assignments).
 CHUNK_BYTES = 1024 * 1024
-
-
-STACK_LABEL = "com.docker.stack.namespace"
 
 
 def mesh_service(service: pb.Service | None) -> dpb.MeshService | None:
@@ -56,7 +54,7 @@ def mesh_service(service: pb.Service | None) -> dpb.MeshService | None:
         if key not in targets and key.protocol in ("tcp", "udp"):
             targets.append(key)
     stack = spec.labels.get(STACK_LABEL, "")
-    short = spec.name[len(stack) + 1 :] if stack and spec.name.startswith(stack + "_") else ""
+    short = stack_short_name(spec.name, spec.labels)
     return dpb.MeshService(
         service_id=service.meta.id,
         name=spec.name,

@@ -12,11 +12,13 @@ are the ControlAPI's. The modules:
   ``tls``: mutual TLS following the manager's certificates;
 - one module per resource: ``system`` (ping, version, info), ``services``,
   ``tasks``, ``nodes``, ``logs``, ``files`` (secrets and configs),
-  ``networks`` (the cluster's one network, for ``docker stack deploy``);
-  ``handlers``: what they share;
+  ``networks`` (shoal's networks, and ``ingress``); ``handlers``: what
+  they share;
 - pure translation, unit-tested: ``spec_in`` / ``spec_out`` (ServiceSpec
   both ways, with a warning for every field shoal cannot honour),
-  ``objects`` (services, tasks, nodes), ``filespecs`` (secrets, configs),
+  ``objects`` (services, tasks, nodes), ``updates`` (an update against the
+  stored spec), ``filespecs`` (secrets, configs),
+  ``netspecs`` (networks, and what a create may ask),
   ``fields`` (reading a request's JSON key by key), ``engine`` (version, info),
   ``filters``, ``framing`` (the multiplexed log stream), ``versions``,
   ``words``, ``wire``; ``errors`` (the one mapping of ControlAPI status

@@ -1,121 +1,108 @@
-"""``/networks``: the least that lets ``docker stack deploy`` work, while
-shoal has no networks of its own (issue 15).
+"""``/networks``: list, inspect, create, remove, over shoal's networks.
 
-shoal has one flat cluster network: every task reaches every published
-port through the routing mesh. The listing shows it as one network,
-``ingress`` (scope swarm, driver overlay). A create of an overlay network
-(what ``docker stack deploy`` does first, for ``STACK_default``) is answered
-201 with the engine's ``Warning`` field saying that nothing was created:
-nothing is stored, the network is not listed afterwards, and services that
-name it get a warning that networks are ignored. Inspecting or removing
-any other network answers 404, as for a network that does not exist; the
-cluster network cannot be removed.
+Each handler is a ControlAPI call (CreateNetwork, GetNetwork, ListNetworks,
+RemoveNetwork) and a translation (``netspecs``), so names are unique, a
+network in use is not removed, and labels are bounded exactly as for
+``shoal network``. Two things are the engine's: a name already taken is a
+409 worded as the engine words it (the docker CLI's users and scripts know
+that sentence), and ``ingress`` (the routing mesh; see ``netspecs``) is
+listed and inspected as Swarm shows it, and cannot be made, removed or
+shadowed.
 """
 
 from __future__ import annotations
 
-import hashlib
-from typing import Any
+import logging
 
+import grpc
 from aiohttp import web
 
-from shoal.manager.dockerapi import filters
-from shoal.manager.dockerapi.errors import BAD_REQUEST, CONFLICT, FORBIDDEN, NOT_FOUND, DockerError
-from shoal.manager.dockerapi.handlers import Route, json_response, read_json
+from shoal.manager.dockerapi import filters, netspecs
+from shoal.manager.dockerapi.errors import CONFLICT, FORBIDDEN, NOT_FOUND, DockerError
+from shoal.manager.dockerapi.handlers import Route, backend, call, empty_response, json_response, read_json
+from shoal.protos import control_pb2 as cpb
+from shoal.protos import objects_pb2 as pb
 
-CLUSTER_NETWORK = "ingress"
-_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+log = logging.getLogger(__name__)
 
-
-def network_id(name: str) -> str:
-    """A stable 25-character ID for a network name (shoal's ID length)."""
-    number = int.from_bytes(hashlib.sha256(f"shoal network {name}".encode()).digest(), "big")
-    out = []
-    for _ in range(25):
-        number, digit = divmod(number, 36)
-        out.append(_ALPHABET[digit])
-    return "".join(out)
-
-
-def cluster_network() -> dict[str, Any]:
-    return {
-        "Name": CLUSTER_NETWORK,
-        "Id": network_id(CLUSTER_NETWORK),
-        "Created": "1970-01-01T00:00:00.000000000Z",
-        "Scope": "swarm",
-        "Driver": "overlay",
-        "EnableIPv6": False,
-        "IPAM": {"Driver": "default", "Config": [], "Options": {}},
-        "Internal": False,
-        "Attachable": False,
-        "Ingress": True,
-        "Containers": {},
-        "Options": {},
-        "Labels": {},
-    }
-
-
-def _is_cluster_network(ref: str) -> bool:
-    return ref == CLUSTER_NETWORK or (len(ref) >= 1 and network_id(CLUSTER_NETWORK).startswith(ref))
+NO_CONTENT = 204
 
 
 async def list_networks(request: web.Request) -> web.StreamResponse:
-    wanted = filters.parse(
-        request.query.get("filters"), ("name", "id", "label", "driver", "scope", "type", "dangling")
-    )
-    net = cluster_network()
-    shown = (
-        filters.prefix(wanted, "name", net["Name"])
-        and filters.prefix(wanted, "id", net["Id"])
-        and filters.labels(wanted, "label", net["Labels"])
-        and filters.exact(wanted, "driver", "overlay")
-        and filters.exact(wanted, "scope", "swarm")
-        and filters.exact(wanted, "type", "builtin")
-        and filters.exact(wanted, "dangling", "false")
-    )
-    return json_response([net] if shown else [])
+    wanted = filters.parse(request.query.get("filters"), netspecs.LIST_FILTERS)
+    control = backend(request).control
+    found = await call(request, control.ListNetworks, cpb.ListNetworksRequest())
+    used: set[str] = set()
+    if "dangling" in wanted:
+        listing = await call(request, control.ListServices, cpb.ListServicesRequest())
+        used = {name for s in listing.services for name in s.service.spec.networks}
+    out = [netspecs.ingress()] if netspecs.listed(wanted, netspecs.ingress(), False) else []
+    for n in found.networks:
+        shown = netspecs.network(n)
+        if netspecs.listed(wanted, shown, n.spec.name in used):
+            out.append(shown)
+    return json_response(out)
+
+
+async def get_network(request: web.Request, ref: str) -> pb.Network | None:
+    """The network a reference names (ID, name or unique ID prefix, as the
+    ControlAPI resolves them); None for ingress."""
+    if netspecs.is_ingress(ref):
+        return None
+    try:
+        network: pb.Network = await call(request, backend(request).control.GetNetwork, cpb.ObjectRef(ref=ref))
+    except DockerError as err:
+        if err.status == NOT_FOUND and netspecs.INGRESS_ID.startswith(ref):
+            return None
+        raise
+    return network
 
 
 async def inspect_network(request: web.Request) -> web.StreamResponse:
     ref = request.match_info["id"]
-    if not _is_cluster_network(ref):
-        raise DockerError(
-            NOT_FOUND, f"network {ref[:80]} not found (shoal has no networks but {CLUSTER_NETWORK})"
-        )
-    return json_response(cluster_network())
+    scope = request.query.get("scope", "")
+    network = await get_network(request, ref)
+    # Every network of shoal's spans the cluster: asked for another scope,
+    # the engine finds none.
+    if scope not in ("", netspecs.SCOPE):
+        raise DockerError(NOT_FOUND, f"network {ref[:80]} not found (shoal's networks have scope swarm)")
+    return json_response(netspecs.ingress() if network is None else netspecs.network(network))
 
 
 async def create_network(request: web.Request) -> web.StreamResponse:
-    body = await read_json(request)
-    if not isinstance(body, dict):
-        raise DockerError(BAD_REQUEST, "body: expected a JSON object (a network's create options)")
-    name = body.get("Name")
-    if not isinstance(name, str) or not name:
-        raise DockerError(BAD_REQUEST, "Name: required")
-    if name == CLUSTER_NETWORK:
-        raise DockerError(CONFLICT, f"network with name {name} already exists")
-    driver = body.get("Driver") or "overlay"
-    if driver != "overlay":
-        raise DockerError(
-            BAD_REQUEST, f'Driver "{str(driver)[:40]}": shoal has cluster-wide (overlay) networks only'
+    spec, warnings = netspecs.create_request(await read_json(request))
+    if spec.name == netspecs.INGRESS:
+        raise DockerError(CONFLICT, f"network with name {spec.name} already exists")
+    try:
+        created = await call(
+            request, backend(request).control.CreateNetwork, cpb.CreateNetworkRequest(spec=spec)
         )
-    return json_response(
-        {
-            "Id": network_id(name),
-            "Warning": (
-                f"shoal has no networks yet: {name[:80]} was not created; every task reaches every "
-                "published port, and services that name a network are told it is ignored"
-            ),
-        },
-        201,
-    )
+    except DockerError as err:
+        if err.code == grpc.StatusCode.ALREADY_EXISTS:
+            raise DockerError(CONFLICT, f"network with name {spec.name} already exists", err.code) from None
+        if spec.driver == netspecs.LOCAL_DRIVER:
+            hint = "docker network create makes a bridge network on one host unless told --driver overlay"
+            raise DockerError(err.status, f"{err.message} ({hint})", err.code) from None
+        raise
+    body: dict[str, str] = {"Id": created.meta.id}
+    if warnings:
+        # The docker CLI does not print this field (other clients return
+        # it), so the manager's log says it too.
+        body["Warning"] = "; ".join(warnings)
+        log.info("network %s created with warnings: %s", spec.name, body["Warning"])
+    return json_response(body, 201)
 
 
 async def remove_network(request: web.Request) -> web.StreamResponse:
     ref = request.match_info["id"]
-    if _is_cluster_network(ref):
-        raise DockerError(FORBIDDEN, f"{CLUSTER_NETWORK} is the cluster's network and cannot be removed")
-    raise DockerError(NOT_FOUND, f"network {ref[:80]} not found")
+    network = await get_network(request, ref)
+    if network is None:
+        raise DockerError(
+            FORBIDDEN,
+            f"{netspecs.INGRESS} is shoal's routing mesh (a pre-defined network) and cannot be removed",
+        )
+    await call(request, backend(request).control.RemoveNetwork, cpb.ObjectRef(ref=network.meta.id))
+    return empty_response(NO_CONTENT)
 
 
 ROUTES: list[Route] = [

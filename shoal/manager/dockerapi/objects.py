@@ -20,9 +20,12 @@ Two translations need a word:
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Mapping
 from typing import Any
 
-from shoal.manager.dockerapi import spec_out, words
+from shoal.defaults import MESH
+from shoal.manager.dockerapi import netspecs, spec_out, words
 from shoal.manager.dockerapi.wire import SECOND, meta, rfc3339, version
 from shoal.names import task_name
 from shoal.protos import control_pb2 as cpb
@@ -38,18 +41,27 @@ Json = dict[str, Any]
 # shows that rollout's status.
 _SAME_WRITE = SECOND // 10
 _FINISHED = (pb.UPDATE_STATE_COMPLETED, pb.UPDATE_STATE_ROLLBACK_COMPLETED)
+# Virtual addresses are shown with the length of the range they come from,
+# as the engine shows an address with its subnet's.
+_VIP_PREFIX = ipaddress.ip_network(MESH.vip_net).prefixlen
 
 
-def service(svc: pb.Service, summary: cpb.ServiceSummary | None = None) -> Json:
-    """A service; with a summary (``status=true``) its ServiceStatus too."""
+def service(
+    svc: pb.Service, summary: cpb.ServiceSummary | None = None, network_ids: Mapping[str, str] | None = None
+) -> Json:
+    """A service; with a summary (``status=true``) its ServiceStatus too;
+    ``network_ids``: each network's ID by name (``spec_out.service_spec``)."""
     out = meta(svc.meta)
-    out["Spec"] = spec_out.service_spec(svc.spec)
+    out["Spec"] = spec_out.service_spec(svc.spec, network_ids)
     if svc.HasField("previous_spec") and svc.previous_spec.name:
-        out["PreviousSpec"] = spec_out.service_spec(svc.previous_spec)
+        out["PreviousSpec"] = spec_out.service_spec(svc.previous_spec, network_ids)
     ports = [spec_out.port(p) for p in svc.spec.ports if p.published_port]
     out["Endpoint"] = {"Spec": {"Mode": "vip", "Ports": [spec_out.port(p) for p in svc.spec.ports]}}
     if ports:
         out["Endpoint"]["Ports"] = ports
+    vips = virtual_ips(svc, network_ids or {})
+    if vips:
+        out["Endpoint"]["VirtualIPs"] = vips
     status = update_status(svc)
     if status is not None:
         out["UpdateStatus"] = status
@@ -59,6 +71,18 @@ def service(svc: pb.Service, summary: cpb.ServiceSummary | None = None) -> Json:
     if summary is not None:
         out["ServiceStatus"] = service_status(svc, summary)
     return out
+
+
+def virtual_ips(svc: pb.Service, network_ids: Mapping[str, str]) -> list[Json]:
+    """The service's virtual address on each of its networks. shoal gives a
+    service one address, resolved on every network it is on; a service on
+    no network is in the cluster's default scope, shown as ingress."""
+    if not svc.virtual_ip:
+        return []
+    addr = f"{svc.virtual_ip}/{_VIP_PREFIX}"
+    if not svc.spec.networks:
+        return [{"NetworkID": netspecs.INGRESS_ID, "Addr": addr}]
+    return [{"NetworkID": network_ids.get(name, name), "Addr": addr} for name in svc.spec.networks]
 
 
 def update_status(svc: pb.Service) -> Json | None:

@@ -60,7 +60,7 @@ def _not_served(request: web.Request) -> DockerError:
     return DockerError(
         NOT_IMPLEMENTED,
         f"shoal does not serve {request.method} {request.path}: its Docker API answers the swarm "
-        "part of the Engine API (services, tasks, nodes, logs, secrets, configs, version, info)",
+        "part of the Engine API (services, tasks, nodes, logs, secrets, configs, networks, version, info)",
     )
 
 

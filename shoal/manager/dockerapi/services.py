@@ -1,8 +1,10 @@
 """``/services``: list, inspect, create, update (with ``version``,
 ``rollback=previous`` and ``ForceUpdate``), remove.
 
-Each handler translates the request (``spec_in``), makes the ControlAPI call
-that does the work, and translates the answer (``objects``); the
+Each handler translates the request (``spec_in``; the secrets, configs and
+networks it names by ID become the names shoal's spec holds), makes the
+ControlAPI call that does the work, and translates the answer
+(``objects``, with each network shown by ID as the engine shows it); the
 ControlAPI's rules, conflicts and refusals are the only ones.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 import grpc
 from aiohttp import web
 
-from shoal.manager.dockerapi import filters, objects, spec_in, versions, words
+from shoal.manager.dockerapi import filters, netspecs, networks, objects, spec_in, updates, versions, words
 from shoal.manager.dockerapi.errors import BAD_REQUEST, CONFLICT, NOT_FOUND, DockerError
 from shoal.manager.dockerapi.handlers import (
     Route,
@@ -25,6 +27,7 @@ from shoal.manager.dockerapi.handlers import (
 )
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
+from shoal.rules import limits
 
 _LIST_FILTERS = ("name", "id", "label", "mode", "runtime")
 
@@ -34,6 +37,7 @@ async def list_services(request: web.Request) -> web.StreamResponse:
     # ServiceStatus came with API 1.41; older clients count tasks themselves.
     status = versions.at_least(api_version(request), "1.41") and _flag(request, "status")
     listing = await call(request, backend(request).control.ListServices, cpb.ListServicesRequest())
+    ids = await _network_ids(request)
     out = []
     for summary in listing.services:
         svc = summary.service
@@ -45,7 +49,7 @@ async def list_services(request: web.Request) -> web.StreamResponse:
             and filters.exact(wanted, "runtime", "container")
         ):
             continue
-        out.append(objects.service(svc, summary if status else None))
+        out.append(objects.service(svc, summary if status else None, ids))
     return json_response(out)
 
 
@@ -61,7 +65,37 @@ def _flag(request: web.Request, name: str) -> bool:
 async def inspect_service(request: web.Request) -> web.StreamResponse:
     ref = request.match_info["id"]
     svc = await call(request, backend(request).control.GetService, cpb.ObjectRef(ref=ref))
-    return json_response(objects.service(svc))
+    return json_response(objects.service(svc, None, await _network_ids(request)))
+
+
+async def _network_ids(request: web.Request) -> dict[str, str]:
+    """Each network's ID by name (services name their networks by name)."""
+    found = await call(request, backend(request).control.ListNetworks, cpb.ListNetworksRequest())
+    return {n.spec.name: n.meta.id for n in found.networks}
+
+
+async def _name_networks(request: web.Request, spec: pb.ServiceSpec) -> None:
+    """The engine names a service's network by ID, name or unique ID prefix,
+    shoal by name: each target becomes its network's name (the ControlAPI
+    resolves it, as ``shoal network inspect`` does). ingress is the routing
+    mesh, which no service joins by name (as in Swarm)."""
+    if len(spec.networks) > limits.MAX_NETWORKS:
+        raise DockerError(
+            BAD_REQUEST, f"TaskTemplate.Networks: at most {limits.MAX_NETWORKS}, got {len(spec.networks)}"
+        )
+    names = []
+    for target in spec.networks:
+        network = await networks.get_network(request, target)
+        if network is None:
+            raise DockerError(
+                BAD_REQUEST,
+                f'service cannot be explicitly attached to the ingress network "{netspecs.INGRESS}": it is '
+                "shoal's routing mesh, which serves every published port; services on no network "
+                "share the cluster's default scope",
+            )
+        names.append(network.spec.name)
+    del spec.networks[:]
+    spec.networks.extend(names)
 
 
 async def _name_files(request: web.Request, spec: pb.ServiceSpec) -> None:
@@ -92,6 +126,7 @@ async def _name_files(request: web.Request, spec: pb.ServiceSpec) -> None:
 async def create_service(request: web.Request) -> web.StreamResponse:
     spec, warnings = spec_in.service_spec(await read_json(request))
     await _name_files(request, spec)
+    await _name_networks(request, spec)
     auth = spec_in.registry_auth(request.headers.get("X-Registry-Auth", ""))
     svc = await call(
         request,
@@ -116,8 +151,10 @@ async def update_service(request: web.Request) -> web.StreamResponse:
     else:
         spec, warnings = spec_in.service_spec(body)
         await _name_files(request, spec)
+        await _name_networks(request, spec)
         current = await call(request, backend(request).control.GetService, cpb.ObjectRef(ref=ref))
-        spec_in.keep_unchanged_template(spec, current.spec)
+        updates.keep_what_the_engine_cannot_say(spec, current.spec)
+        updates.keep_unchanged_template(spec, current.spec)
         update.spec.CopyFrom(spec)
         update.registry_auth = spec_in.registry_auth(request.headers.get("X-Registry-Auth", ""))
     try:

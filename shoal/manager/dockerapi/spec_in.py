@@ -10,6 +10,11 @@ something else than asked (a plugin runtime, secrets) are refused with 400
 instead. A value of the wrong type is refused naming the field; the
 ControlAPI then checks the spec itself (``validate``), as for every client.
 
+A service's networks are read as the client names them (an ID, a name or
+an ID prefix; the handler turns each into its network's name through the
+ControlAPI). What an update sends is then compared with what is stored
+(``updates``).
+
 Swarm's conventions for absent values are kept: a restart policy without a
 delay has the default delay, an update config without a monitor the
 default monitor (the engine reads 0 as "default" for both).
@@ -27,6 +32,7 @@ from shoal.defaults import SERVICE
 from shoal.manager.dockerapi import words
 from shoal.manager.dockerapi.fields import Fields, refuse
 from shoal.manager.dockerapi.wire import is_empty
+from shoal.names import stack_short_name
 from shoal.protos import objects_pb2 as pb
 
 # Why a field is ignored, where a reason helps (else a generic sentence), and
@@ -55,11 +61,20 @@ _WHY = {
         "shoal schedules by CPU and memory only",
     ),
     "TaskTemplate.Placement.Platforms": ("", "shoal places tasks by constraints only"),
-    "TaskTemplate.Networks": ("--network", "shoal has no networks yet: every task reaches published ports"),
-    "Networks": ("--network", "shoal has no networks yet: every task reaches published ports"),
+    "TaskTemplate.Networks.DriverOpts": ("--network driver-opt=", "shoal networks have no driver options"),
+    "Networks.DriverOpts": ("--network driver-opt=", "shoal networks have no driver options"),
     "TaskTemplate.LogDriver": ("--log-driver", "task output stays with the runtime"),
-    "EndpointSpec.Mode": ("--endpoint-mode", "services are reached through their published ports"),
+    "EndpointSpec.Mode": (
+        "--endpoint-mode dnsrr",
+        "the service's name resolves to its virtual address; tasks.NAME resolves to the addresses "
+        "of its tasks (DNS round robin)",
+    ),
 }
+
+
+# What a warning lists of a network's aliases, at most.
+_MAX_NAMED = 8
+_MAX_WORD = 64
 
 
 def _warning(path: str) -> str:
@@ -79,6 +94,10 @@ def service_spec(body: Any) -> tuple[pb.ServiceSpec, list[str]]:
     template = top.child("TaskTemplate")
     if template is None:
         raise refuse("TaskTemplate", "required (with a ContainerSpec naming the image)")
+    aliases: list[str] = []
+    # The top-level Networks is the deprecated place for the same thing.
+    for attachment in [*template.children("Networks"), *top.children("Networks")]:
+        _network(attachment, spec, aliases)
     _task(template, spec.task, spec.mode in words.JOB_MODES)
     for key, target in (("UpdateConfig", spec.update), ("RollbackConfig", spec.rollback)):
         cfg = top.child(key)
@@ -88,7 +107,32 @@ def service_spec(body: Any) -> tuple[pb.ServiceSpec, list[str]]:
     if endpoint is not None:
         _endpoint(endpoint, spec)
     top.finish()
-    return spec, [_warning(path) for path in ignored]
+    notes = [_aliases_warning(aliases)] if aliases else []
+    return spec, notes + [_warning(path) for path in ignored]
+
+
+def _network(fields: Fields, spec: pb.ServiceSpec, aliases: list[str]) -> None:
+    """A NetworkAttachmentConfig: its Target (a network's name or ID, as
+    given: the handler resolves it) joins the spec's networks. shoal
+    resolves a service by its name, and a stack's service by its short
+    name too (the alias ``docker stack deploy`` gives it); other aliases
+    are added to ``aliases``, for a warning."""
+    target = fields.text("Target") or ""
+    if not target:
+        raise refuse(f"{fields.path}.Target", "required (a network's name or ID)")
+    spec.networks.append(target)
+    honoured = {spec.name, stack_short_name(spec.name, spec.labels)}
+    aliases += [a for a in fields.texts("Aliases") if a not in honoured and a not in aliases]
+    fields.finish()
+
+
+def _aliases_warning(aliases: list[str]) -> str:
+    named = ", ".join(a[:_MAX_WORD] for a in aliases[:_MAX_NAMED])
+    more = f" and {len(aliases) - _MAX_NAMED} more" if len(aliases) > _MAX_NAMED else ""
+    return (
+        f"ignored the network aliases {named}{more} (--network alias=): a service is resolved by its "
+        "name (in a stack, by its short name too)"
+    )
 
 
 def _mode(fields: Fields | None, spec: pb.ServiceSpec) -> None:
@@ -322,47 +366,6 @@ def _endpoint(fields: Fields, spec: pb.ServiceSpec) -> None:
         port.publish_mode = p.text("PublishMode") or ""
         p.finish()
     fields.finish()
-
-
-def keep_unchanged_template(spec: pb.ServiceSpec, current: pb.ServiceSpec) -> None:
-    """Give spec the current task template when it asks for the same one.
-
-    The ControlAPI rolls every task when the template's bytes change, and
-    bytes can differ where meaning does not: an empty message set or not, a
-    default left out (a docker client that sends back what it read, or only
-    part of it). Compared with Swarm's defaults applied and empty messages
-    dropped; a template that differs in meaning is left as it is.
-    """
-    wanted, have = clone_spec(spec), clone_spec(current)
-    specs.apply_defaults(wanted)
-    specs.apply_defaults(have)
-    if _bare(wanted.task) == _bare(have.task) and list(wanted.ports) == list(have.ports):
-        spec.task.CopyFrom(current.task)
-        del spec.ports[:]
-        spec.ports.extend(current.ports)
-
-
-def clone_spec(spec: pb.ServiceSpec) -> pb.ServiceSpec:
-    out = pb.ServiceSpec()
-    out.CopyFrom(spec)
-    return out
-
-
-def _bare(message: Any) -> bytes:
-    """A message's bytes with every empty sub-message dropped."""
-    copy = type(message)()
-    copy.CopyFrom(message)
-    _drop_empty(copy)
-    return bytes(copy.SerializeToString(deterministic=True))
-
-
-def _drop_empty(message: Any) -> None:
-    for field, value in message.ListFields():
-        if field.message_type is None or field.is_repeated:  # maps are repeated too
-            continue
-        _drop_empty(value)
-        if value.ByteSize() == 0:
-            message.ClearField(field.name)
 
 
 def registry_auth(header: str) -> str:

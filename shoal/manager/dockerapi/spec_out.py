@@ -11,6 +11,7 @@ what the engine shows with ``insertDefaults``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from shoal.manager.dockerapi import words
@@ -19,19 +20,25 @@ from shoal.protos import objects_pb2 as pb
 Json = dict[str, Any]
 
 
-def service_spec(spec: pb.ServiceSpec) -> Json:
+def service_spec(spec: pb.ServiceSpec, network_ids: Mapping[str, str] | None = None) -> Json:
+    """The spec; ``network_ids``: each network's ID by name (the engine names
+    a service's networks by ID, and the docker CLI's ``--network-rm``
+    compares IDs; a name not in it is shown as it is)."""
     out: Json = {
         "Name": spec.name,
         "Labels": dict(spec.labels),
         "TaskTemplate": task_spec(spec.task),
         "Mode": mode(spec),
     }
+    if spec.networks:
+        ids = network_ids or {}
+        out["TaskTemplate"]["Networks"] = [{"Target": ids.get(name, name)} for name in spec.networks]
     if spec.HasField("update"):
         out["UpdateConfig"] = update_config(spec.update)
     if spec.HasField("rollback"):
         out["RollbackConfig"] = update_config(spec.rollback)
-    # shoal reaches a service through its published ports (the routing mesh);
-    # "vip" is the engine's default mode and what a client sends back.
+    # Every shoal service has a virtual address (its name resolves to it):
+    # the engine's "vip" mode.
     out["EndpointSpec"] = {"Mode": "vip", "Ports": [port(p) for p in spec.ports]}
     return out
 

@@ -26,6 +26,12 @@ def command_line(argv: Iterable[str], limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+# The scope of services that name no network, and the routing mesh's
+# network as swarm mode names it: both names are taken, no network may have
+# them.
+DEFAULT_NETWORK = "default"
+INGRESS_NETWORK = "ingress"
+
 # The label that makes a service part of a stack (Docker's, so that the
 # docker CLI's stacks and shoal's are the same thing).
 STACK_LABEL = "com.docker.stack.namespace"

@@ -218,6 +218,8 @@ def test_a_process_task_reaches_another_service_by_name_through_shoal_dns(make_c
     # Networks: unique names, checked references, no removal while in use.
     assert cluster.cli("network", "create", "front").code == 0
     assert_refused(cluster.cli("network", "create", "front"), "front", "already in use")
+    for taken in ("default", "ingress"):
+        assert_refused(cluster.cli("network", "create", taken), f'name "{taken}"', "choose another")
     bad = cluster.cli("service", "create", "--name", "x", "--network", "nope", "app:1", "true")
     assert_refused(bad, "network nope not found")
     assert cluster.cli("service", "update", "-d", "--network-add", "front", "api").code == 0

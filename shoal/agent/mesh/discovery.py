@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 
 from shoal.agent.mesh.table import Member, MeshTable
 from shoal.defaults import MESH
+from shoal.names import DEFAULT_NETWORK
 from shoal.protos import dispatcher_pb2 as dpb
 
 Key = tuple[str, str, int]  # (address, protocol, port)
 Target = tuple[str, int]
-DEFAULT_NETWORK = "default"
 
 
 def scopes(service: dpb.MeshService) -> set[str]:

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from shoal.ids import new_id
 from shoal.manager.controlapi.common import ControlBase, Ctx, resolve, rpc
 from shoal.manager.store import AlreadyExists, NotFound, VersionConflict, View, clone, on_conflict
+from shoal.names import DEFAULT_NETWORK, INGRESS_NETWORK
 from shoal.protos import control_pb2 as cpb
 from shoal.protos import objects_pb2 as pb
 from shoal.rules import limits, validate
@@ -25,8 +26,6 @@ WRITE_ATTEMPTS = 5
 # Drivers a client may ask for: Docker's and Compose's word for a
 # cluster-wide network is "overlay"; shoal makes every network cluster-wide.
 DRIVERS = ("", "overlay")
-# The scope of services that name no network (as a name it is taken).
-DEFAULT_NETWORK = "default"
 
 
 def name_key(prefix: bytes, name: str) -> bytes:
@@ -54,6 +53,10 @@ class NetworkAPI(ControlBase):
         if spec.name == DEFAULT_NETWORK:
             raise InvalidRequest(
                 f'name "{DEFAULT_NETWORK}": the scope of services on no network; choose another'
+            )
+        if spec.name == INGRESS_NETWORK:
+            raise InvalidRequest(
+                f'name "{INGRESS_NETWORK}": the routing mesh\'s network, as in swarm mode; choose another'
             )
         limits.check_labels("labels", spec.labels)
         if spec.driver not in DRIVERS:

@@ -32,11 +32,12 @@ from typing import Any
 from shoal.manager.dockerapi import filters
 from shoal.manager.dockerapi.fields import Fields, refuse
 from shoal.manager.dockerapi.wire import rfc3339
+from shoal.names import INGRESS_NETWORK
 from shoal.protos import objects_pb2 as pb
 
 Json = dict[str, Any]
 
-INGRESS = "ingress"
+INGRESS = INGRESS_NETWORK
 SCOPE = "swarm"
 DRIVER = "overlay"
 # The engine's Created for a time it does not know (Go's zero time).

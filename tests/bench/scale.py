@@ -9,7 +9,8 @@ whose cost they are and how busy the machine was (``accounting.py``).
 Default: the full scenario on 1,000 nodes with 10 services of 10,000 tasks
 (join, converge, etcd alone for the same keys, reads, idle heartbeats, a
 tenth of the nodes lost, a rolling update with parallelism 500), then 5,000
-nodes with 250,000 tasks (join, converge, idle heartbeats).
+nodes with 250,000 tasks (join, converge, idle heartbeats). ``--sweep`` runs
+the full scenario at 100, 1,000 and 5,000 nodes with 100 tasks per node.
 
     python3 -m tests.bench.scale --json out.json         # ~10 minutes
     python3 -m tests.bench.scale --nodes 200 --replicas 2000 --large-nodes 0
@@ -34,7 +35,10 @@ from tests.bench.accounting import load, wait_for_quiet
 from tests.bench.scale_point import Point, run_point
 
 SWEEP = (100, 1000, 5000)
+# The sweep's tasks per node (100 nodes: 10,000 tasks ... 5,000: 500,000);
+# the large point's (5,000 nodes: 250,000 tasks, the figure).
 TASKS_PER_NODE = 100
+LARGE_TASKS_PER_NODE = 50
 
 
 def machine() -> dict[str, Any]:
@@ -103,11 +107,13 @@ def main() -> None:
     out: dict[str, Any] = {"machine": machine()}
     print(f"machine: {out['machine']}", flush=True)
 
-    def point(nodes: int, replicas: int = 0, full: bool = True, ceiling: bool = True) -> Point:
+    def point(
+        nodes: int, replicas: int = 0, full: bool = True, ceiling: bool = True, per_node: int = TASKS_PER_NODE
+    ) -> Point:
         return Point(
             nodes=nodes,
             services=args.services,
-            replicas=replicas or nodes * TASKS_PER_NODE // args.services,
+            replicas=replicas or nodes * per_node // args.services,
             pools=args.pools,
             kill=args.kill if nodes == args.nodes else 0,
             heartbeat=args.heartbeat,
@@ -134,7 +140,9 @@ def main() -> None:
         out.update(figures)
         save()
         if args.large_nodes:
-            large, _ = run_point(point(args.large_nodes, full=False, ceiling=False))
+            large, _ = run_point(
+                point(args.large_nodes, full=False, ceiling=False, per_node=LARGE_TASKS_PER_NODE)
+            )
             out["large"] = large
             print(sweep_table([figures, large]))
     out["machine"]["loadavg_at_end"] = list(load())

@@ -162,9 +162,10 @@ class PointRun:
     def _phase(self, name: str) -> Any:
         return self.accounts.phase(name)
 
-    def _profile(self, name: str) -> Any:
-        out = self.p.profile / f"manager-{self.p.nodes}-{name}.speedscope.json" if self.p.profile else None
-        return profiled(self.manager.pid, out)
+    def _profile(self, name: str, who: str = "manager") -> Any:
+        pid = self.manager.pid if who == "manager" else self.pools[0].proc.pid
+        out = self.p.profile / f"{who}-{self.p.nodes}-{name}.speedscope.json" if self.p.profile else None
+        return profiled(pid, out)
 
     def run(self) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as tmp:
@@ -230,7 +231,7 @@ class PointRun:
         p, f = self.p, self.figures
         stats_before = stats(self.client)
         counters_before = etcd_counters(etcd.url)
-        with self._profile("converge"), self._phase("converge") as ph:
+        with self._profile("converge"), self._profile("converge", "harness"), self._phase("converge") as ph:
             create_sim_services(
                 cluster,
                 p.services,

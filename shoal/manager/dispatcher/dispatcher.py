@@ -49,7 +49,7 @@ from shoal.manager.dispatcher.checks import NotYours, check_log_chunk, check_reg
 from shoal.manager.dispatcher.execrelay import CommitRelay, ExecRelay, TaskIOPort
 from shoal.manager.dispatcher.liveness import Liveness
 from shoal.manager.dispatcher.logrelay import LogRelay
-from shoal.manager.dispatcher.session import HEARTBEAT_ACK, NodeSession, assignment_messages
+from shoal.manager.dispatcher.session import HEARTBEAT_ACK, NodeSession, assignment_messages, own_report
 from shoal.manager.dispatcher.statuses import StatusWriter
 from shoal.manager.keyring import KeyRing, Locked
 from shoal.manager.logsource import NodeNotConnected
@@ -176,6 +176,8 @@ class Dispatcher(dgrpc.DispatcherServicer):
             touched.add(s)
         if new_node and (s := self.sessions.get(new_node)):
             assert ev.new is not None
+            if old_node == new_node and own_report(ev.old, ev.new):
+                return  # the node's own status, written: it knows it already
             s.removed.discard(ev.id)
             s.upserts[ev.id] = self._with_credentials(ev.new)
             touched.add(s)

@@ -1,7 +1,8 @@
 """One node's session as a dispatcher holds it, and messages of bounded size.
 
 A ``NodeSession`` is the outbox of messages going to one agent, the
-assignment changes gathered for it between flushes, the certificate the node
+assignment changes gathered for it between flushes (``own_report`` says
+which changes the agent needs not hear of), the certificate the node
 holds, and why the session ended if the node misbehaved.
 """
 
@@ -11,6 +12,7 @@ import logging
 
 import grpc
 
+from shoal.manager.dispatcher.checks import AGENT_STATES
 from shoal.outbox import Outbox
 from shoal.protos import dispatcher_pb2 as dpb
 from shoal.protos import objects_pb2 as pb
@@ -41,6 +43,20 @@ def assignment_messages(tasks: list[pb.Task], removed: list[str], full: bool) ->
     msg.assignments.removed.extend(removed)
     messages.append(msg)
     return messages
+
+
+def own_report(old: pb.Task | None, new: pb.Task) -> bool:
+    """Whether a change of a task its node already holds is only a status
+    the node reported (written by the dispatcher): sending it back would
+    tell the agent nothing. Everything else the agent acts on (desired
+    state, node, spec version; the spec is immutable) goes to it, and so
+    does a status someone else wrote (the scheduler's, ``node rm``'s)."""
+    return (
+        old is not None
+        and new.status.state in AGENT_STATES
+        and old.desired_state == new.desired_state
+        and old.spec_version == new.spec_version
+    )
 
 
 class NodeSession:

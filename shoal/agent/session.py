@@ -54,6 +54,8 @@ BACKOFF_MAX = 5.0
 # silent node, so a node leaves a hung manager before anyone calls it down.
 SILENT_PERIODS = 3
 MIN_SILENCE = 3.0
+# The watchdog looks this long after the silence could have passed its limit.
+WATCHDOG_SLACK = 0.01
 # A renewal that got no answer is asked again after this long.
 RENEWAL_RETRY = 5.0
 
@@ -251,7 +253,6 @@ class Session:
 
             async def watchdog() -> None:
                 while True:
-                    await asyncio.sleep(min(1.0, self.heartbeat_period / 2))
                     silent = time.monotonic() - heard[0]
                     # Until the session is up, one period (at least
                     # MIN_SILENCE): a manager that takes the connection but
@@ -261,6 +262,11 @@ class Session:
                     )
                     if silent > limit:
                         raise ManagerSilent(f"manager {addr} has not answered for {silent:.1f}s")
+                    # Look again when the silence could first pass the limit,
+                    # and at least once a period (the period may change): a
+                    # thousand nodes in one process each waking every second
+                    # cost it more than their heartbeats.
+                    await asyncio.sleep(min(self.heartbeat_period, limit - silent) + WATCHDOG_SLACK)
 
             tasks = [asyncio.create_task(receive()), asyncio.create_task(watchdog())]
             try:

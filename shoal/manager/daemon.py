@@ -384,7 +384,7 @@ class Manager:
             await self.presence.resign()
             await server.stop(1)
             await self.view.stop()
-            self.etcd.close()
+            await self.etcd.aclose()
             log.info("manager %s stopped", self.manager_id)
 
     async def _refresh_managers(self) -> None:

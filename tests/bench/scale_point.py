@@ -113,7 +113,7 @@ def etcd_ceiling(url: str, keys: int, value_size: int) -> float:
         await asyncio.gather(*(txn(s) for s in range(0, keys, MAX_TXN_OPS)))
         took = time.perf_counter() - began
         await etcd.delete_prefix(b"/ceiling/")
-        etcd.close()
+        await etcd.aclose()
         return took
 
     return asyncio.run(run())

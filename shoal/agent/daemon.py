@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psutil
 
+from shoal import eventloop
 from shoal.agent.identity import JoinError, join, load_identity
 from shoal.agent.runtime.base import Runtime
 from shoal.agent.session import NodeRemoved, Session, load_managers
@@ -157,4 +158,4 @@ def main(settings: AgentSettings) -> None:
         await run_agent(settings, stop)
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(runner())
+        eventloop.run(runner())

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import grpc
 
-from shoal import defaults, pki
+from shoal import defaults, eventloop, pki
 from shoal.ids import new_id
 from shoal.manager import seal
 from shoal.manager.auth import Authorizer
@@ -463,4 +463,4 @@ def run_manager(settings: ManagerSettings) -> None:
         await manager.run(stop)
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+        eventloop.run(main())

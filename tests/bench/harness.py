@@ -23,6 +23,7 @@ import logging
 import sys
 from pathlib import Path
 
+from shoal import eventloop
 from shoal.agent.identity import join, load_identity
 from shoal.agent.session import Session
 from shoal.agent.worker import Worker
@@ -121,7 +122,7 @@ def main() -> None:
     parser.add_argument("--state-dir", required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    asyncio.run(main_async(args))
+    eventloop.run(main_async(args))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ Dial a manager (mutual TLS), send Register, receive SessionStarted (node ID,
 heartbeat period, the managers to fail over to), the roots to trust and the
 full set of assignments (in several messages when it is large), then at
 once: heartbeat every period, send task statuses in batches (everything
-reported within ``STATUS_BATCH_DELAY`` goes in one message), and hand
+reported within ``STATUS_BATCH_DELAY`` goes in one message, and under
+load one message follows another no sooner than ``STATUS_MIN_INTERVAL``), and hand
 assignment changes to the worker. When the stream breaks, try the next
 manager with capped exponential backoff; tasks keep running meanwhile and
 statuses wait in the outbox (the newest per task wins).
@@ -46,7 +47,12 @@ from shoal.protos import objects_pb2 as pb
 
 log = logging.getLogger(__name__)
 
+# Statuses reported within this long go in one message; and one message
+# follows another no sooner than STATUS_MIN_INTERVAL: a node starting a
+# hundred tasks sends a few large messages, not a hundred small ones (each
+# costs both ends more than the statuses in it).
 STATUS_BATCH_DELAY = 0.05
+STATUS_MIN_INTERVAL = 0.2
 BACKOFF_START = 0.2
 BACKOFF_MAX = 5.0
 # A manager silent for this many heartbeat periods (at least MIN_SILENCE
@@ -369,9 +375,14 @@ class Session:
             await asyncio.sleep(self.heartbeat_period)
 
     async def _send_statuses(self, queue: Outbox[dpb.AgentMessage]) -> None:
+        sent = 0.0
         while True:
             await self._outbox_ready.wait()
-            await asyncio.sleep(STATUS_BATCH_DELAY)
+            # A status alone goes after STATUS_BATCH_DELAY; under load, at
+            # most one message per STATUS_MIN_INTERVAL, each with more in it.
+            wait = max(STATUS_BATCH_DELAY, sent + STATUS_MIN_INTERVAL - time.monotonic())
+            await asyncio.sleep(wait)
+            sent = time.monotonic()
             self._outbox_ready.clear()
             batch, self._outbox = self._outbox, {}
             if not batch:

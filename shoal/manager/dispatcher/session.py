@@ -8,7 +8,9 @@ holds, and why the session ended if the node misbehaved.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 import grpc
 
@@ -21,6 +23,11 @@ log = logging.getLogger(__name__)
 
 # Assignments per message, in bytes: far below the agent's receive limit.
 ASSIGNMENT_CHUNK_BYTES = 1024 * 1024
+# One assignment message to a node follows another no sooner than this: a
+# node given a hundred tasks by successive scheduler passes gets them in a
+# few messages, not one per pass (a message costs both ends more than the
+# tasks in it); an assignment alone goes at once.
+ASSIGNMENT_MIN_INTERVAL = 0.1
 
 HEARTBEAT_ACK = dpb.ManagerMessage(heartbeat_ack=dpb.HeartbeatAck())
 
@@ -67,6 +74,8 @@ class NodeSession:
         self.queue: Outbox[dpb.ManagerMessage] = Outbox()
         self.upserts: dict[str, pb.Task] = {}
         self.removed: set[str] = set()
+        self._flushed = 0.0  # when assignments last went out (monotonic)
+        self._flush_later: asyncio.TimerHandle | None = None
         # The certificate the node holds: presented, or issued since.
         self.cert_pem = cert_pem
         self.last_renewal = 0.0
@@ -80,10 +89,27 @@ class NodeSession:
         self.queue.put_bulk(msg)
 
     def end(self) -> None:
+        if self._flush_later is not None:
+            self._flush_later.cancel()
+            self._flush_later = None
         self.queue.put_nowait(None)
 
     def flush(self) -> None:
-        """Send the assignment changes gathered since the last flush."""
+        """Send the assignment changes gathered since the last flush: at once
+        when the last message went out ASSIGNMENT_MIN_INTERVAL ago, else
+        then (what changes meanwhile joins it; the newest version of each
+        task wins)."""
+        if self._flush_later is not None or (not self.upserts and not self.removed):
+            return
+        wait = self._flushed + ASSIGNMENT_MIN_INTERVAL - time.monotonic()
+        if wait > 0:
+            self._flush_later = asyncio.get_running_loop().call_later(wait, self._flush_now)
+        else:
+            self._flush_now()
+
+    def _flush_now(self) -> None:
+        self._flush_later = None
+        self._flushed = time.monotonic()
         if not self.upserts and not self.removed:
             return
         for msg in assignment_messages(list(self.upserts.values()), list(self.removed), full=False):

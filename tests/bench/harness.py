@@ -7,7 +7,8 @@ benchmark and the scale correctness test, and driven by JSON lines on stdin:
 
     {"cmd": "ready"}                 -> {"nodes": N} once every node joined
     {"cmd": "kill", "count": K}      -> stop K nodes at once (as kill -9 would:
-                                        sessions drop, tasks vanish)
+                                        sessions drop, tasks vanish); their
+                                        hostnames and how many tasks they ran
     {"cmd": "stats"}                 -> running tasks, tasks started twice, ...
     {"cmd": "quit"}
 
@@ -21,6 +22,7 @@ import asyncio
 import json
 import logging
 import sys
+from collections import Counter
 from pathlib import Path
 
 from shoal import eventloop
@@ -98,13 +100,19 @@ async def main_async(args: argparse.Namespace) -> None:
             reply({"nodes": len(alive)})
         elif cmd["cmd"] == "kill":
             victims, alive = alive[: cmd["count"]], alive[cmd["count"] :]
+            lost = sum(len(n.runtime.running()) for n in victims)
             for node in victims:
                 await node.kill()
-            reply({"killed": [n.hostname for n in victims]})
+            reply({"killed": [n.hostname for n in victims], "lost": lost})
         elif cmd["cmd"] == "stats":
             running = sum(len(n.runtime.running()) for n in alive)
-            twice = sum(1 for n in nodes for c in n.runtime.starts.values() if c > 1)
-            starts = sum(sum(n.runtime.starts.values()) for n in nodes)
+            # Starts of each task ID on any node, the lost ones included: a
+            # task started on two nodes counts as started twice too.
+            every: Counter[str] = Counter()
+            for n in nodes:
+                every.update(n.runtime.starts)
+            twice = sum(1 for c in every.values() if c > 1)
+            starts = sum(every.values())
             reply({"running": running, "started_twice": twice, "starts": starts, "nodes": len(alive)})
         elif cmd["cmd"] == "quit":
             break

@@ -46,6 +46,15 @@ class NodeInfo:
     reserved_cpus: int = 0
     reserved_memory: int = 0
     host_ports: Counter[tuple[str, int]] = field(default_factory=Counter)
+    # takes_new_tasks(node), asked at every pick: kept with the node.
+    takes: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        self.set_node(self.node)
+
+    def set_node(self, node: pb.Node) -> None:
+        self.node = node
+        self.takes = takes_new_tasks(node)
 
     @property
     def id(self) -> str:
@@ -111,7 +120,7 @@ class ReadyFilter(Filter):
     name = "ready"
 
     def check(self, info: NodeInfo) -> bool:
-        return takes_new_tasks(info.node)
+        return info.takes
 
     def explain(self, count: int) -> str:
         return f"{plural(count)} not available for new tasks"

@@ -108,7 +108,7 @@ class Scheduler(Component):
         if node is None:
             self.infos.pop(node_id, None)
         elif node_id in self.infos:
-            self.infos[node_id].node = node
+            self.infos[node_id].set_node(node)
         else:
             self.infos[node_id] = NodeInfo(node)
             for task in self.view.tasks_by_node.get(node_id, {}).values():

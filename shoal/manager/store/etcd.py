@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
 import grpc
@@ -101,8 +101,9 @@ class KeyValue:
     lease: int = 0
 
 
-@dataclass(frozen=True)
-class WatchEvent:
+class WatchEvent(NamedTuple):
+    """One change a watch saw (a tuple: a watch makes hundreds of thousands)."""
+
     key: bytes
     value: bytes  # empty for a delete
     mod_revision: int

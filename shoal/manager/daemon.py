@@ -234,6 +234,8 @@ class Manager:
             out["manager_cert_renewals"] = float(self.certs.renewals)
         if self.dispatcher is not None:
             out["node_cert_renewals"] = float(self.dispatcher.renewals)
+            for key, value in self.dispatcher.stats.items():
+                out[f"dispatcher_{key}"] = float(value)
         return out
 
     def cluster(self) -> pb.Cluster:

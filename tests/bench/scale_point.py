@@ -260,6 +260,11 @@ class PointRun:
         counters = etcd_counters(etcd.url)
         txns = counters["etcd_mvcc_txn_total"] - counters_before["etcd_mvcc_txn_total"]
         keys = counters["etcd_mvcc_put_total"] - counters_before["etcd_mvcc_put_total"]
+        for way in ("in", "out"):
+            sent = after.get(f"dispatcher_messages_{way}", 0) - stats_before.get(
+                f"dispatcher_messages_{way}", 0
+            )
+            f[f"session_messages_{way}_per_task"] = round(sent / p.tasks, 3)
         f["etcd_txns_per_task"] = round(txns / p.tasks, 4)
         f["etcd_keys_per_task"] = round(keys / p.tasks, 3)
         rss = self.manager.memory_info().rss

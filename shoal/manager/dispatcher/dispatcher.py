@@ -101,6 +101,8 @@ class Dispatcher(dgrpc.DispatcherServicer):
         self.taskio = TaskIOPort(self.sessions, self.execs, self.commits)
         self.certificates = CertificateDesk(view, store, keyring)
         self._background: set[asyncio.Task[None]] = set()
+        # Session messages received and sent, for benchmarks (`shoal info`'s stats).
+        self.stats = {"messages_in": 0, "messages_out": 0}
 
     @property
     def renewals(self) -> int:
@@ -233,6 +235,7 @@ class Dispatcher(dgrpc.DispatcherServicer):
                 queued = await session.queue.get()
                 if queued is None:
                     break
+                self.stats["messages_out"] += 1
                 yield queued
             if session.error is not None:
                 await context.abort(*session.error)
@@ -252,6 +255,7 @@ class Dispatcher(dgrpc.DispatcherServicer):
     ) -> None:
         try:
             async for msg in requests:
+                self.stats["messages_in"] += 1
                 kind = msg.WhichOneof("msg")
                 if self.sessions.get(node_id) is not session:
                     break

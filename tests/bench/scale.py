@@ -90,6 +90,9 @@ def main() -> None:
         help="then a second cluster of this many nodes (tasks x100): join, converge, idle; 0: none",
     )
     parser.add_argument("--sweep", action="store_true", help="the full scenario at 100, 1,000, 5,000 nodes")
+    parser.add_argument(
+        "--tasks-per-node", type=int, default=TASKS_PER_NODE, help="the sweep's tasks per node (default 100)"
+    )
     parser.add_argument("--converge-only", action="store_true", help="no node loss or rolling update")
     parser.add_argument("--no-ceiling", action="store_true", help="skip etcd alone for the same keys")
     parser.add_argument("--json", type=Path)
@@ -131,7 +134,7 @@ def main() -> None:
     if args.sweep:
         out["sweep"] = []
         for nodes in SWEEP:
-            figures, _ = run_point(point(nodes))
+            figures, _ = run_point(point(nodes, per_node=args.tasks_per_node))
             out["sweep"].append(figures)
             save()
         print(sweep_table(out["sweep"]))

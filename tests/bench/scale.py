@@ -12,7 +12,7 @@ tenth of the nodes lost, a rolling update with parallelism 500), then 5,000
 nodes with 250,000 tasks (join, converge, idle heartbeats). ``--sweep`` runs
 the full scenario at 100, 1,000 and 5,000 nodes with 100 tasks per node.
 
-    python3 -m tests.bench.scale --json out.json         # ~10 minutes
+    python3 -m tests.bench.scale --json out.json         # ~13 minutes on 2 cores
     python3 -m tests.bench.scale --nodes 200 --replicas 2000 --large-nodes 0
     python3 -m tests.bench.scale --sweep --json sweep.json   # 100 / 1,000 / 5,000 nodes
     python3 -m tests.bench.scale --profile prof/        # py-spy of the manager per phase

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psutil
 
+from shoal import eventloop
 from shoal.agent.endpoints import EndpointAllocator, port_free
 from shoal.agent.identity import JoinError, join, load_identity
 from shoal.agent.mesh import Mesh, make_path
@@ -214,4 +215,4 @@ def main(settings: AgentSettings) -> None:
         await run_agent(settings, stop)
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(runner())
+        eventloop.run(runner())

@@ -100,7 +100,10 @@ def ended(status: pb.TaskStatus) -> bool:
 def has_health_check(task: pb.Task, controller: TaskController) -> bool:
     """Whether the task is held STARTING until a health check passes: its
     spec has a check and its backend reports health."""
-    test = list(task.spec.container.healthcheck.test)
+    container = task.spec.container
+    if not container.HasField("healthcheck"):
+        return False  # most tasks: no look at the controller's Protocol (a slow isinstance)
+    test = container.healthcheck.test
     return bool(test) and test[0] != "NONE" and isinstance(controller, HealthReporting)
 
 

@@ -4,7 +4,8 @@ Dial a manager (mutual TLS), send Register, receive SessionStarted (node ID,
 heartbeat period, the managers to fail over to), the roots to trust and the
 full set of assignments (in several messages when it is large), then at
 once: heartbeat every period, send task statuses in batches (everything
-reported within ``STATUS_BATCH_DELAY`` goes in one message), and hand
+reported within ``STATUS_BATCH_DELAY`` goes in one message, and under
+load one message follows another no sooner than ``STATUS_MIN_INTERVAL``), and hand
 assignment changes to the worker. When the stream breaks, try the next
 manager with capped exponential backoff; tasks keep running meanwhile and
 statuses wait in the outbox (the newest per task wins).
@@ -53,7 +54,12 @@ from shoal.protos import objects_pb2 as pb
 
 log = logging.getLogger(__name__)
 
+# Statuses reported within this long go in one message; and one message
+# follows another no sooner than STATUS_MIN_INTERVAL: a node starting a
+# hundred tasks sends a few large messages, not a hundred small ones (each
+# costs both ends more than the statuses in it).
 STATUS_BATCH_DELAY = 0.05
+STATUS_MIN_INTERVAL = 0.2
 BACKOFF_START = 0.2
 BACKOFF_MAX = 5.0
 # A manager silent for this many heartbeat periods (at least MIN_SILENCE
@@ -61,6 +67,8 @@ BACKOFF_MAX = 5.0
 # silent node, so a node leaves a hung manager before anyone calls it down.
 SILENT_PERIODS = 3
 MIN_SILENCE = 3.0
+# The watchdog looks this long after the silence could have passed its limit.
+WATCHDOG_SLACK = 0.01
 # A renewal that got no answer is asked again after this long.
 RENEWAL_RETRY = 5.0
 
@@ -275,7 +283,6 @@ class Session:
 
             async def watchdog() -> None:
                 while True:
-                    await asyncio.sleep(min(1.0, self.heartbeat_period / 2))
                     silent = time.monotonic() - heard[0]
                     # Until the session is up, one period (at least
                     # MIN_SILENCE): a manager that takes the connection but
@@ -285,6 +292,11 @@ class Session:
                     )
                     if silent > limit:
                         raise ManagerSilent(f"manager {addr} has not answered for {silent:.1f}s")
+                    # Look again when the silence could first pass the limit,
+                    # and at least once a period (the period may change): a
+                    # thousand nodes in one process each waking every second
+                    # cost it more than their heartbeats.
+                    await asyncio.sleep(min(self.heartbeat_period, limit - silent) + WATCHDOG_SLACK)
 
             tasks = [asyncio.create_task(receive()), asyncio.create_task(watchdog())]
             try:
@@ -387,9 +399,14 @@ class Session:
             await asyncio.sleep(self.heartbeat_period)
 
     async def _send_statuses(self, queue: Outbox[dpb.AgentMessage]) -> None:
+        sent = 0.0
         while True:
             await self._outbox_ready.wait()
-            await asyncio.sleep(STATUS_BATCH_DELAY)
+            # A status alone goes after STATUS_BATCH_DELAY; under load, at
+            # most one message per STATUS_MIN_INTERVAL, each with more in it.
+            wait = max(STATUS_BATCH_DELAY, sent + STATUS_MIN_INTERVAL - time.monotonic())
+            await asyncio.sleep(wait)
+            sent = time.monotonic()
             self._outbox_ready.clear()
             batch, self._outbox = self._outbox, {}
             if not batch:

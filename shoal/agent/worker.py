@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from shoal.agent import progress
 from shoal.agent.endpoints import EndpointAllocator, NoFreePort, env_for
@@ -101,7 +102,11 @@ class TaskRunner:
         # pid or health (only a start or a check seen here sets those, so a
         # task that never started here is started, as it always was).
         self.status = self._stamp(pb.TaskStatus(state=task.status.state, message=task.status.message))
-        self.changed = asyncio.Event()
+        # Whether the assignment changed since the runner last looked, and the
+        # future a waiting runner sleeps on (one plain future per wait: a
+        # node runs hundreds of tasks, each waiting for most of its life).
+        self._changed = False
+        self._change_waiter: asyncio.Future[None] | None = None
         self.unassigned = False
         self.runner: asyncio.Task[None] | None = None
         self.last_status: pb.TaskStatus | None = None
@@ -111,11 +116,31 @@ class TaskRunner:
         if self.last_status is not None and task.status.state < self.status.state:
             # The manager missed our last report (a session broke): resend.
             self._report(task.meta.id, self.last_status)
-        self.changed.set()
+        self._signal_change()
 
     def unassign(self) -> None:
         self.unassigned = True
-        self.changed.set()
+        self._signal_change()
+
+    def _signal_change(self) -> None:
+        self._changed = True
+        waiter = self._change_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _next_change(self) -> asyncio.Future[None]:
+        """A future done at the next change, at once if one came since the
+        runner last looked (``_saw_change``)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._changed:
+            fut.set_result(None)
+        else:
+            self._change_waiter = fut
+        return fut
+
+    def _saw_change(self) -> None:
+        self._changed = False
+        self._change_waiter = None
 
     def _stamp(self, status: pb.TaskStatus) -> pb.TaskStatus:
         """The status with the task's endpoints (every report carries them)."""
@@ -145,8 +170,8 @@ class TaskRunner:
         return progress.stopping(self.task, self.unassigned)
 
     async def _wait_change(self) -> None:
-        await self.changed.wait()
-        self.changed.clear()
+        await self._next_change()
+        self._saw_change()
 
     async def run(self) -> None:
         try:
@@ -188,12 +213,16 @@ class TaskRunner:
         check) the next health poll; what was seen of the task."""
         ctl = self.controller
         checked = progress.has_health_check(self.task, ctl)
-        change = asyncio.ensure_future(self._wait_change())
+        change = self._next_change()
+        both: set[asyncio.Future[Any]] = {waiter, change}
         done, _ = await asyncio.wait(
-            {waiter, change}, timeout=HEALTH_POLL if checked else None, return_when=asyncio.FIRST_COMPLETED
+            both, timeout=HEALTH_POLL if checked else None, return_when=asyncio.FIRST_COMPLETED
         )
-        if change not in done:
+        if change in done:
+            self._saw_change()
+        else:
             change.cancel()
+            self._change_waiter = None
         if waiter in done:
             return waiter.result()
         if checked and isinstance(ctl, HealthReporting) and not self._stopping():

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from shoal import defaults, pki
+from shoal import defaults, eventloop, pki
 from shoal.ids import new_id
 from shoal.manager import seal
 from shoal.manager.auth import Authorizer, ca_bundle
@@ -240,6 +240,8 @@ class Manager:
             out["manager_cert_renewals"] = float(self.certs.renewals)
         if self.dispatcher is not None:
             out["node_cert_renewals"] = float(self.dispatcher.renewals)
+            for key, value in self.dispatcher.stats.items():
+                out[f"dispatcher_{key}"] = float(value)
         return out
 
     def cluster(self) -> pb.Cluster:
@@ -396,7 +398,7 @@ class Manager:
                 await docker_api.stop()
             await server.stop(1)
             await self.view.stop()
-            self.etcd.close()
+            await self.etcd.aclose()
             log.info("manager %s stopped", self.manager_id)
 
     async def _serve_docker_api(self, control: Control, tls: ServerTLS) -> DockerAPI:
@@ -495,4 +497,4 @@ def run_manager(settings: ManagerSettings) -> None:
         await manager.run(stop)
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+        eventloop.run(main())

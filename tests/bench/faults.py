@@ -136,7 +136,7 @@ async def db_after_transitions(url: str, transitions: int) -> dict[str, float]:
             "db_mib_compacted": round(after / 2**20, 1),
         }
     finally:
-        etcd.close()
+        await etcd.aclose()
 
 
 def main() -> None:

@@ -7,7 +7,8 @@ benchmark and the scale correctness test, and driven by JSON lines on stdin:
 
     {"cmd": "ready"}                 -> {"nodes": N} once every node joined
     {"cmd": "kill", "count": K}      -> stop K nodes at once (as kill -9 would:
-                                        sessions drop, tasks vanish)
+                                        sessions drop, tasks vanish); their
+                                        hostnames and how many tasks they ran
     {"cmd": "stats"}                 -> running tasks, tasks started twice, the
                                         mesh's backends summed over the nodes, ...
     {"cmd": "quit"}
@@ -22,8 +23,10 @@ import asyncio
 import json
 import logging
 import sys
+from collections import Counter
 from pathlib import Path
 
+from shoal import eventloop
 from shoal.agent.identity import join, load_identity
 from shoal.agent.mesh import Mesh
 from shoal.agent.mesh.paths import NullPath
@@ -106,13 +109,19 @@ async def main_async(args: argparse.Namespace) -> None:
             reply({"nodes": len(alive)})
         elif cmd["cmd"] == "kill":
             victims, alive = alive[: cmd["count"]], alive[cmd["count"] :]
+            lost = sum(len(n.runtime.running()) for n in victims)
             for node in victims:
                 await node.kill()
-            reply({"killed": [n.hostname for n in victims]})
+            reply({"killed": [n.hostname for n in victims], "lost": lost})
         elif cmd["cmd"] == "stats":
             running = sum(len(n.runtime.running()) for n in alive)
-            twice = sum(1 for n in nodes for c in n.runtime.starts.values() if c > 1)
-            starts = sum(sum(n.runtime.starts.values()) for n in nodes)
+            # Starts of each task ID on any node, the lost ones included: a
+            # task started on two nodes counts as started twice too.
+            every: Counter[str] = Counter()
+            for n in nodes:
+                every.update(n.runtime.starts)
+            twice = sum(1 for c in every.values() if c > 1)
+            starts = sum(every.values())
             # Endpoints the nodes' meshes hold (every node holds every backend).
             backends = sum(len(n.mesh.table.backends) for n in alive)
             reply(
@@ -140,7 +149,7 @@ def main() -> None:
     parser.add_argument("--state-dir", required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    asyncio.run(main_async(args))
+    eventloop.run(main_async(args))
 
 
 if __name__ == "__main__":

@@ -69,9 +69,13 @@ class SimPool:
         return json.loads(line)
 
     def close(self) -> None:
+        """Ask the harness to quit; kill it when it does not within 10 s
+        (it reads its commands only once every node has joined)."""
         if self.proc.poll() is None:
             try:
-                self.ask("quit")
+                assert self.proc.stdin is not None
+                self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+                self.proc.stdin.close()
                 self.proc.wait(10)
             except Exception:
                 self.proc.kill()

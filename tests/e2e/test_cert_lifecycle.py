@@ -104,7 +104,7 @@ def _etcd_values(etcd_server: EtcdServer, prefix: str) -> list[bytes]:
             kvs, _ = await etcd.list_prefix(prefix.encode())
             return [kv.value for kv in kvs]
         finally:
-            etcd.close()
+            await etcd.aclose()
 
     return asyncio.run(read())
 

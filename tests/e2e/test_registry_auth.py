@@ -89,7 +89,7 @@ def test_registry_credentials_are_never_stored_in_plain_text(make_cluster: Any, 
             keys = await store.list(pb.ClusterKeys)
             return everything, keys[0], svc
         finally:
-            etcd.close()
+            await etcd.aclose()
 
     everything, keys, svc = asyncio.run(raw())
     assert PASSWORD.encode() not in everything

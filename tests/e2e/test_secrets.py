@@ -73,7 +73,7 @@ def etcd_bytes(cluster: Cluster) -> bytes:
             kvs, _ = await etcd.list_prefix(cluster.prefix.encode())
             return b"".join(kv.key + kv.value for kv in kvs)
         finally:
-            etcd.close()
+            await etcd.aclose()
 
     return asyncio.run(read())
 

@@ -2,7 +2,9 @@
 
 Real manager process, real etcd, real agent code (sessions, TLS, worker) on
 the simulated runtime. Asserts correctness only, never time: every task runs
-exactly once, replacement after node loss is complete, nothing that fits
+exactly once (each slot has one running task, no task started twice, as many
+starts as tasks), replacement after node loss is complete (one start per lost
+task, each lost task shut down, replaced in its slot), and nothing that fits
 stays pending.
 """
 
@@ -17,12 +19,23 @@ from tests.support.cluster import wait_for
 NODES = 50
 SERVICES = 4
 REPLICAS = 500
+KILLED = 5
 
 
 def running_total(cluster: Any) -> int:
     res = cluster.cli("service", "ls", "--format", "json")
     assert res.code == 0, res.err
     return sum(s["replicas_running"] for s in res.json())
+
+
+def assert_each_slot_runs_once(cluster: Any, down: set[str]) -> None:
+    for i in range(SERVICES):
+        tasks = cluster.tasks(f"s{i}")
+        running = [t for t in tasks if t["desired_state"] == "running"]
+        assert sorted(t["slot"] for t in running) == list(range(1, REPLICAS + 1))
+        assert all(t["current_state"] == "running" and t["node_id"] not in down for t in running)
+        # Nothing that fits stays pending (every node left takes tasks).
+        assert [t for t in tasks if t["current_state"] in ("pending", "new")] == []
 
 
 def test_two_thousand_tasks_on_fifty_nodes_run_once_and_survive_node_loss(
@@ -37,30 +50,35 @@ def test_two_thousand_tasks_on_fifty_nodes_run_once_and_survive_node_loss(
         total = SERVICES * REPLICAS
         wait_for(lambda: running_total(cluster) == total, timeout=180, interval=0.5, what="all tasks running")
         stats = pool.ask("stats")
-        assert stats["running"] == total
-        assert stats["started_twice"] == 0
-        tasks = cluster.tasks("s0")
-        zones = {n["id"]: n["labels"]["zone"] for n in cluster.cli("node", "ls", "--format", "json").json()}
-        assert all(zones[t["node_id"]] != "c" for t in tasks if t["desired_state"] == "running")
+        assert stats == {"running": total, "started_twice": 0, "starts": total, "nodes": NODES}
+        assert_each_slot_runs_once(cluster, set())
+        nodes = cluster.cli("node", "ls", "--format", "json").json()
+        zones = {n["id"]: n["labels"]["zone"] for n in nodes}
+        assert all(zones[t["node_id"]] != "c" for t in cluster.running("s0"))
 
-        killed = pool.ask("kill", count=5)["killed"]
-        assert len(killed) == 5
-        wait_for(
-            lambda: (
-                sum(1 for n in cluster.cli("node", "ls", "--format", "json").json() if n["status"] == "down")
-                == 5
-            ),
-            timeout=60,
-            what="dead nodes detected",
-        )
+        killed = pool.ask("kill", count=KILLED)
+        assert len(killed["killed"]) == KILLED and killed["lost"] > 0
+        down_ids = {n["id"] for n in nodes if n["hostname"] in killed["killed"]}
+
+        def down() -> set[str]:
+            listed = cluster.cli("node", "ls", "--format", "json").json()
+            return {n["id"] for n in listed if n["status"] == "down"}
+
+        wait_for(lambda: down() == down_ids, timeout=60, what="dead nodes detected")
         wait_for(
             lambda: running_total(cluster) == total, timeout=180, interval=0.5, what="replacements running"
         )
         stats = pool.ask("stats")
-        assert stats["running"] == total
-        assert stats["started_twice"] == 0
+        # Each lost task was started once more, elsewhere; none twice.
+        assert stats == {
+            "running": total,
+            "started_twice": 0,
+            "starts": total + killed["lost"],
+            "nodes": NODES - KILLED,
+        }
+        assert_each_slot_runs_once(cluster, down_ids)
         for i in range(SERVICES):
-            pending = [t for t in cluster.tasks(f"s{i}") if t["current_state"] in ("pending", "new")]
-            assert pending == []
+            lost = [t for t in cluster.tasks(f"s{i}") if t["node_id"] in down_ids]
+            assert lost and all(t["desired_state"] == "shutdown" for t in lost)
     finally:
         pool.close()

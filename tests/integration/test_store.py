@@ -29,7 +29,7 @@ def run(etcd_server: EtcdServer, prefix: bytes, body: Callable[[Store], Awaitabl
         try:
             return await body(Store(etcd, prefix))
         finally:
-            etcd.close()
+            await etcd.aclose()
 
     return asyncio.run(main())
 
@@ -168,7 +168,7 @@ def test_view_follows_writes_from_another_client(etcd_server: EtcdServer, etcd_p
             await other.delete(await other.get(pb.Task, "task000002"))
             await wait_until(lambda: "task000002" not in view.tasks)
             assert "svc2" not in view.tasks_by_service
-            other_etcd.close()
+            await other_etcd.aclose()
         finally:
             await view.stop()
 
@@ -209,7 +209,7 @@ def test_view_relists_when_its_watch_falls_behind_a_compaction(
             # ...and the watch carries on after the relist.
             await other.create(make_task(100))
             await wait_until(lambda: "task000100" in view.tasks)
-            other_etcd.close()
+            await other_etcd.aclose()
         finally:
             await view.stop()
 

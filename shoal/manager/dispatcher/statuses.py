@@ -52,16 +52,24 @@ class StatusWriter:
             await asyncio.sleep(FLUSH_INTERVAL)
             pending, self._pending = self._pending, {}
             try:
-                await self._write(pending)
+                left = await self._write(pending)
             except StoreError as err:
                 log.warning("writing task statuses failed (%s); will retry", err)
                 for task_id, status in pending.items():
                     self._pending.setdefault(task_id, status)
                 self._wakeup.set()
                 await asyncio.sleep(RETRY_DELAY)
+                continue
+            if left:
+                # Still racing other writers: with the next flush. Agents
+                # are not told their statuses back, so none may be lost here.
+                for task_id, status in left.items():
+                    self._pending.setdefault(task_id, status)
+                self._wakeup.set()
 
-    async def _write(self, pending: dict[str, pb.TaskStatus]) -> None:
-        with contextlib.suppress(VersionConflict):  # the rest goes with the next flush
+    async def _write(self, pending: dict[str, pb.TaskStatus]) -> dict[str, pb.TaskStatus]:
+        """Write the statuses; those still in conflict after ATTEMPTS tries."""
+        with contextlib.suppress(VersionConflict):
             async for attempt in on_conflict(ATTEMPTS):
                 with attempt:
                     batch = self.store.batch()
@@ -73,10 +81,10 @@ class StatusWriter:
                         task.status.CopyFrom(status)
                         batch.update(task)
                     if not len(batch):
-                        return
+                        return {}
                     result = await batch.commit()
                     if not result.conflicts:
-                        return
+                        return {}
                     # Someone else wrote those tasks (desired state): apply
                     # the statuses to the versions now stored.
                     pending = {c.obj.meta.id: c.obj.status for c in result.conflicts if c.current is not None}
@@ -84,3 +92,4 @@ class StatusWriter:
                         if c.current is not None:
                             self.view.observe(c.current)
                     raise VersionConflict("task statuses raced other writers")
+        return pending

@@ -49,9 +49,11 @@ MASS_FAILURE_INTERVAL = 10.0
 
 def task_event_matters(ev: Event) -> bool:
     """Only some task changes can change what an orchestrator wants: a task
-    appearing or going, ending, or changing desired state. Progress
-    (assigned -> running) does not; skipping it keeps a busy cluster's passes
-    small."""
+    appearing or going, ending while it occupies its slot, or starting or
+    ceasing to occupy it (its desired state). Progress (assigned ->
+    running) does not, nor does the end of a task already replaced (desired
+    shutdown or remove: a rolling update's old tasks, a lost node's) unless
+    it completed; skipping them keeps a busy cluster's passes small."""
     old, new = ev.old, ev.new
     if new is None:
         return True
@@ -59,8 +61,15 @@ def task_event_matters(ev: Event) -> bool:
         # Tasks appear because an orchestrator or the updater made them: the
         # maker already accounted for them.
         return False
+    if new.desired_state != old.desired_state:
+        # Only when the task starts or stops occupying its slot: a
+        # replacement let go (READY -> RUNNING, the updater's and delayed
+        # restarts') or a replaced task marked for removal changes nothing.
+        return bool((old.desired_state <= RUNNING) != (new.desired_state <= RUNNING))
     ended_changed = (new.status.state > RUNNING) != (old.status.state > RUNNING)
-    return bool(ended_changed or new.desired_state != old.desired_state)
+    # A job's slot is done by any completed task in it, replaced or not.
+    counts = new.desired_state <= RUNNING or new.status.state == pb.TASK_STATE_COMPLETE
+    return bool(ended_changed and counts)
 
 
 def node_event_matters(ev: Event) -> bool:

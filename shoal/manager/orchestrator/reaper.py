@@ -65,10 +65,17 @@ class TaskReaper(Component):
         doomed: list[pb.Task] = []
         for service_id, keys in dirty.items():
             slots: dict[tuple[int, str], list[pb.Task]] = defaultdict(list)
+            # Cheap tests first: most of a large service's tasks are in
+            # slots nobody touched.
+            numbers = {slot for slot, _ in keys if slot}
+            nodes = {node for slot, node in keys if not slot}
             for t in self.view.tasks_by_service.get(service_id, {}).values():
-                key = slot_key(t)
-                if key in keys:
-                    slots[key].append(t)
+                slot = t.slot
+                if slot:
+                    if slot in numbers:
+                        slots[(slot, "")].append(t)
+                elif t.node_id in nodes:
+                    slots[(0, t.node_id)].append(t)
             for tasks in slots.values():
                 history = []
                 for t in tasks:

@@ -21,6 +21,23 @@ from shoal.protos import objects_pb2 as pb
 from shoal.rules.constraints import Constraint, parse_constraints
 
 
+@dataclass(frozen=True)
+class Claim:
+    """What one task holds on its node: a place among its service's tasks,
+    its reservations, its host ports. Tasks of one service version hold the
+    same, so the scheduler keeps one Claim per version, not a task each."""
+
+    service_id: str
+    nano_cpus: int = 0
+    memory_bytes: int = 0
+    ports: tuple[tuple[str, int], ...] = ()
+
+    @staticmethod
+    def of(task: pb.Task, ports: list[tuple[str, int]]) -> Claim:
+        res = task.spec.resources.reservations
+        return Claim(task.service_id, res.nano_cpus, res.memory_bytes, tuple(ports))
+
+
 @dataclass
 class NodeInfo:
     node: pb.Node
@@ -29,31 +46,46 @@ class NodeInfo:
     reserved_cpus: int = 0
     reserved_memory: int = 0
     host_ports: Counter[tuple[str, int]] = field(default_factory=Counter)
+    # takes_new_tasks(node), asked at every pick: kept with the node.
+    takes: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        self.set_node(self.node)
+
+    def set_node(self, node: pb.Node) -> None:
+        self.node = node
+        self.takes = takes_new_tasks(node)
 
     @property
     def id(self) -> str:
         return self.node.meta.id
 
     def add(self, task: pb.Task, ports: list[tuple[str, int]]) -> None:
-        self.tasks_by_service[task.service_id] += 1
-        self.total_tasks += 1
-        res = task.spec.resources.reservations
-        self.reserved_cpus += res.nano_cpus
-        self.reserved_memory += res.memory_bytes
-        self.host_ports.update(ports)
+        self.claim(Claim.of(task, ports))
 
     def remove(self, task: pb.Task, ports: list[tuple[str, int]]) -> None:
-        self.tasks_by_service[task.service_id] -= 1
-        if self.tasks_by_service[task.service_id] <= 0:
-            del self.tasks_by_service[task.service_id]
+        self.release(Claim.of(task, ports))
+
+    def claim(self, claim: Claim) -> None:
+        self.tasks_by_service[claim.service_id] += 1
+        self.total_tasks += 1
+        self.reserved_cpus += claim.nano_cpus
+        self.reserved_memory += claim.memory_bytes
+        if claim.ports:
+            self.host_ports.update(claim.ports)
+
+    def release(self, claim: Claim) -> None:
+        self.tasks_by_service[claim.service_id] -= 1
+        if self.tasks_by_service[claim.service_id] <= 0:
+            del self.tasks_by_service[claim.service_id]
         self.total_tasks -= 1
-        res = task.spec.resources.reservations
-        self.reserved_cpus -= res.nano_cpus
-        self.reserved_memory -= res.memory_bytes
-        self.host_ports.subtract(ports)
-        for port in ports:
-            if self.host_ports[port] <= 0:
-                del self.host_ports[port]
+        self.reserved_cpus -= claim.nano_cpus
+        self.reserved_memory -= claim.memory_bytes
+        if claim.ports:
+            self.host_ports.subtract(claim.ports)
+            for port in claim.ports:
+                if self.host_ports[port] <= 0:
+                    del self.host_ports[port]
 
 
 def published_host_ports(ports: list[pb.PortConfig]) -> list[tuple[str, int]]:
@@ -88,7 +120,7 @@ class ReadyFilter(Filter):
     name = "ready"
 
     def check(self, info: NodeInfo) -> bool:
-        return takes_new_tasks(info.node)
+        return info.takes
 
     def explain(self, count: int) -> str:
         return f"{plural(count)} not available for new tasks"

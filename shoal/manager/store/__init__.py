@@ -10,9 +10,10 @@ from shoal.manager.store.errors import (
     VersionConflict,
 )
 from shoal.manager.store.etcd import Etcd, EtcdTLS
+from shoal.manager.store.events import Event, Subscription
 from shoal.manager.store.retry import on_conflict, until_available, update_with_retry
 from shoal.manager.store.store import Batch, BatchResult, Store, clone, kind_of, now_ns
-from shoal.manager.store.view import Event, Subscription, View
+from shoal.manager.store.view import View
 
 __all__ = [
     "AlreadyExists",

@@ -26,13 +26,13 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import tenacity
 
 from shoal.manager.store import etcd as e
 from shoal.manager.store.errors import Compacted
+from shoal.manager.store.events import Event, Subscription
 from shoal.manager.store.retry import failure_backoff, until_done
 from shoal.manager.store.store import (
     KINDS,
@@ -46,46 +46,6 @@ from shoal.manager.store.store import (
 from shoal.protos import objects_pb2 as pb
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Event:
-    """One change seen by the view: old is None for a create, new for a delete."""
-
-    kind: str
-    id: str
-    old: Any | None
-    new: Any | None
-
-
-class Subscription:
-    """A queue of events for one component; drain it with ``get_batch``."""
-
-    def __init__(self, view: View, kinds: set[str] | None) -> None:
-        self._view = view
-        self.kinds = kinds
-        self._queue: asyncio.Queue[Event] = asyncio.Queue()
-
-    def put(self, event: Event) -> None:
-        if self.kinds is None or event.kind in self.kinds:
-            self._queue.put_nowait(event)
-
-    async def get_batch(self, timeout: float | None = None) -> list[Event]:
-        """Wait for at least one event (or the timeout), then take all queued."""
-        out: list[Event] = []
-        try:
-            if timeout is None:
-                out.append(await self._queue.get())
-            else:
-                out.append(await asyncio.wait_for(self._queue.get(), timeout))
-        except TimeoutError:
-            return out
-        while not self._queue.empty():
-            out.append(self._queue.get_nowait())
-        return out
-
-    def close(self) -> None:
-        self._view._subscribers.discard(self)
 
 
 class View:
@@ -158,7 +118,7 @@ class View:
         self._apply([(kind_of(obj), obj.meta.id, obj, obj.meta.version)])
 
     def subscribe(self, kinds: Iterable[str] | None = None) -> Subscription:
-        sub = Subscription(self, set(kinds) if kinds is not None else None)
+        sub = Subscription(set(kinds) if kinds is not None else None, self._subscribers.discard)
         self._subscribers.add(sub)
         return sub
 
@@ -350,8 +310,7 @@ class View:
             events.append(Event(kind, obj_id, old, obj))
         if events:
             for sub in list(self._subscribers):
-                for ev in events:
-                    sub.put(ev)
+                sub.put_many(events)
 
     def _index(self, kind: str, obj: Stored) -> None:
         if isinstance(obj, pb.Task):

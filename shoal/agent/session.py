@@ -3,12 +3,11 @@
 Dial a manager (mutual TLS), send Register, receive SessionStarted (node ID,
 heartbeat period, the managers to fail over to), the roots to trust and the
 full set of assignments (in several messages when it is large), then at
-once: heartbeat every period, send task statuses in batches (everything
-reported within ``STATUS_BATCH_DELAY`` goes in one message, and under
-load one message follows another no sooner than ``STATUS_MIN_INTERVAL``), and hand
-assignment changes to the worker. When the stream breaks, try the next
-manager with capped exponential backoff; tasks keep running meanwhile and
-statuses wait in the outbox (the newest per task wins).
+once: heartbeat every period, send task statuses in batches
+(``statuses.StatusOutbox``), and hand assignment changes to the worker. When
+the stream breaks, try the next manager with capped exponential backoff;
+tasks keep running meanwhile and statuses wait in the outbox (the newest per
+task wins).
 
 Log requests, execs and commits arrive on the same session (``logs``,
 ``taskio``); what they send back is bulk, which heartbeats and statuses
@@ -44,6 +43,7 @@ from shoal.agent.identity import NodeIdentity, renewal_request, renewed, with_ro
 from shoal.agent.logs import LogStreamer
 from shoal.agent.mesh import Mesh
 from shoal.agent.mesh.reports import report_mesh
+from shoal.agent.statuses import StatusOutbox
 from shoal.agent.taskio import Link, TaskIO
 from shoal.agent.worker import Worker
 from shoal.fsutil import write_atomically
@@ -54,12 +54,6 @@ from shoal.protos import objects_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-# Statuses reported within this long go in one message; and one message
-# follows another no sooner than STATUS_MIN_INTERVAL: a node starting a
-# hundred tasks sends a few large messages, not a hundred small ones (each
-# costs both ends more than the statuses in it).
-STATUS_BATCH_DELAY = 0.05
-STATUS_MIN_INTERVAL = 0.2
 BACKOFF_START = 0.2
 BACKOFF_MAX = 5.0
 # A manager silent for this many heartbeat periods (at least MIN_SILENCE
@@ -124,8 +118,7 @@ class Session:
         self.worker: Worker | None = None
         self.taskio: TaskIO | None = None
         self.heartbeat_period = defaults.CLUSTER.heartbeat_period / defaults.SECOND
-        self._outbox: dict[str, pb.TaskStatus] = {}
-        self._outbox_ready = asyncio.Event()
+        self.statuses = StatusOutbox()
         self.connected = asyncio.Event()
         # Renewal: when to ask next (monotonic), and the key of a request in flight.
         self._renew_at = time.monotonic() + pki.renewal_delay(identity.cert_pem)
@@ -137,8 +130,7 @@ class Session:
 
     def report(self, task_id: str, status: pb.TaskStatus) -> None:
         """Queue a task status for the manager (called by the worker)."""
-        self._outbox[task_id] = status
-        self._outbox_ready.set()
+        self.statuses.report(task_id, status)
 
     async def run(self, worker: Worker) -> None:
         """Keep a session, moving from manager to manager: after one that
@@ -237,19 +229,14 @@ class Session:
                         helpers.extend(
                             [
                                 asyncio.create_task(self._heartbeats(send_queue)),
-                                asyncio.create_task(self._send_statuses(send_queue)),
+                                asyncio.create_task(self.statuses.send(send_queue)),
                                 asyncio.create_task(self._renewals(send_queue)),
-                                *(
-                                    [
-                                        asyncio.create_task(
-                                            report_mesh(self.mesh, send_queue.put, self._period)
-                                        )
-                                    ]
-                                    if self.mesh is not None
-                                    else []
-                                ),
                             ]
                         )
+                        if self.mesh is not None:
+                            helpers.append(
+                                asyncio.create_task(report_mesh(self.mesh, send_queue.put, self._period))
+                            )
                         established[0] = True
                         self.connected.set()
                     elif kind == "assignments":
@@ -344,9 +331,7 @@ class Session:
         if started.managers:
             self._on_managers(list(started.managers), addr)
         log.info("session with manager %s (heartbeat %.3gs)", addr, self.heartbeat_period)
-        # Statuses queued while disconnected go out now.
-        if self._outbox:
-            self._outbox_ready.set()
+        self.statuses.wake()  # statuses queued while disconnected go out now
 
     # -------------------------------------------------------------- certificate
 
@@ -397,21 +382,3 @@ class Session:
         while True:
             await queue.put(beat)
             await asyncio.sleep(self.heartbeat_period)
-
-    async def _send_statuses(self, queue: Outbox[dpb.AgentMessage]) -> None:
-        sent = 0.0
-        while True:
-            await self._outbox_ready.wait()
-            # A status alone goes after STATUS_BATCH_DELAY; under load, at
-            # most one message per STATUS_MIN_INTERVAL, each with more in it.
-            wait = max(STATUS_BATCH_DELAY, sent + STATUS_MIN_INTERVAL - time.monotonic())
-            await asyncio.sleep(wait)
-            sent = time.monotonic()
-            self._outbox_ready.clear()
-            batch, self._outbox = self._outbox, {}
-            if not batch:
-                continue
-            msg = dpb.AgentMessage()
-            for task_id, status in batch.items():
-                msg.statuses.updates.add(task_id=task_id, status=status)
-            await queue.put(msg)

@@ -7,6 +7,8 @@ import socket
 from collections import Counter
 from typing import Any
 
+import pytest
+
 from shoal.agent.mesh.nft import table_name, tables
 from shoal.defaults import MESH
 from tests.support.cluster import Cluster, assert_refused, wait_for
@@ -204,6 +206,12 @@ def _bindable(addr: str, port: int) -> bool:
 
 def test_a_process_task_reaches_another_service_by_name_through_shoal_dns(make_cluster: Any) -> None:
     cluster = mesh_cluster(make_cluster)
+    # A service with no task has an address but no route yet: connecting is
+    # refused on the spot, and nothing leaves the host for that address.
+    cluster.create_service("idle", 0, "--expose", "80", "app:1", *SERVER_COMMAND)
+    idle_vip = cluster.cli("service", "inspect", "idle").json()[0]["endpoint"]["virtual_ip"]
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((idle_vip, 80), timeout=5).close()
     cluster.create_service("api", 2, "--expose", "80", "app:1", *SERVER_COMMAND)
     cluster.create_service("client", 1, "app:1", *SERVER_COMMAND, "ask", "api", "80")
     (task,) = wait_for(lambda: cluster.running("client"), what="the client to run")

@@ -10,6 +10,7 @@ import socket
 from shoal.agent.mesh import nft
 from shoal.agent.mesh.proxyproto import V2_SIGNATURE, header
 from shoal.agent.mesh.relay import TcpRelay, UdpRelay
+from shoal.defaults import MESH
 from tests.support.fake_tasks import run
 
 
@@ -146,3 +147,5 @@ def test_nft_rules_for_a_port() -> None:
     create = nft.create_table(table, "10.0.0.1")
     assert create.startswith("table ip shoal-abc123\ndelete table ip shoal-abc123\n"), "a leftover goes first"
     assert create.count("ip daddr 10.0.0.1 meta l4proto . th dport vmap @ports") == 2
+    unrouted = f"ip daddr {{ {MESH.vip_net}, {MESH.task_addr_net} }} meta l4proto tcp reject with tcp reset"
+    assert unrouted in create, "an address with no route yet is refused, not sent out"

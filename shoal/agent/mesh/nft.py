@@ -34,6 +34,7 @@ import subprocess
 from collections.abc import Sequence
 
 from shoal.agent.mesh.table import PortKey
+from shoal.defaults import MESH
 
 _NAME = re.compile(r"[a-zA-Z][a-zA-Z0-9_-]{0,60}")
 
@@ -66,6 +67,21 @@ def create_table(table: str, addr: str, bridge: str = "") -> str:
     tasks = "meta l4proto { tcp, udp } dnat ip to ip daddr . meta l4proto . th dport map @taskaddrs"
     from_bridge = f'iifname "{bridge}" ' if bridge else ""
     containers = f"    {from_bridge}{vips}\n    {from_bridge}{tasks}\n" if bridge else ""
+    # What is still addressed to a service or task address after the nat
+    # chains ran had no route (a service with no task running yet): refuse
+    # it here rather than let it leave the host for whatever answers to
+    # that address on the real network.
+    unrouted = f"ip daddr {{ {MESH.vip_net}, {MESH.task_addr_net} }}"
+    refuse = f"    {unrouted} meta l4proto tcp reject with tcp reset\n    {unrouted} reject\n"
+    forward = (
+        "  chain unrouted_forward {\n"
+        "    type filter hook forward priority filter; policy accept;\n"
+        f'    iifname "{bridge}" {unrouted} meta l4proto tcp reject with tcp reset\n'
+        f'    iifname "{bridge}" {unrouted} reject\n'
+        "  }\n"
+        if bridge
+        else ""
+    )
     return (
         f"table ip {table}\n"
         f"delete table ip {table}\n"
@@ -84,6 +100,11 @@ def create_table(table: str, addr: str, bridge: str = "") -> str:
         f"    {vips}\n"
         f"    {tasks}\n"
         "  }\n"
+        "  chain unrouted_output {\n"
+        "    type filter hook output priority filter; policy accept;\n"
+        f"{refuse}"
+        "  }\n"
+        f"{forward}"
         "}\n"
     )
 

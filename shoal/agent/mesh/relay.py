@@ -23,6 +23,7 @@ import contextlib
 import itertools
 import logging
 import socket
+import struct
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -104,17 +105,38 @@ class _Pipe(asyncio.Protocol):
 
 
 class _Client(_Pipe):
-    """A client's connection: joined to a backend once one answers."""
+    """A client's connection: joined to a backend once one answers.
+
+    What the client sends before then is held (and reading paused) rather
+    than dropped: a pause asked for in ``connection_made`` does not hold on
+    every Python (3.11.2's selector transport starts reading after it), so
+    the first bytes and even the client's EOF may arrive before the join.
+    """
 
     def __init__(self, relay: TcpRelay) -> None:
         super().__init__()
         self.relay = relay
+        self.early: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         assert self.transport is not None
         self.transport.pause_reading()
         self.relay.spawn(self._join())
+
+    def data_received(self, data: bytes) -> None:
+        if self.peer is None:
+            self.early.append(data)
+            if self.transport is not None and self.transport.is_reading():
+                self.transport.pause_reading()
+            return
+        super().data_received(data)
+
+    def eof_received(self) -> bool:
+        if self.peer is None:
+            self.eof = True
+            return True  # passed on at the join; the answer still comes back
+        return super().eof_received()
 
     async def _join(self) -> None:
         assert self.transport is not None
@@ -142,9 +164,22 @@ class _Client(_Pipe):
             backend.peer, self.peer = self, backend
             if self.relay.proxy_protocol:
                 backend.transport.write(header(self.relay.proxy_protocol, client, dest))
-            self.transport.resume_reading()
+            for data in self.early:
+                backend.transport.write(data)
+            self.early = []
+            if self.eof:
+                if backend.transport.can_write_eof():
+                    backend.transport.write_eof()
+            else:
+                self.transport.resume_reading()
             return
         self.relay.refused += 1
+        # No backend answered: reset the connection (linger 0), so the
+        # client sees a refusal, not an empty answer, even when what it sent
+        # was read already.
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.transport.abort()
 
 

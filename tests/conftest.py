@@ -85,6 +85,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     setattr(item, "rep_" + rep.when, rep)
 
 
+# The report section that holds a shared cluster's state after a failure.
+SHARED_STATE = "shared cluster state"
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """CI runs a failed test once more (scripts/test, pytest-rerunfailures):
     show how each first attempt failed, so an intermittent failure is read
@@ -95,6 +99,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         for rep in reruns:
             terminalreporter.line(f"--- {rep.nodeid}")
             terminalreporter.line(rep.longreprtext)
+            for title, text in rep.sections:
+                if SHARED_STATE in title:
+                    terminalreporter.line(f"--- {title}\n{text}")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -114,6 +121,13 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     for name, value in funcargs.items():
         defs = fixtures.name2fixturedefs.get(name) if fixtures is not None else None
         if isinstance(value, Cluster) and defs and defs[-1].scope != "function":
+            # The shared cluster's state as the attempt left it: its logs are
+            # shown nowhere else (the fixture outlives the test).
+            try:
+                state = value.describe_state()
+            except Exception as err:  # must not hide the failure
+                state = f"(could not describe the cluster: {err})"
+            item.add_report_section("call", SHARED_STATE, state)
             try:
                 removed = value.remove_made_since(started)
             except Exception as err:  # clean-up must not hide the failure

@@ -335,6 +335,20 @@ class Cluster:
         services: list[dict[str, Any]] = res.json()
         return services
 
+    def describe_state(self) -> str:
+        """What a failed test on this cluster should show: nodes, every
+        task with its error, and the tail of every log."""
+        parts = []
+        for args in (("node", "ls"), ("service", "ls")):
+            res = self.cli(*args, timeout=60)
+            parts.append(f"$ shoal {' '.join(args)}\n{res.out}{res.err}")
+        names = self.cli("service", "ls", "-q", timeout=60).out.split()
+        if names:
+            res = self.cli("service", "ps", "--no-trunc", *names, timeout=60)
+            parts.append(f"$ shoal service ps --no-trunc ...\n{res.out}{res.err}")
+        parts.append(self.dump_logs())
+        return "\n".join(parts)
+
     def remove_made_since(self, started: float) -> list[str]:
         """Remove the services, secrets, configs and networks made at or
         after `started` (a time.time()), so that a test on a shared cluster

@@ -103,7 +103,8 @@ def test_a_stack_converges_updates_only_what_changed_prunes_and_leaves_nothing_w
               replicas: 3
           worker:
             image: app:1
-            command: [sleep, MARKER]
+            # Quoted: bare, YAML reads 3901.282670 as a float (3901.28267).
+            command: [sleep, "MARKER"]
             deploy:
               <<: *fast
               replicas: 2

@@ -215,4 +215,4 @@ def main(settings: AgentSettings) -> None:
         await run_agent(settings, stop)
 
     with contextlib.suppress(KeyboardInterrupt):
-        eventloop.run(runner())
+        eventloop.run(runner(), starts_children=True)

@@ -497,4 +497,4 @@ def run_manager(settings: ManagerSettings) -> None:
         await manager.run(stop)
 
     with contextlib.suppress(KeyboardInterrupt):
-        eventloop.run(main())
+        eventloop.run(main(), starts_children=False)

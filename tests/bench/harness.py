@@ -149,7 +149,9 @@ def main() -> None:
     parser.add_argument("--state-dir", required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    eventloop.run(main_async(args))
+    # The loop a real agent runs on (asyncio's own: see shoal.eventloop), so
+    # the CPU this process spends is what the agents' code costs.
+    eventloop.run(main_async(args), starts_children=True)
 
 
 if __name__ == "__main__":

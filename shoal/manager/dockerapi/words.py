@@ -6,6 +6,7 @@ that the translation in both directions reads one table.
 
 from __future__ import annotations
 
+from shoal import specs
 from shoal.protos import objects_pb2 as pb
 
 # ServiceSpec.Mode has one key per mode.
@@ -16,31 +17,19 @@ MODE_KEYS = {
     pb.SERVICE_MODE_GLOBAL_JOB: "GlobalJob",
 }
 MODES_BY_KEY = {word: mode for mode, word in MODE_KEYS.items()}
-# The `mode` filter of GET /services.
-MODE_FILTER_WORDS = {
-    pb.SERVICE_MODE_REPLICATED: "replicated",
-    pb.SERVICE_MODE_GLOBAL: "global",
-    pb.SERVICE_MODE_REPLICATED_JOB: "replicated-job",
-    pb.SERVICE_MODE_GLOBAL_JOB: "global-job",
-}
-JOB_MODES = (pb.SERVICE_MODE_REPLICATED_JOB, pb.SERVICE_MODE_GLOBAL_JOB)
+# The `mode` filter of GET /services, and the policies' words: the words
+# shoal's CLI and Compose files use (shoal.specs), read the other way too.
+MODE_FILTER_WORDS = {mode: word for word, mode in specs.MODES.items()}
+JOB_MODES = specs.JOB_MODES
 
-CONDITIONS = {
-    pb.RESTART_CONDITION_ANY: "any",
-    pb.RESTART_CONDITION_ON_FAILURE: "on-failure",
-    pb.RESTART_CONDITION_NONE: "none",
-}
-CONDITIONS_BY_WORD = {word: value for value, word in CONDITIONS.items()}
+CONDITIONS_BY_WORD = specs.CONDITIONS
+CONDITIONS = {value: word for word, value in CONDITIONS_BY_WORD.items()}
 
-FAILURE_ACTIONS = {
-    pb.FAILURE_ACTION_PAUSE: "pause",
-    pb.FAILURE_ACTION_CONTINUE: "continue",
-    pb.FAILURE_ACTION_ROLLBACK: "rollback",
-}
-FAILURE_ACTIONS_BY_WORD = {word: value for value, word in FAILURE_ACTIONS.items()}
+FAILURE_ACTIONS_BY_WORD = specs.FAILURE_ACTIONS
+FAILURE_ACTIONS = {value: word for word, value in FAILURE_ACTIONS_BY_WORD.items()}
 
-ORDERS = {pb.UPDATE_ORDER_STOP_FIRST: "stop-first", pb.UPDATE_ORDER_START_FIRST: "start-first"}
-ORDERS_BY_WORD = {word: value for value, word in ORDERS.items()}
+ORDERS_BY_WORD = specs.ORDERS
+ORDERS = {value: word for word, value in ORDERS_BY_WORD.items()}
 
 UPDATE_STATES = {
     pb.UPDATE_STATE_UPDATING: "updating",

@@ -23,6 +23,8 @@ import os
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from shoal import gcpolicy
+
 T = TypeVar("T")
 
 
@@ -39,6 +41,8 @@ def loop_factory(*, starts_children: bool) -> Callable[[], asyncio.AbstractEvent
 
 
 def run(main: Coroutine[Any, Any, T], *, starts_children: bool) -> T:
-    """asyncio.run(main) on the loop chosen above."""
+    """asyncio.run(main) on the loop chosen above, with the collector tuned
+    for a long-lived process (shoal.gcpolicy)."""
+    gcpolicy.tune_for_daemon()
     with asyncio.Runner(loop_factory=loop_factory(starts_children=starts_children)) as runner:
         return runner.run(main)

@@ -333,7 +333,11 @@ class PointRun:
                 lambda: nodes_down(self.client) >= kill, timeout=600, interval=0.2, what="dead nodes detected"
             )
         detected_at = time.perf_counter()
-        with self._profile("replace"), self._phase("node loss: replace") as ph:
+        with (
+            self._profile("replace"),
+            self._profile("replace", "harness"),
+            self._phase("node loss: replace") as ph,
+        ):
             wait_for(
                 lambda: running_total(self.client) == p.tasks,
                 timeout=1800,
@@ -352,7 +356,7 @@ class PointRun:
             svc = self.client.call("GetService", cpb.ObjectRef(ref="s3"))
             return bool(svc.update_status.state == 3)
 
-        with self._profile("update"), self._phase("rolling update") as ph:
+        with self._profile("update"), self._profile("update", "harness"), self._phase("rolling update") as ph:
             res = cluster.cli("service", "update", "-d", "--image", "sim:2", "s3")
             if res.code != 0:
                 raise RuntimeError(res.err)

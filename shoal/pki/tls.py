@@ -32,12 +32,19 @@ MIB = 1024 * 1024
 
 CHANNEL_OPTIONS: list[tuple[str, str | int]] = [
     ("grpc.ssl_target_name_override", SERVER_NAME),
-    # The agent's session stream can sit idle between heartbeats; pinging every
-    # 10 s finds a dead manager (or a NAT that forgot us) within 15 s.
-    ("grpc.keepalive_time_ms", 10_000),
-    ("grpc.keepalive_timeout_ms", 5_000),
+    # The agent's session carries a heartbeat and its answer every period
+    # (5 s), and the agent leaves a manager silent for three (session.py):
+    # that finds a dead or hung manager. Transport pings are only for what
+    # does not (a NAT that forgot the connection): every 30 s is enough,
+    # and at 5,000 nodes a ping every 10 s from each was 500 a second.
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
+    # No bandwidth-delay probes: they add a ping to streams that carry data,
+    # and the session's messages are small (a manager at 5,000 nodes
+    # answered hundreds of them a second for nothing).
+    ("grpc.http2.bdp_probe", 0),
     # Listings of large services are big; the server caps what it sends.
     ("grpc.max_receive_message_length", 64 * MIB),
 ]
@@ -67,12 +74,13 @@ class ServerLimits:
 
 def server_options(limits: ServerLimits) -> list[tuple[str, str | int]]:
     return [
-        # Agents ping every 10 s (CHANNEL_OPTIONS): by default gRPC treats a
+        # Agents ping every 30 s (CHANNEL_OPTIONS): by default gRPC treats a
         # ping without data more often than every 5 minutes as abuse and
         # closes the connection ("too_many_pings"), cutting idle sessions.
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.http2.bdp_probe", 0),
         ("grpc.server_handshake_timeout_ms", int(limits.handshake_timeout * 1000)),
         ("grpc.max_connection_idle_ms", int(limits.idle_timeout * 1000)),
         ("grpc.max_concurrent_streams", limits.max_streams),

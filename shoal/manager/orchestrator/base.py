@@ -98,6 +98,12 @@ class Orchestrator(Component):
         # is still to come. A creation it did not make (the updater's, or one
         # of its own that it thought had failed) gets the service looked at.
         self._made: set[str] = set()
+        # Tasks whose desired state this orchestrator changed (replaced or
+        # removed them), whose change event is still to come: it accounted
+        # for them when it made the change, so that event asks for no pass
+        # over the service (a lost node's 10,000 tasks would ask for one
+        # pass per burst over every task of their services).
+        self._changed: set[str] = set()
         # Down nodes whose tasks wait to be moved during a mass failure, in
         # the order they went down; when a down node's tasks last moved.
         self.held_nodes: list[str] = []
@@ -129,6 +135,7 @@ class Orchestrator(Component):
 
     async def reconcile_all(self) -> None:
         self._made.clear()
+        self._changed.clear()
         for task in self.view.tasks.values():
             if task.desired_state == pb.TASK_STATE_READY and task.restart_at:
                 service = self.view.services.get(task.service_id)
@@ -152,6 +159,8 @@ class Orchestrator(Component):
                         self._made.discard(ev.id)
                     else:
                         dirty.add(ev.new.service_id)  # not ours: a twin in some slot?
+                elif self._own_change(ev):
+                    continue
                 elif task_event_matters(ev):
                     task = ev.new or ev.old
                     assert task is not None
@@ -166,6 +175,17 @@ class Orchestrator(Component):
         if len(batch):
             await self.commit(batch)
         await self._reconcile(dirty)
+
+    def _own_change(self, ev: Event) -> bool:
+        """Whether this is the event of a desired-state change this
+        orchestrator made (the first such event of the task after its commit:
+        a later writer's change comes after it)."""
+        if ev.id not in self._changed or ev.old is None or ev.new is None:
+            return False
+        if ev.old.desired_state == ev.new.desired_state:
+            return False
+        self._changed.discard(ev.id)
+        return True
 
     def mass_failure(self) -> bool:
         nodes = self.view.nodes
@@ -217,9 +237,11 @@ class Orchestrator(Component):
 
     async def commit(self, batch: Batch) -> BatchResult:
         self._made.update(batch.created_ids())
+        self._changed.update(batch.updated_ids())
         result = await commit_desired(self.view, self.store, batch)
         for conflict in result.conflicts:
             self._made.discard(conflict.obj.meta.id)
+            self._changed.discard(conflict.obj.meta.id)
         return result
 
     async def tick(self) -> None:

@@ -6,49 +6,73 @@
 - History: per slot, ended tasks beyond the cluster's task history limit
   (default 5, as Swarm) are deleted, oldest first.
 
-It looks only at the slots touched by each burst of events, never at every
-task.
+A task marked for removal is judged from its own event (or its node's). The
+history of the slots touched is trimmed at most once per HISTORY_INTERVAL
+(Swarm's reaper batches the same way): finding a slot's tasks means a look
+over its service's tasks, and a node loss or a rolling update touches slots
+in a burst every few milliseconds. It never looks at every task.
 """
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 
 from shoal.manager.component import Component
 from shoal.manager.orchestrator.tasks import has_ended, occupies_slot
-from shoal.manager.store import Event
+from shoal.manager.store import Event, Store, View
 from shoal.protos import objects_pb2 as pb
 
 DEFAULT_HISTORY = 5
+# Seconds between trims of the touched slots' history (Swarm: 250 ms).
+HISTORY_INTERVAL = 0.5
 
 
 class TaskReaper(Component):
     name = "task-reaper"
     kinds = ("tasks", "nodes")
 
+    def __init__(self, view: View, store: Store) -> None:
+        super().__init__(view, store)
+        # Slots whose history is to be trimmed at the next tick, per service.
+        self._dirty: dict[str, set[tuple[int, str]]] = defaultdict(set)
+
     async def reconcile_all(self) -> None:
-        await self._reap(
-            {sid: {slot_key(t) for t in tasks.values()} for sid, tasks in self.view.tasks_by_service.items()}
-        )
+        self._dirty.clear()
+        for sid, tasks in self.view.tasks_by_service.items():
+            self._dirty[sid].update(slot_key(t) for t in tasks.values())
+        await self.tick()
 
     async def handle(self, events: list[Event]) -> None:
-        dirty: dict[str, set[tuple[int, str]]] = defaultdict(set)
+        doomed: dict[str, pb.Task] = {}
         for ev in events:
             if ev.kind == "tasks":
-                task = ev.new or ev.old
-                assert task is not None
-                # Only tasks that stop occupying their slot or end can be reaped.
-                if (
-                    ev.new is None
-                    or ev.new.desired_state > pb.TASK_STATE_RUNNING
-                    or ev.new.status.state > pb.TASK_STATE_RUNNING
-                ):
-                    dirty[task.service_id].add(slot_key(task))
+                task = self.view.tasks.get(ev.id)  # the newest, if the burst holds several
+                if task is None:
+                    continue
+                if task.desired_state == pb.TASK_STATE_REMOVE:
+                    if self._removable(task):
+                        doomed[task.meta.id] = task
+                # Only tasks that stop occupying their slot or end add history.
+                elif task.desired_state > pb.TASK_STATE_RUNNING or task.status.state > pb.TASK_STATE_RUNNING:
+                    self._dirty[task.service_id].add(slot_key(task))
             elif ev.kind == "nodes":
                 for task in self.view.tasks_by_node.get(ev.id, {}).values():
-                    if task.desired_state == pb.TASK_STATE_REMOVE:
-                        dirty[task.service_id].add(slot_key(task))
+                    if task.desired_state == pb.TASK_STATE_REMOVE and self._removable(task):
+                        doomed[task.meta.id] = task
+        if doomed:
+            await self.store.batch().extend("delete", doomed.values()).commit()
+        if self._dirty and self.wake_at is None:
+            self.wake_at = time.monotonic() + HISTORY_INTERVAL
+
+    async def tick(self) -> None:
+        dirty, self._dirty = self._dirty, defaultdict(set)
         await self._reap(dirty)
+
+    def _removable(self, task: pb.Task) -> bool:
+        """A task marked for removal goes once it stopped, or at once when it
+        never reached a node or its node is gone or down."""
+        return has_ended(task) or not task.node_id or self._node_gone(task)
 
     def _history_limit(self) -> int:
         cluster = self.view.cluster()
@@ -80,7 +104,7 @@ class TaskReaper(Component):
                 history = []
                 for t in tasks:
                     if t.desired_state == pb.TASK_STATE_REMOVE:
-                        if has_ended(t) or not t.node_id or self._node_gone(t):
+                        if self._removable(t):
                             doomed.append(t)
                     elif not occupies_slot(t) and (has_ended(t) or self._node_gone(t)):
                         history.append(t)

@@ -312,6 +312,10 @@ class Batch:
         """The IDs of the objects this batch creates."""
         return [op.obj.meta.id for op in self._ops if op.action == "create" and op.kind]
 
+    def updated_ids(self) -> list[str]:
+        """The IDs of the objects this batch updates."""
+        return [op.obj.meta.id for op in self._ops if op.action == "update" and op.kind]
+
     def _add(self, action: Literal["create", "update", "delete"], obj: Stored) -> Batch:
         kind = kind_of(obj)
         key = object_key(self._store.prefix, kind, obj.meta.id)

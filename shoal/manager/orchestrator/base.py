@@ -236,8 +236,8 @@ class Orchestrator(Component):
         await self._reconcile(dirty)
 
     async def commit(self, batch: Batch) -> BatchResult:
-        self._made.update(batch.created_ids())
-        self._changed.update(batch.updated_ids())
+        self._made.update(batch.ids("create"))
+        self._changed.update(batch.ids("update"))
         result = await commit_desired(self.view, self.store, batch)
         for conflict in result.conflicts:
             self._made.discard(conflict.obj.meta.id)

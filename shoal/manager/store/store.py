@@ -308,13 +308,9 @@ class Batch:
         self._ops.append(_Op(action, "", None, key, value, version))
         return self
 
-    def created_ids(self) -> list[str]:
-        """The IDs of the objects this batch creates."""
-        return [op.obj.meta.id for op in self._ops if op.action == "create" and op.kind]
-
-    def updated_ids(self) -> list[str]:
-        """The IDs of the objects this batch updates."""
-        return [op.obj.meta.id for op in self._ops if op.action == "update" and op.kind]
+    def ids(self, action: Literal["create", "update", "delete"]) -> list[str]:
+        """The IDs of the objects this batch creates (updates, deletes)."""
+        return [op.obj.meta.id for op in self._ops if op.action == action and op.kind]
 
     def _add(self, action: Literal["create", "update", "delete"], obj: Stored) -> Batch:
         kind = kind_of(obj)
